@@ -1,0 +1,69 @@
+"""Atomic writes (temporary file in the same folder + fsync + rename): a reader never sees half a file."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ThresherError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on failure it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise ThresherError(f"disk full while writing {path}; earlier results are intact, free space and "
+                                "re-run the same command to resume") from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_with(path: str | Path, writer: Callable[[Path], Any]) -> None:
+    """Atomically write ``path`` with ``writer(tmp_path)``."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    write_with(path, lambda t: t.write_bytes(data))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> None:
+    def w(t: Path) -> None:
+        with open(t, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+
+    write_with(path, w)
+
+
+def torch_save(path: str | Path, obj: Any) -> None:
+    import torch
+
+    write_with(path, lambda t: torch.save(obj, t))

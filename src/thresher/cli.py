@@ -1,0 +1,212 @@
+"""Command-line interface (thin: parse, build a config, call the library). Errors are one line, exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import ThresherError, one_line
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="thresher: score a source pool against your target, select, pre-train, evaluate.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets named by spec strings.")
+app.add_typer(data_app, name="data")
+
+_STATE = {"debug": False}
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file (CLI flags override it).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Dotted override, e.g. --set optim.lr=0.05 (repeatable).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace results of a different config in --out.")]
+DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", help="Folder searched first for built-in datasets.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image instead of skipping it.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (default), cpu, cuda or cuda:N.")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Data-loading worker processes (default 0).")]
+SubsetOpt = Annotated[Optional[int], typer.Option("--subset", help="Use a random subset of this many examples.")]
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
+    _STATE["debug"] = debug
+
+
+def _values(**kw) -> dict:
+    """Nested config values from CLI flags, dropping those not given (so the YAML file or defaults stand)."""
+    out: dict = {}
+    for key, value in kw.items():
+        if value is None:
+            continue
+        node = out
+        parts = key.split("__")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+@data_app.command("list")
+def data_list(data_root: DataRootOpt = None) -> None:
+    """List the built-in datasets, where each was found, and the spec kinds thresher reads."""
+    from .data import DATASETS
+    from .data.builtin import BUILTINS, locate
+
+    for b in BUILTINS.values():
+        found = {s: locate(b, s, data_root) for s in b.splits}
+        where = ", ".join(f"{s}: {p}" if p else f"{s}: not found" for s, p in found.items())
+        typer.echo(f"builtin:{b.name:<17} {b.description}\n    {where}")
+    typer.echo("spec kinds: " + ", ".join(f"{k}:" for k in DATASETS))
+
+
+@data_app.command("info")
+def data_info(
+    spec: Annotated[str, typer.Argument(help="Dataset spec, e.g. builtin:tiny-imagenet-32:train or folder:PATH.")],
+    sheet: Annotated[Optional[Path], typer.Option("--sheet", help="Write a PNG contact sheet of samples here.")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Decode every image and report unreadable ones.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    data_root: DataRootOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Count, classes, image shapes and label histogram of a dataset."""
+    from .data import open_dataset
+    from .data.summary import contact_sheet, dataset_info, format_info
+
+    ds = open_dataset(spec, data_root=data_root, strict=strict)
+    info = dataset_info(ds, verify=verify)
+    if strict and info.get("unreadable", {}).get("count"):
+        raise ThresherError(f"{info['unreadable']['count']} unreadable image(s) in {spec} "
+                            f"(first: {', '.join(info['unreadable']['first'])})")
+    typer.echo(json.dumps(info, indent=2) if as_json else format_info(info))
+    if sheet is not None:
+        typer.echo(f"contact sheet: {contact_sheet(ds, sheet)}")
+
+
+# --- embed --------------------------------------------------------------------------------------------
+
+@app.command()
+def embed(
+    spec: Annotated[Optional[str], typer.Argument(help="Dataset spec to embed (or data.spec in --config).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for the embedding store.")] = ...,
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone name (thresher models list them).")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(help="Weights: thresher run/checkpoint, torchvision, timm or MoCo.")] = None,
+    resolution: Annotated[Optional[int], typer.Option(help="Square input resolution in pixels.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="float32 (default) or float16.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per forward pass.")] = None,
+    shard_size: Annotated[Optional[int], typer.Option(help="Rows per .npy shard (unit of resume).")] = None,
+    subset: SubsetOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    force: ForceOpt = False,
+    data_root: DataRootOpt = None,
+    strict: StrictOpt = False,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """Embed a dataset with a backbone into a resumable, memory-mapped store (.npy shards + ids.parquet)."""
+    from .config import build_config
+    from .embed import EmbedConfig, embed as run_embed
+
+    checkpoint = _checkpoint_file(checkpoint)
+    values = _values(data__spec=spec, data__subset=subset, data__data_root=data_root, data__strict=strict or None,
+                     backbone=backbone, checkpoint=checkpoint, resolution=resolution, dtype=dtype,
+                     batch_size=batch_size, shard_size=shard_size, runtime__device=device,
+                     runtime__num_workers=workers)
+    cfg = build_config(EmbedConfig, file=config, values=values, overrides=set_)
+    store = run_embed(cfg, out, force=force, log=typer.echo)
+    typer.echo(f"{store.path}: {store.shape[0]} x {store.shape[1]} {store.dtype}")
+
+
+# --- pretrain (the one training loop; the pre-training issue adds objectives and schedules) -----------------
+
+@app.command()
+def pretrain(
+    spec: Annotated[Optional[str], typer.Argument(help="Training dataset spec (or data.spec in --config).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoint.pt, log.jsonl, summary.json).")] = ...,
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone name, e.g. small-cnn, resnet18.")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="Objective name (default supervised).")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Initialise the backbone from this checkpoint.")] = None,
+    resolution: Annotated[Optional[int], typer.Option(help="Square training resolution in pixels.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Number of epochs.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per step.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Base learning rate.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of init, data order and augmentation.")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps (default: each epoch).")] = None,
+    subset: SubsetOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    force: ForceOpt = False,
+    data_root: DataRootOpt = None,
+    strict: StrictOpt = False,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """Train a backbone with the one training loop; re-running on the same --out resumes."""
+    from .config import build_config
+    from .pretrain.config import TrainConfig
+    from .pretrain.run import pretrain as run_pretrain
+
+    values = _values(data__spec=spec, data__subset=subset, data__data_root=data_root, data__strict=strict or None,
+                     backbone=backbone, objective=objective, init=_checkpoint_file(init), resolution=resolution,
+                     epochs=epochs, batch_size=batch_size, optim__lr=lr, seed=seed,
+                     checkpoint_every=checkpoint_every, runtime__device=device, runtime__num_workers=workers)
+    cfg = build_config(TrainConfig, file=config, values=values, overrides=set_)
+    summary = run_pretrain(cfg, out, force=force, log=typer.echo)
+    losses = ", ".join(f"{v:.3f}" for v in summary["epoch_loss"])
+    typer.echo(f"{out}: {summary['steps']} steps, loss per epoch [{losses}], "
+               f"{summary['cost']['images']} images in {summary['cost']['seconds']:.1f} s")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's runs.")] = Path("runs/demo"),
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller, faster version.")] = False,
+    data_root: DataRootOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """The most complete pipeline so far, on built-in real data: inspect, pre-train, embed the pool."""
+    from .demo import run_demo
+
+    run_demo(out, quick=quick, data_root=data_root, force=force, echo=typer.echo)
+
+
+def _checkpoint_file(path: Optional[str]) -> Optional[str]:
+    """A run folder stands for its checkpoint.pt."""
+    if path and Path(path).is_dir() and (Path(path) / "checkpoint.pt").is_file():
+        return str(Path(path) / "checkpoint.pt")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one clear line on errors (exit 2), full traceback only with --debug."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="thresher", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("thresher: interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("thresher: interrupted; re-run the same command to resume", err=True)
+        sys.exit(130)
+    except ThresherError as exc:
+        if debug:
+            raise
+        typer.echo(f"thresher: error: {one_line(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # an unexpected failure is still one line without --debug
+        if debug:
+            raise
+        typer.echo(f"thresher: internal error: {type(exc).__name__}: {one_line(str(exc))} "
+                   "(re-run with --debug for the traceback)", err=True)
+        sys.exit(1)

@@ -1,0 +1,196 @@
+"""Typed, validated configs: YAML file + command-line values + dotted overrides; unknown keys are errors.
+
+Every run folder gets the resolved config; its fingerprint (runtime-only fields excluded) decides whether a folder
+can be resumed or must be refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ThresherError
+
+C = TypeVar("C", bound="Section")
+
+
+def runtime(default: Any = None, **kw: Any) -> Any:
+    """A field that changes how a run executes but not its result (device, workers, progress): not fingerprinted."""
+    return Field(default, json_schema_extra={"runtime": True}, **kw)
+
+
+class Section(BaseModel):
+    """Base of every config section: typed, immutable after validation, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class RuntimeConfig(Section):
+    """How to execute (not what to compute): excluded from fingerprints."""
+
+    device: str = runtime("auto", description="auto, cpu, cuda or cuda:N")
+    num_workers: int = runtime(0, ge=0, description="data-loading worker processes")
+    threads: int | None = runtime(None, ge=1, description="torch CPU threads (default: all cores)")
+    progress: bool = runtime(True, description="show a progress bar on a terminal")
+
+
+class DataConfig(Section):
+    """Which examples of which dataset."""
+
+    spec: str = Field(description="dataset spec string, e.g. builtin:cifar10:train")
+    data_root: str | None = runtime(None, description="folder searched first for built-in datasets")
+    strict: bool = runtime(False, description="stop at the first unreadable image instead of skipping it")
+    subset: int | None = Field(None, ge=1, description="use a random subset of this many examples")
+    subset_seed: int = Field(0, description="seed of the subset draw")
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The Section class inside an annotation (``X``, ``X | None``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            m = _model_of(arg)
+            if m is not None:
+                return m
+    return None
+
+
+def valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every dotted key a config class accepts."""
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        sub = _model_of(field.annotation)
+        if sub is not None:
+            keys.extend(valid_keys(sub, prefix + name + "."))
+    return keys
+
+
+def _check_unknown(model: type[BaseModel], data: Any, root: type[BaseModel], prefix: str = "") -> None:
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        dotted = prefix + str(key)
+        if field is None:
+            close = difflib.get_close_matches(dotted, valid_keys(root), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ThresherError(f"unknown config key {dotted!r}{hint}")
+        sub = _model_of(field.annotation)
+        if sub is not None:
+            _check_unknown(sub, value, root, dotted + ".")
+
+
+def set_dotted(data: dict, dotted: str, value: Any) -> None:
+    """``data['a']['b'] = value`` for ``'a.b'``, creating sections as needed."""
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ThresherError(f"config key {dotted!r}: {p!r} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key.sub=value`` with the value read as YAML (so 0.1 is a number, [1,2] a list, null is None)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ThresherError(f"override {text!r} must look like key.sub=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping with the safe loader; errors name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ThresherError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ThresherError(f"config file {p} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ThresherError(f"config file {p} must hold a mapping of keys to values")
+    return data
+
+
+def build_config(cls: type[C], *, file: str | Path | None = None, values: dict | None = None,
+                 overrides: list[str] | None = None) -> C:
+    """Defaults <- YAML file <- command-line values <- ``key.sub=value`` overrides, validated into ``cls``."""
+    data: dict = load_yaml(file) if file else {}
+    if "config" in data and isinstance(data.get("thresher"), dict):
+        data = data["config"]  # a resolved config.yaml from a run folder is accepted as input
+    if values:
+        data = _merge(data, values)
+    for ov in overrides or []:
+        key, value = parse_override(ov)
+        set_dotted(data, key, value)
+    _check_unknown(cls, data, cls)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        got = err.get("input")
+        got_s = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ThresherError(f"config key {loc!r}: {msg}{got_s}") from None
+
+
+def _strip_runtime(model: BaseModel) -> dict:
+    out = {}
+    for name, field in type(model).model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if extra.get("runtime"):
+            continue
+        value = getattr(model, name)
+        out[name] = _strip_runtime(value) if isinstance(value, BaseModel) else _jsonable(value)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def semantic_dict(cfg: BaseModel) -> dict:
+    """The part of a config that determines results (runtime fields removed)."""
+    return _strip_runtime(cfg)
+
+
+def fingerprint(cfg: BaseModel, inputs: dict | None = None) -> str:
+    """sha256 over the semantic config and input hashes: equal fingerprints mean resumable, identical results."""
+    payload = {"config": semantic_dict(cfg), "inputs": inputs or {}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys.extend(diff_keys(va, vb, f"{prefix}{k}."))
+        elif va != vb:
+            keys.append(f"{prefix}{k}")
+    return keys

@@ -1,0 +1,213 @@
+"""``hf:PATH[:SPLIT]`` datasets: a Hugging Face dataset written by ``save_to_disk``, read without `datasets`.
+
+The arrow stream files listed in ``state.json`` are memory-mapped with pyarrow, so opening reads no pixels;
+feature types (Image, ClassLabel names) come from ``dataset_info.json`` or, failing that, the arrow schema.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import ThresherError, UnreadableImage
+from .base import UNLABELED, ImageDataset, decode_image
+from .spec import DATASETS, split_suffix
+
+
+def _read_json(path: Path) -> dict:
+    """Parse a small JSON file, turning every failure into a one-line ThresherError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ThresherError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ThresherError(f"{path} does not hold a JSON object")
+    return data
+
+
+def _closest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def resolve_split(root: Path, split: str | None) -> Path:
+    """The folder of one saved Dataset: ``root`` itself, or ``root/SPLIT`` when ``root`` is a DatasetDict."""
+    if not root.exists():
+        raise ThresherError(f"HF dataset folder {root} does not exist")
+    if not root.is_dir():
+        raise ThresherError(f"hf: needs the folder written by save_to_disk, but {root} is a file")
+    if (root / "dataset_dict.json").is_file():
+        splits = [str(s) for s in _read_json(root / "dataset_dict.json").get("splits", [])]
+        if split is None:
+            raise ThresherError(f"{root} holds a DatasetDict; name a split as hf:{root}:SPLIT "
+                                f"(splits: {', '.join(splits) or 'none'})")
+        if split not in splits:
+            raise ThresherError(f"split {split!r} not in {root}{_closest(split, splits)} "
+                                f"(splits: {', '.join(splits)})")
+        return root / split
+    if split is not None:
+        raise ThresherError(f"{root} holds a single dataset, not a DatasetDict; drop the ':{split}' suffix")
+    return root
+
+
+def read_saved_dataset(folder: Path) -> tuple[pa.Table, dict, list[Path]]:
+    """Memory-map the arrow files of a saved Dataset in order: (table, features dict, arrow files)."""
+    if not (folder / "state.json").is_file():
+        raise ThresherError(f"{folder} is not a dataset saved with save_to_disk "
+                            "(no state.json or dataset_dict.json)")
+    entries = _read_json(folder / "state.json").get("_data_files") or []
+    files = [folder / str(e.get("filename", "")) for e in entries if isinstance(e, dict)]
+    if not files:
+        raise ThresherError(f"{folder / 'state.json'} lists no arrow data files")
+    for f in files:
+        if not f.is_file():
+            raise ThresherError(f"arrow file {f} listed in {folder / 'state.json'} is missing")
+    try:
+        tables = [pa.ipc.open_stream(pa.memory_map(str(f), "r")).read_all() for f in files]
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    except (pa.ArrowException, OSError) as exc:
+        reason = " ".join(str(exc).split())
+        raise ThresherError(f"cannot read the arrow files of {folder}: {reason}") from None
+    features: dict = {}
+    if (folder / "dataset_info.json").is_file():
+        features = _read_json(folder / "dataset_info.json").get("features") or {}
+    elif table.schema.metadata and b"huggingface" in table.schema.metadata:
+        try:
+            features = json.loads(table.schema.metadata[b"huggingface"])["info"]["features"]
+        except (ValueError, KeyError, TypeError):
+            features = {}
+    return table, (features if isinstance(features, dict) else {}), files
+
+
+def _feature_type(features: dict, column: str) -> str | None:
+    feat = features.get(column)
+    return feat.get("_type") if isinstance(feat, dict) else None
+
+
+def choose_columns(table: pa.Table, features: dict, image: str | None, label: str | None,
+                   id: str | None) -> tuple[str, str | None, str | None]:
+    """Resolve the image/label/id column options against the table; ``label=''`` means unlabeled."""
+    names = list(table.column_names)
+    for opt, col in (("image", image), ("label", label), ("id", id)):
+        if col and col not in names:
+            raise ThresherError(f"no column {col!r} for option {opt}{_closest(col, names)} "
+                                f"(columns: {', '.join(names)})")
+    if not image:
+        typed = [c for c in names if _feature_type(features, c) == "Image"]
+        if "image" in names:
+            image = "image"
+        elif len(typed) == 1:
+            image = typed[0]
+        else:
+            which = f"Image columns: {', '.join(typed)}" if typed else f"columns: {', '.join(names)}"
+            raise ThresherError(f"cannot tell which column holds the images; pass ?image=COLUMN ({which})")
+    if label is None:
+        label = "label" if "label" in names else None
+    return image, (label or None), (id or None)
+
+
+class ArrowImageDataset(ImageDataset):
+    """Rows of a memory-mapped arrow table whose image column holds encoded bytes (or a file path)."""
+
+    def __init__(self, folder: Path, files: list[Path], table: pa.Table, features: dict, image: str,
+                 label: str | None, id_column: str | None, spec: str = ""):
+        super().__init__()
+        self.folder, self.files, self.spec = folder, files, spec
+        self.image_column, self.label_column, self.id_column = image, label, id_column
+        self.classes = None
+        if label is not None and _feature_type(features, label) == "ClassLabel":
+            names = features[label].get("names")
+            self.classes = [str(n) for n in names] if names else None
+        self._attach(table)
+        self._num_rows = table.num_rows
+
+    def _attach(self, table: pa.Table) -> None:
+        """Keep the table and split the image column into its bytes and path parts."""
+        self._table = table
+        col = table.column(self.image_column)
+        kind = col.type
+        self._bytes = self._paths = None
+        fields = {kind.field(i).name for i in range(kind.num_fields)} if pa.types.is_struct(kind) else set()
+        if {"bytes", "path"} <= fields:
+            self._bytes = pa.chunked_array([c.field("bytes") for c in col.chunks], kind.field("bytes").type)
+            self._paths = pa.chunked_array([c.field("path") for c in col.chunks], kind.field("path").type)
+        elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            self._bytes = col
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            self._paths = col
+        else:
+            raise ThresherError(f"column {self.image_column!r} of {self.folder} holds {kind}, not images "
+                                "(expected an Image feature, bytes or file paths)")
+
+    def __getstate__(self) -> dict:
+        # Pickle the file names, not the table: worker processes re-map the files instead of copying pixels.
+        state = self.__dict__.copy()
+        state.update(_table=None, _bytes=None, _paths=None)
+        return state
+
+    def _ensure_open(self) -> None:
+        if self._table is None:
+            table, _, _ = read_saved_dataset(self.folder)
+            self._attach(table)
+
+    def __len__(self) -> int:
+        return self._num_rows
+
+    def _make_ids(self) -> np.ndarray:
+        self._ensure_open()
+        if self.id_column is None:
+            width = max(6, len(str(max(len(self) - 1, 0))))
+            return np.array([f"row-{i:0{width}d}" for i in range(len(self))], dtype=object)
+        ids = np.array([str(v) for v in self._table.column(self.id_column).to_pylist()], dtype=object)
+        uniq, counts = np.unique(ids.astype(str), return_counts=True)
+        if (counts > 1).any():
+            raise ThresherError(f"id column {self.id_column!r} of {self.folder} repeats "
+                                f"{uniq[counts > 1][0]!r}; ids must be unique")
+        return ids
+
+    def _make_labels(self) -> np.ndarray:
+        if self.label_column is None:
+            return np.full(len(self), UNLABELED, dtype=np.int64)
+        self._ensure_open()
+        col = self._table.column(self.label_column)
+        if not pa.types.is_integer(col.type):
+            raise ThresherError(f"label column {self.label_column!r} of {self.folder} holds {col.type}, "
+                                "not integers (use a ClassLabel feature, or label= for unlabeled)")
+        labels = np.asarray(pc.fill_null(col, UNLABELED).to_numpy(), dtype=np.int64)
+        if len(labels) and labels.min() < UNLABELED:
+            raise ThresherError(f"label column {self.label_column!r} has negative label {int(labels.min())}")
+        return labels
+
+    def load(self, index: int) -> np.ndarray:
+        self._ensure_open()
+        example_id = str(self.ids[index])
+        data = self._bytes[index].as_py() if self._bytes is not None else None
+        if data is None:
+            path = self._paths[index].as_py() if self._paths is not None else None
+            if not path:
+                raise UnreadableImage(example_id, "row has neither image bytes nor a path")
+            p = Path(path).expanduser()
+            if not p.is_absolute() and not p.exists():
+                p = self.folder / p
+            try:
+                data = p.read_bytes()
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                raise UnreadableImage(example_id, f"cannot read {path}: {reason}") from None
+        return decode_image(data, example_id)
+
+
+@DATASETS.register("hf")
+def open_hf(body: str, *, data_root: str | None = None, strict: bool = False, image: str | None = None,
+            label: str | None = None, id: str | None = None) -> ArrowImageDataset:
+    """``hf:PATH`` or ``hf:PATH:SPLIT``; options image= ('image'), label= ('label'; empty: none), id=."""
+    path_s, split = split_suffix(body)
+    folder = resolve_split(Path(path_s).expanduser(), split)
+    table, features, files = read_saved_dataset(folder)
+    image_col, label_col, id_col = choose_columns(table, features, image, label, id)
+    return ArrowImageDataset(folder, files, table, features, image_col, label_col, id_col, spec=f"hf:{body}")

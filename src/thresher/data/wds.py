@@ -1,0 +1,271 @@
+"""``wds:PATTERN`` datasets: WebDataset tar shards, indexed once from their headers, read by byte offset.
+
+Security: shards are never extracted. Member names only become sample keys and image bytes are read at
+recorded offsets, so a hostile member name (``../../x``, absolute paths, links) cannot write anywhere on disk.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import tarfile
+import threading
+from collections import OrderedDict
+from typing import BinaryIO
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ThresherError, UnreadableImage
+from .base import UNLABELED, ImageDataset, decode_image
+from .folder import IMAGE_EXTENSIONS
+from .npz import read_classes
+from .spec import DATASETS
+
+LABEL_EXTENSIONS = ("cls", "cls.txt", "label")
+MAX_EXPANSION = 1_000_000
+_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?$")
+_CHAR_RANGE = re.compile(r"^([A-Za-z])\.\.([A-Za-z])$")
+
+
+# --- bash-style brace expansion -------------------------------------------------------------------
+
+def _matching_brace(s: str, i: int) -> int | None:
+    """Index of the '}' closing the '{' at ``i``, or None when it is never closed."""
+    depth = 0
+    for j in range(i, len(s)):
+        if s[j] == "{":
+            depth += 1
+        elif s[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+    return None
+
+
+def _split_top_commas(inner: str) -> list[str]:
+    """Split on commas that are not inside nested braces."""
+    parts, depth, start = [], 0, 0
+    for j, ch in enumerate(inner):
+        depth += (ch == "{") - (ch == "}")
+        if ch == "," and depth == 0:
+            parts.append(inner[start:j])
+            start = j + 1
+    parts.append(inner[start:])
+    return parts
+
+
+def _numeric_range(lo_s: str, hi_s: str, step_s: str | None) -> list[str]:
+    """``{lo..hi[..step]}``; a leading zero on either end pads every number to the wider end."""
+    lo, hi = int(lo_s), int(hi_s)
+    step = abs(int(step_s)) if step_s else 1
+    step = step or 1
+    if abs(hi - lo) // step + 1 > MAX_EXPANSION:
+        raise ThresherError(f"brace range {{{lo_s}..{hi_s}}} expands to more than {MAX_EXPANSION} names")
+    padded = any(len(s.lstrip("-")) > 1 and s.lstrip("-").startswith("0") for s in (lo_s, hi_s))
+    width = max(len(lo_s), len(hi_s)) if padded else 0
+    values = range(lo, hi + 1, step) if lo <= hi else range(lo, hi - 1, -step)
+    return [f"{v:0{width}d}" for v in values]
+
+
+def _alternatives(inner: str) -> list[str] | None:
+    """What one brace group stands for, or None when not a brace expression (kept literally, as in bash)."""
+    parts = _split_top_commas(inner)
+    if len(parts) > 1:
+        return parts
+    if m := _RANGE.match(inner):
+        return _numeric_range(*m.groups())
+    if m := _CHAR_RANGE.match(inner):
+        a, b = ord(m.group(1)), ord(m.group(2))
+        return [chr(c) for c in (range(a, b + 1) if a <= b else range(a, b - 1, -1))]
+    return None
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Expand bash braces: ``a{1..3}`` -> a1 a2 a3, ``{x,y}z`` -> xz yz, ``{08..10}`` -> 08 09 10; nests."""
+    i = pattern.find("{")
+    while i != -1:
+        j = _matching_brace(pattern, i)
+        alts = _alternatives(pattern[i + 1 : j]) if j is not None else None
+        if alts is not None:
+            prefix, suffix = pattern[:i], pattern[j + 1 :]
+            out = [prefix + rest for alt in alts for rest in expand_braces(alt + suffix)]
+            if len(out) > MAX_EXPANSION:
+                raise ThresherError(f"pattern {pattern!r} expands to more than {MAX_EXPANSION} names")
+            return out
+        i = pattern.find("{", i + 1)
+    return [pattern]
+
+
+# --- shards and their index -----------------------------------------------------------------------
+
+def resolve_shards(pattern: str) -> list[Path]:
+    """Shard files named by ``pattern`` (braces, globs expanded) or a folder's ``*.tar``; all must exist."""
+    names = expand_braces(pattern)
+    if len(names) == 1 and Path(names[0]).expanduser().is_dir():
+        folder = Path(names[0]).expanduser()
+        shards = sorted(folder.glob("*.tar"))
+        if not shards:
+            raise ThresherError(f"no .tar shards in folder {folder}")
+        return shards
+    paths: list[Path] = []
+    for name in names:
+        p = Path(name).expanduser()
+        if not p.exists() and any(c in name for c in "*[") and (hits := sorted(glob.glob(str(p)))):
+            paths.extend(Path(h) for h in hits)
+        else:
+            paths.append(p)
+    missing = [p for p in paths if not p.is_file()]
+    if len(missing) == len(paths):
+        raise ThresherError(f"no shard files match {pattern!r} "
+                            f"(expanded to {len(paths)} path(s), e.g. {paths[0]})")
+    if missing:
+        raise ThresherError(f"{len(missing)} of {len(paths)} shards named by {pattern!r} are missing "
+                            f"(first: {missing[0]})")
+    return list(dict.fromkeys(paths))  # same file named twice counts once
+
+
+def split_member_name(name: str) -> tuple[str, str] | None:
+    """WebDataset grouping: ``dir/abc.seg.png`` -> key ``dir/abc``, extension ``seg.png``; None if none."""
+    name = name.removeprefix("./")
+    head, _, base = name.rpartition("/")
+    if base.startswith(".") or "." not in base:
+        return None
+    stem, _, ext = base.partition(".")
+    return (f"{head}/{stem}" if head else stem), ext.lower()
+
+
+def index_shard(path: Path) -> dict[str, dict[str, tuple[int, int]]]:
+    """key -> {extension: (data offset, size)} from tar headers alone (no member data read or extracted)."""
+    samples: dict[str, dict[str, tuple[int, int]]] = {}
+    try:
+        with tarfile.open(path, mode="r:") as tf:
+            for m in tf:
+                if not m.isreg():
+                    continue
+                parts = split_member_name(m.name)
+                if parts is not None:
+                    samples.setdefault(parts[0], {})[parts[1]] = (m.offset_data, m.size)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ThresherError(f"cannot read shard {path} as an uncompressed tar: {exc}") from None
+    return samples
+
+
+class WebDatasetShards(ImageDataset):
+    """Samples of WebDataset tar shards; ``load`` reads one member's bytes with a positioned read."""
+
+    MAX_OPEN_FILES = 16
+
+    def __init__(self, shards: list[Path], keys: list[str], shard_of: np.ndarray, spans: np.ndarray,
+                 label_spans: np.ndarray, classes: list[str] | None = None,
+                 descriptions: list[str] | None = None, spec: str = ""):
+        super().__init__()
+        self.shards = shards
+        self.keys = keys
+        self.shard_of = shard_of          # (N,) int32 shard index
+        self.spans = spans                # (N, 2) int64 image (offset, size)
+        self.label_spans = label_spans    # (N, 2) int64 label member (offset, size); -1 offset: none
+        self.classes = classes
+        self.descriptions = descriptions
+        self.spec = spec
+        self._reset_handles()
+
+    def _reset_handles(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._handles: OrderedDict[int, BinaryIO] = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for k in ("_pid", "_lock", "_handles"):
+            state.pop(k)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset_handles()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _make_ids(self) -> np.ndarray:
+        return np.array(self.keys, dtype=object)
+
+    def _read(self, shard: int, offset: int, size: int) -> bytes:
+        """``size`` bytes at ``offset`` of shard ``shard``, via a small per-process cache of open files."""
+        if os.getpid() != self._pid:  # forked worker: inherited file offsets are shared, reopen
+            self._reset_handles()
+        with self._lock:
+            f = self._handles.pop(shard, None)
+            if f is None:
+                f = open(self.shards[shard], "rb", buffering=0)  # noqa: SIM115 - kept open in the cache
+                while len(self._handles) >= self.MAX_OPEN_FILES:
+                    self._handles.popitem(last=False)[1].close()
+            self._handles[shard] = f
+            if hasattr(os, "pread"):
+                return os.pread(f.fileno(), size, offset)
+            f.seek(offset)
+            return f.read(size)
+
+    def _make_labels(self) -> np.ndarray:
+        labels = np.full(len(self), UNLABELED, dtype=np.int64)
+        for i in np.flatnonzero(self.label_spans[:, 0] >= 0):
+            offset, size = self.label_spans[i]
+            try:
+                text = self._read(int(self.shard_of[i]), int(offset), int(size)).decode("utf-8").strip()
+                labels[i] = int(text)
+            except (OSError, UnicodeDecodeError, ValueError):
+                shard = self.shards[self.shard_of[i]]
+                raise ThresherError(f"sample {self.keys[i]!r} in {shard} has an unreadable label "
+                                    "(expected an integer as text in its cls/label member)") from None
+            if labels[i] < UNLABELED:
+                raise ThresherError(f"sample {self.keys[i]!r} has negative label {labels[i]} (-1 means none)")
+        return labels
+
+    def load(self, index: int) -> np.ndarray:
+        key = self.keys[index]
+        offset, size = self.spans[index]
+        try:
+            data = self._read(int(self.shard_of[index]), int(offset), int(size))
+        except OSError as exc:
+            raise UnreadableImage(key, f"cannot read shard: {exc.strerror or type(exc).__name__}") from None
+        if len(data) != size:
+            raise UnreadableImage(key, f"shard is truncated ({len(data)} of {size} bytes)")
+        return decode_image(data, key)
+
+
+@DATASETS.register("wds")
+def open_wds(body: str, *, data_root: str | None = None, strict: bool = False) -> WebDatasetShards:
+    """``wds:PATTERN``: tar shards by brace pattern (``s-{000..009}.tar``), one tar, or a folder of tars."""
+    shards = resolve_shards(body)
+    keys: list[str] = []
+    shard_of: list[int] = []
+    spans: list[tuple[int, int]] = []
+    label_spans: list[tuple[int, int]] = []
+    owner: dict[str, int] = {}
+    for s, path in enumerate(shards):
+        for key, members in index_shard(path).items():
+            image_ext = next((e for e in IMAGE_EXTENSIONS if e in members), None)
+            if image_ext is None:
+                if strict:
+                    raise ThresherError(f"sample {key!r} in {path} has no image member "
+                                        f"(extensions: {', '.join(IMAGE_EXTENSIONS)})")
+                continue  # metadata-only samples are not images
+            if key in owner:
+                raise ThresherError(f"sample key {key!r} appears in both {shards[owner[key]]} and {path}; "
+                                    "keys must be unique across shards")
+            owner[key] = s
+            keys.append(key)
+            shard_of.append(s)
+            spans.append(members[image_ext])
+            label_ext = next((e for e in LABEL_EXTENSIONS if e in members), None)
+            label_spans.append(members[label_ext] if label_ext else (-1, 0))
+    if not keys:
+        raise ThresherError(f"no image samples in {len(shards)} shard(s) named by {body!r} "
+                            f"(image extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    classes, desc = read_classes(shards[0].parent)
+    return WebDatasetShards(
+        shards, keys, np.asarray(shard_of, dtype=np.int32), np.asarray(spans, dtype=np.int64).reshape(-1, 2),
+        np.asarray(label_spans, dtype=np.int64).reshape(-1, 2), classes=classes, descriptions=desc,
+        spec=f"wds:{body}")

@@ -1,0 +1,242 @@
+"""Feature extraction into an embedding store: fixed-size ``.npy`` shards + ``ids.parquet`` + ``meta.json``.
+
+The store is written shard by shard, each shard atomically, so a killed run resumes at the first missing shard and
+the final array equals an uninterrupted run's. ``EmbeddingStore`` reads it back as one memory-mapped array.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from pydantic import Field
+
+from . import atomic
+from .config import DataConfig, RuntimeConfig, Section
+from .data import BadImageLog, open_dataset
+from .data.loader import iterate_batches, subset_indices
+from .data.transforms import build_transform
+from .device import autocast, memory_format, resolve_device, set_threads
+from .errors import ThresherError
+from .models import create_backbone, load_backbone_weights
+from .progress import progress_bar
+from .runs import RunFolder, environment
+
+META_FILE = "meta.json"
+IDS_FILE = "ids.parquet"
+PARTS = ".parts"
+
+
+class EmbedConfig(Section):
+    """``thresher embed``: which data, which backbone and weights, at which resolution, stored how."""
+
+    data: DataConfig
+    backbone: str = Field("resnet18", description="backbone registry name")
+    checkpoint: str | None = Field(None, description="weights to load (thresher, torchvision, timm, MoCo-style)")
+    resolution: int = Field(32, ge=8, le=1024, description="square input resolution in pixels")
+    dtype: Literal["float32", "float16"] = Field("float32", description="storage dtype of the embeddings")
+    batch_size: int = Field(256, ge=1)
+    shard_size: int = Field(8192, ge=1, description="rows per .npy shard (the unit of resume)")
+    seed: int = Field(0, description="seeds the backbone's random init when no checkpoint is given")
+    runtime: RuntimeConfig = RuntimeConfig()
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
+    """sha256 of a file (checkpoints are fingerprinted by content, not by name)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    except OSError as exc:
+        raise ThresherError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return h.hexdigest()
+
+
+def build_backbone(name: str, checkpoint: str | None, seed: int) -> torch.nn.Module:
+    """Create a backbone (seeded random init) and load weights when given."""
+    torch.manual_seed(seed)
+    model = create_backbone(name)
+    if checkpoint:
+        load_backbone_weights(model, checkpoint)
+    return model
+
+
+def embed(cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print) -> "EmbeddingStore":
+    """Run (or resume) ``thresher embed`` into ``out`` and return the finished store."""
+    set_threads(cfg.runtime.threads)
+    device = resolve_device(cfg.runtime.device)
+    ds = open_dataset(cfg.data.spec, data_root=cfg.data.data_root, strict=cfg.data.strict)
+    if len(ds) == 0:
+        raise ThresherError(f"{cfg.data.spec} holds no images")
+    indices = subset_indices(len(ds), cfg.data.subset, cfg.data.subset_seed)
+    inputs = {"checkpoint_sha256": file_digest(cfg.checkpoint)} if cfg.checkpoint else {}
+    with RunFolder(out, "embed", cfg, force=force, inputs=inputs, device=str(device)) as run:
+        meta_path = run.file(META_FILE)
+        if meta_path.is_file() and json.loads(meta_path.read_text()).get("complete"):
+            log(f"{run.path}: already complete, nothing to do")
+            return EmbeddingStore(run.path)
+        model = build_backbone(cfg.backbone, cfg.checkpoint, cfg.seed).to(device).eval()
+        model = model.to(memory_format=memory_format(device))
+        transform = build_transform("eval", cfg.resolution)
+        n_shards = max(1, -(-len(indices) // cfg.shard_size))
+        parts = run.file(PARTS)
+        parts.mkdir(exist_ok=True)
+        done = [s for s in range(n_shards) if (parts / f"{s:05d}.done").exists()]
+        bar = progress_bar(len(indices), "embed", enabled=cfg.runtime.progress,
+                           initial=min(len(done) * cfg.shard_size, len(indices)))
+        started = time.perf_counter()
+        t_images = 0
+        if done:
+            log(f"{run.path}: resuming, {len(done)} of {n_shards} shards already written")
+        for s in range(n_shards):
+            if s in done:
+                continue
+            shard_idx = indices[s * cfg.shard_size:(s + 1) * cfg.shard_size]
+            feats, kept = _embed_shard(ds, shard_idx, model, transform, cfg, device, bar)
+            t_images += len(shard_idx)
+            _write_shard(run.path, s, feats.astype(cfg.dtype), ds, kept, np.setdiff1d(shard_idx, kept))
+        bar.close()
+        seconds = time.perf_counter() - started
+        return _finalize(run.path, n_shards, cfg, ds, seconds, t_images, str(device), log)
+
+
+@torch.inference_mode()
+def _embed_shard(ds, shard_idx, model, transform, cfg: EmbedConfig, device, bar):
+    batches = [shard_idx[i:i + cfg.batch_size] for i in range(0, len(shard_idx), cfg.batch_size)]
+    feats, kept = [], []
+    for idx, x, ok in iterate_batches(ds, batches, cfg.resolution, num_workers=cfg.runtime.num_workers,
+                                      strict=cfg.data.strict, pin_memory=device.type == "cuda"):
+        if len(x):
+            x = transform(x.to(device, non_blocking=True), None).contiguous(memory_format=memory_format(device))
+            with autocast(device):
+                feats.append(model.forward_features(x).float().cpu().numpy())
+            kept.append(idx[ok])
+        bar.update(len(idx))
+    if not feats:  # every image of this shard was unreadable: an empty shard keeps the bookkeeping simple
+        return np.zeros((0, model.feature_dim), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(feats), np.concatenate(kept)
+
+
+def _write_shard(root: Path, s: int, feats: np.ndarray, ds, kept: np.ndarray, bad: np.ndarray) -> None:
+    parts = root / PARTS
+    table = pa.table({"id": pa.array(ds.ids[kept].tolist(), pa.string()),
+                      "label": pa.array(ds.labels[kept], pa.int64()),
+                      "index": pa.array(kept, pa.int64())})
+    atomic.write_with(parts / f"{s:05d}.ids.parquet", lambda t: pq.write_table(table, t))
+    atomic.save_npy(root / f"shard-{s:05d}.npy", feats)
+    marker = {"rows": len(feats), "skipped": ds.ids[bad].tolist()}
+    atomic.write_json(parts / f"{s:05d}.done", marker)  # the commit marker of shard s, written last
+
+
+def _finalize(root: Path, n_shards: int, cfg: EmbedConfig, ds, seconds: float, images: int, device: str,
+              log) -> "EmbeddingStore":
+    parts = root / PARTS
+    skipped = BadImageLog()
+    for s in range(n_shards):
+        skipped.add(json.loads((parts / f"{s:05d}.done").read_text())["skipped"])
+    tables = [pq.read_table(parts / f"{s:05d}.ids.parquet") for s in range(n_shards)]
+    rows = [t.num_rows for t in tables]
+    ids = pa.concat_tables(tables)
+    if len(set(ids.column("id").to_pylist())) != ids.num_rows:
+        raise ThresherError(f"{cfg.data.spec} has duplicate example ids; ids must be unique")
+    atomic.write_with(root / IDS_FILE, lambda t: pq.write_table(ids, t))
+    dim = int(np.load(root / "shard-00000.npy", mmap_mode="r").shape[1])
+    meta = {
+        "complete": True,
+        "rows": int(sum(rows)),
+        "dim": dim,
+        "dtype": cfg.dtype,
+        "shard_rows": rows,
+        "shards": [f"shard-{s:05d}.npy" for s in range(n_shards)],
+        "spec": cfg.data.spec,
+        "classes": ds.classes,
+        "backbone": cfg.backbone,
+        "checkpoint": cfg.checkpoint,
+        "resolution": cfg.resolution,
+        "skipped": {"count": skipped.count, "first": skipped.first},
+        "cost": {"images": images, "seconds": round(seconds, 3)},
+        **environment(device),
+    }
+    atomic.write_json(root / META_FILE, meta)
+    if skipped.count:
+        log(f"warning: {skipped.summary()}")
+    log(f"wrote {meta['rows']} x {dim} {cfg.dtype} embeddings to {root}")
+    return EmbeddingStore(root)
+
+
+class EmbeddingStore:
+    """A finished embedding store read as one memory-mapped (rows x dim) array with ids and labels."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        meta_file = self.path / META_FILE
+        if not meta_file.is_file():
+            raise ThresherError(f"{self.path} is not an embedding store (no {META_FILE}); run thresher embed first")
+        self.meta = json.loads(meta_file.read_text())
+        if not self.meta.get("complete"):
+            raise ThresherError(f"{self.path} is incomplete; re-run the same thresher embed command to finish it")
+        self._shards = [np.load(self.path / name, mmap_mode="r") for name in self.meta["shards"]]
+        self._offsets = np.cumsum([0] + [len(s) for s in self._shards])
+        self._table = pq.read_table(self.path / IDS_FILE)
+        if self._table.num_rows != self._offsets[-1]:
+            raise ThresherError(f"{self.path}: ids.parquet has {self._table.num_rows} rows but the shards hold "
+                                f"{self._offsets[-1]}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self._offsets[-1]), int(self.meta["dim"])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.meta["dtype"])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.asarray(self._table.column("id").to_pylist(), dtype=object)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._table.column("label").to_numpy()
+
+    @property
+    def indices(self) -> np.ndarray:
+        """Row -> index in the source dataset."""
+        return self._table.column("index").to_numpy()
+
+    def __getitem__(self, key) -> np.ndarray:
+        if len(self._shards) == 1:
+            return np.asarray(self._shards[0][key])
+        rows = np.arange(len(self))[key]
+        if np.ndim(rows) == 0:
+            s = int(np.searchsorted(self._offsets, rows, side="right") - 1)
+            return np.asarray(self._shards[s][rows - self._offsets[s]])
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        which = np.searchsorted(self._offsets, rows, side="right") - 1
+        for s in np.unique(which):
+            sel = which == s
+            out[sel] = self._shards[s][rows[sel] - self._offsets[s]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        arr = self._shards[0] if len(self._shards) == 1 else np.concatenate(self._shards)
+        return np.asarray(arr, dtype=dtype)
+
+    def iter_chunks(self, rows: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start_row, block)`` without loading the whole store (for pools larger than memory)."""
+        for start in range(0, len(self), rows):
+            yield start, self[start:start + rows]
+
+    def __repr__(self) -> str:
+        return f"EmbeddingStore({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"

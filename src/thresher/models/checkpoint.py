@@ -1,0 +1,245 @@
+"""Load backbone weights from the checkpoint formats people actually have, safely and with one-line errors.
+
+Accepted: plain torchvision/timm state dicts (classifier heads ignored), MoCo-style ``{"state_dict": {"module.
+encoder_q....": ...}}``, thresher checkpoints (``{"model": {"backbone....": ...}, "optimizer": ..., ...}``), other
+``{"model"|"state_dict"|...: sd}`` wrappers, DataParallel ``module.`` prefixes and ``.safetensors`` files. Pickles are
+only read with ``weights_only=True``: a file that needs arbitrary Python objects is refused, never unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import struct
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ThresherError, one_line
+
+# First key component of classifier / projection heads that a backbone never has (ignored, reported).
+CLASSIFIER_HEADS = frozenset({"fc", "head", "heads", "head_dist", "classifier", "last_linear", "logits"})
+# Path fragments marking the momentum / target copy of a two-encoder checkpoint (MoCo encoder_k, BYOL target...).
+_SECONDARY = ("encoder_k", "momentum", "target", "ema")
+_SHOW = 3  # how many keys an error message lists per category
+
+
+@dataclass
+class LoadReport:
+    """What ``load_backbone_weights`` found and did: format, where the weights were, what was left out."""
+
+    source_format: str  # "state_dict", "safetensors", "moco", "thresher", "checkpoint['<key>']"
+    container: str  # key path holding the state dict inside the file, "" for a bare state dict
+    prefix: str  # key prefix stripped from the checkpoint's keys, "" for none
+    loaded: int  # number of tensors copied into the model
+    ignored: list[str] = field(
+        default_factory=list
+    )  # checkpoint keys not used (heads, other encoders, queue...)
+    missing: list[str] = field(default_factory=list)  # model keys left at their current values
+    mismatched: list[str] = field(default_factory=list)  # keys skipped for shape (only with strict=False)
+
+    def summary(self) -> str:
+        """One line for logs."""
+        where = f"[{self.container!r}]" if self.container else ""
+        return (
+            f"loaded {self.loaded} tensors from a {self.source_format} checkpoint{where}"
+            f" (prefix {self.prefix!r}); ignored {len(self.ignored)}, missing {len(self.missing)},"
+            f" shape-skipped {len(self.mismatched)}"
+        )
+
+
+def load_backbone_weights(
+    model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True
+) -> LoadReport:
+    """Copy a checkpoint's backbone weights into ``model`` in place, detecting the format and key prefix.
+
+    ``strict=True``: every model tensor (bar ``num_batches_tracked``) must be present with the right shape and every
+    non-head checkpoint key must be used, else a one-line ``ThresherError``. ``strict=False`` loads what fits.
+    """
+    path = Path(path)
+    obj, is_safetensors = _read(path)
+    model_sd = model.state_dict()
+    container, prefix, state = _locate(obj, model_sd, path)
+    fmt = _format_name(is_safetensors, container, prefix)
+
+    to_load: dict[str, torch.Tensor] = {}
+    ignored: list[str] = []
+    unexpected: list[str] = []
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+    for key, value in state.items():
+        if not key.startswith(prefix):
+            ignored.append(key)
+            continue
+        name = key[len(prefix) :]
+        if name in model_sd:
+            if tuple(value.shape) != tuple(model_sd[name].shape):
+                mismatched.append((name, tuple(value.shape), tuple(model_sd[name].shape)))
+            else:
+                to_load[name] = value
+        elif name.split(".", 1)[0] in CLASSIFIER_HEADS or name.endswith("num_batches_tracked"):
+            ignored.append(key)
+        else:
+            unexpected.append(name)
+    missing = [k for k in model_sd if k not in to_load and not k.endswith("num_batches_tracked")]
+    missing_report = [k for k in missing if k not in {m[0] for m in mismatched}]
+
+    if strict and (mismatched or missing_report or unexpected):
+        raise ThresherError(_mismatch_message(path, model, prefix, mismatched, missing_report, unexpected))
+    model.load_state_dict(to_load, strict=False)
+    return LoadReport(
+        source_format=fmt,
+        container=container,
+        prefix=prefix,
+        loaded=len(to_load),
+        ignored=ignored + [prefix + k for k in unexpected],
+        missing=missing,
+        mismatched=[m[0] for m in mismatched],
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# reading
+
+
+def _read(path: Path) -> tuple[Any, bool]:
+    """Load the file's content: safetensors, or a pickle restricted to tensors and plain containers."""
+    if not path.exists():
+        raise ThresherError(f"checkpoint not found: {str(path)!r}")
+    if path.is_dir():
+        raise ThresherError(f"checkpoint {str(path)!r} is a directory; pass the weights file inside it")
+    if path.suffix == ".safetensors" or _looks_like_safetensors(path):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu"), True
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is the user's file
+            raise ThresherError(f"cannot read safetensors file {str(path)!r}: {one_line(exc, 200)}") from None
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it better
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True), False
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise ThresherError(
+                f"checkpoint {str(path)!r} is not a plain tensor checkpoint: it pickles the Python object"
+                f" {found.group(1)}, and thresher will not unpickle it for safety; if you trust the file,"
+                " re-save just the weights: torch.save(torch.load(path, weights_only=False)['state_dict'],"
+                " 'weights.pt') (or the model's .state_dict())"
+            ) from None
+        raise _not_a_checkpoint(path) from None
+    except Exception:  # noqa: BLE001 - torch raises KeyError/EOFError/RuntimeError... for foreign files
+        raise _not_a_checkpoint(path) from None
+
+
+def _not_a_checkpoint(path: Path) -> ThresherError:
+    return ThresherError(
+        f"{str(path)!r} is not a PyTorch or safetensors checkpoint (expected a file written by torch.save or"
+        " safetensors.torch.save_file)"
+    )
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """safetensors files start with a little-endian u64 header length followed by a JSON object."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    (size,) = struct.unpack("<Q", head[:8])
+    return 0 < size < path.stat().st_size
+
+
+# ----------------------------------------------------------------------------------------------------------
+# finding the backbone's weights inside the file
+
+
+def _tensor_dicts(obj: Any, path: str = "", depth: int = 0) -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """Every dict holding tensors in ``obj`` (up to 3 levels deep), with its key path, in file order."""
+    found: list[tuple[str, dict[str, torch.Tensor]]] = []
+    if not isinstance(obj, Mapping) or depth > 3:
+        return found
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if tensors:
+        found.append((path, tensors))
+    for key, value in obj.items():
+        if isinstance(value, Mapping):
+            found += _tensor_dicts(value, f"{path}.{key}" if path else str(key), depth + 1)
+    return found
+
+
+def _locate(
+    obj: Any, model_sd: Mapping[str, torch.Tensor], path: Path
+) -> tuple[str, str, dict[str, torch.Tensor]]:
+    """Choose the (container, key prefix) whose stripped keys best overlap the model's keys.
+
+    Ties go to the shallower container, then away from momentum/target copies (MoCo ``encoder_k``), then to what
+    comes first in the file.
+    """
+    candidates = _tensor_dicts(obj)
+    if not candidates:
+        raise ThresherError(f"checkpoint {str(path)!r} holds no tensors (found {type(obj).__name__})")
+    best: tuple[tuple[int, int, int, int], str, str, dict[str, torch.Tensor]] | None = None
+    for order, (container, sd) in enumerate(candidates):
+        scores: dict[str, list[int]] = {}  # prefix -> [keys matching the model once stripped, first index]
+        for idx, key in enumerate(sd):
+            for cut in [0] + [m.end() for m in re.finditer(r"\.", key)]:
+                if key[cut:] in model_sd:
+                    scores.setdefault(key[:cut], [0, idx])[0] += 1
+        for prefix, (count, first) in scores.items():
+            secondary = any(tag in f"{container}.{prefix}".lower() for tag in _SECONDARY)
+            depth = container.count(".") + bool(container)
+            rank = (count, -depth, -int(secondary), -(order * 10**9 + first))
+            if best is None or rank > best[0]:
+                best = (rank, container, prefix, sd)
+    if best is None:
+        raise ThresherError(
+            f"checkpoint {str(path)!r} has no weights for this backbone: its keys look like"
+            f" {list(candidates[0][1])[:_SHOW]}, the backbone expects keys like {list(model_sd)[:_SHOW]}"
+        )
+    return best[1], best[2], best[3]
+
+
+def _format_name(is_safetensors: bool, container: str, prefix: str) -> str:
+    if is_safetensors:
+        return "safetensors"
+    if "encoder_q." in prefix or "base_encoder." in prefix:
+        return "moco"
+    if container == "model" and prefix.startswith("backbone."):
+        return "thresher"
+    return f"checkpoint[{container!r}]" if container else "state_dict"
+
+
+def _mismatch_message(
+    path: Path,
+    model: nn.Module,
+    prefix: str,
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+    missing: list[str],
+    unexpected: list[str],
+) -> str:
+    def first(items: list[str]) -> str:
+        more = f", ... {len(items) - _SHOW} more" if len(items) > _SHOW else ""
+        return f" [{', '.join(items[:_SHOW])}{more}]" if items else ""
+
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}" + ("" if n == 1 else "es" if what.endswith("mismatch") else "s")
+
+    shapes = [f"{k}: checkpoint {tuple(a)} vs backbone {tuple(b)}" for k, a, b in mismatched]
+    stripped = f" (after stripping prefix {prefix!r})" if prefix else ""
+    text = (
+        f"checkpoint {str(path)!r} does not fit backbone {type(model).__name__}{stripped}:"
+        f" {count(len(mismatched), 'shape mismatch')}{first(shapes)};"
+        f" {count(len(missing), 'missing key')}{first(missing)};"
+        f" {count(len(unexpected), 'unexpected key')}{first(unexpected)}."
+        " Use the backbone the checkpoint was trained with, or strict=False to load only the tensors that fit"
+    )
+    return one_line(text, limit=1500)

@@ -1,0 +1,272 @@
+"""The one training loop: any objective, any dataset, resumable to identical weights on CPU.
+
+Data order is a function of (seed, epoch), augmentation of (seed, step); model, optimizer, scheduler, RNG state,
+running statistics and cost are checkpointed atomically, so a killed run re-started on its folder continues exactly
+where the last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import SCHEMA_VERSION, __version__, atomic
+from ..data.base import BadImageLog, ImageDataset
+from ..data.loader import iterate_batches
+from ..data.transforms import build_transform, step_generator
+from ..device import autocast, memory_format
+from ..errors import ThresherError
+from ..progress import progress_bar
+from .config import TrainConfig
+from .lr_schedules import LR_SCHEDULES
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+SUMMARY = "summary.json"
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights that a resumed run needs to continue identically."""
+
+    step: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    flops_per_image: float = 0.0
+    epoch_loss_sum: float = 0.0
+    epoch_correct: float = 0.0
+    epoch_count: int = 0
+    done: bool = False
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The permutation of positions for ``epoch``: a pure function of (seed, epoch)."""
+    return np.random.default_rng([seed, epoch, 0x7EED]).permutation(n)
+
+
+def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                               nesterov=o.nesterov and o.momentum > 0)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def count_flops_per_image(objective: nn.Module, batch: dict) -> float:
+    """Forward + backward FLOPs per image, counted by torch on a copy (BN statistics of the real model untouched)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    probe = copy.deepcopy(objective)
+    rng = torch.get_rng_state()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            out = probe(batch)
+            out["loss"].backward()
+        n = len(batch["labels"]) if "labels" in batch else batch["images"].shape[0]
+        return counter.get_total_flops() / max(1, n)
+    except Exception:  # some third-party modules cannot be traced; cost then reports images and seconds only
+        return 0.0
+    finally:
+        torch.set_rng_state(rng)
+
+
+class Trainer:
+    """Trains ``objective`` on ``dataset[indices]`` following ``cfg`` into the run folder ``root``."""
+
+    def __init__(self, objective: nn.Module, dataset: ImageDataset, indices: np.ndarray, cfg: TrainConfig,
+                 root: Path, device: torch.device, *, log=print, parameters=None):
+        self.objective = objective.to(device).to(memory_format=memory_format(device))
+        self.ds, self.indices, self.cfg, self.root, self.device, self.log = dataset, indices, cfg, root, device, log
+        n = len(indices)
+        if n == 0:
+            raise ThresherError("no training examples")
+        self.batch_size = min(cfg.batch_size, n)
+        self.steps_per_epoch = n // self.batch_size  # drop the last partial batch, as usual for BN training
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        params = list(parameters) if parameters is not None else [p for p in objective.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(params, cfg)
+        warmup = int(round(cfg.lr_schedule.warmup_epochs * self.steps_per_epoch))
+        factor = LR_SCHEDULES.create(cfg.lr_schedule.name, total_steps=self.total_steps,
+                                     warmup_steps=min(warmup, self.total_steps),
+                                     min_factor=cfg.lr_schedule.min_factor)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.transform = build_transform(getattr(objective, "transform", "train"), cfg.resolution)
+        self.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+        self.state = TrainState()
+        self.skipped = BadImageLog()
+        labels = dataset.labels[indices]
+        self.labels = torch.from_numpy(labels)
+        if getattr(objective, "needs_labels", False) and (labels < 0).any():
+            raise ThresherError(f"{cfg.objective} pre-training needs labels, but {int((labels < 0).sum())} of the "
+                                f"{n} examples of {dataset.spec} have none")
+
+    # --- checkpoints ------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write the checkpoint atomically; weights that went non-finite never replace the last good one."""
+        for name, t in self.objective.state_dict().items():
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise ThresherError(f"weights became non-finite ({name}) by step {self.state.step}; the last good "
+                                    f"checkpoint ({self.root / CHECKPOINT}) is kept; lower the learning rate and "
+                                    "re-run")
+        ckpt = {
+            "format": "thresher-checkpoint",
+            "schema_version": SCHEMA_VERSION,
+            "thresher_version": __version__,
+            "model": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "state": dict(self.state.__dict__),
+            "skipped": {"count": self.skipped.count, "first": self.skipped.first},
+            "backbone": self.cfg.backbone,
+            "objective": self.cfg.objective,
+            "classes": self.ds.classes,
+            "config": self.cfg.model_dump(mode="json"),
+        }
+        atomic.torch_save(self.root / CHECKPOINT, ckpt)
+
+    def try_resume(self) -> bool:
+        path = self.root / CHECKPOINT
+        if not path.is_file():
+            return False
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ThresherError(f"cannot read {path} ({type(exc).__name__}); move it away to restart the run") from None
+        self.objective.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if torch.cuda.is_available() and ckpt["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        self.state.__dict__.update(TrainState(**ckpt["state"]).__dict__)  # in place: callers may hold it
+        self.skipped = BadImageLog(count=ckpt["skipped"]["count"], first=list(ckpt["skipped"]["first"]))
+        self._truncate_log(self.state.step)
+        return True
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log lines written after the checkpoint, so a resumed log equals an uninterrupted one."""
+        f = self.root / LOG
+        if not f.is_file():
+            return
+        keep = [ln for ln in f.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        atomic.write_text(f, "".join(k + "\n" for k in keep))
+
+    def _append_log(self, record: dict) -> None:
+        with open(self.root / LOG, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def run(self) -> dict:
+        cfg = self.cfg
+        resumed = self.try_resume()
+        st = self.state
+        if resumed:
+            if st.done:
+                self.log(f"{self.root}: already complete ({st.step} steps), nothing to do")
+                return self.summary()
+            self.log(f"{self.root}: resuming at step {st.step} of {self.total_steps}")
+        self.objective.train()
+        bar = progress_bar(self.total_steps, "train", enabled=cfg.runtime.progress, initial=st.step, unit="step")
+        last_ckpt = tick = time.perf_counter()
+        while st.step < self.total_steps:
+            epoch, pos = divmod(st.step, self.steps_per_epoch)
+            order = epoch_order(cfg.seed, epoch, len(self.indices))
+            batches = [order[b * self.batch_size:(b + 1) * self.batch_size]
+                       for b in range(pos, self.steps_per_epoch)]
+            data = iterate_batches(self.ds, [self.indices[b] for b in batches], cfg.resolution,
+                                   num_workers=cfg.runtime.num_workers, strict=cfg.data.strict,
+                                   pin_memory=self.device.type == "cuda")
+            for b, (idx, x, ok) in zip(batches, data):
+                self.skipped.add(self.ds.ids[idx[~ok]])
+                loss, acc, n = self._step(x, self.labels[b[ok]], torch.from_numpy(b[ok]))
+                st.step += 1
+                st.images += n
+                st.epoch_loss_sum += loss * n
+                st.epoch_correct += acc * n
+                st.epoch_count += n
+                now = time.perf_counter()  # wall time per step, data loading included
+                st.seconds += now - tick
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{n / max(1e-9, now - tick):.0f}")
+                tick = now
+                if st.step % cfg.log_every == 0:
+                    self._append_log({"step": st.step, "epoch": epoch, "loss": round(loss, 6), "acc": round(acc, 4),
+                                      "lr": self.scheduler.get_last_lr()[0]})
+                epoch_end = st.step % self.steps_per_epoch == 0
+                if epoch_end:
+                    self._append_log({"step": st.step, "epoch": epoch, "epoch_end": True,
+                                      "loss": st.epoch_loss_sum / max(1, st.epoch_count),
+                                      "acc": st.epoch_correct / max(1, st.epoch_count), "images": st.images})
+                    st.epoch_loss_sum = st.epoch_correct = 0.0
+                    st.epoch_count = 0
+                due = cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0
+                timed = time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60
+                if epoch_end or due or timed:
+                    st.done = st.step >= self.total_steps
+                    self.save()
+                    last_ckpt = time.perf_counter()
+        bar.close()
+        if self.skipped.count:
+            self.log(f"warning: {self.skipped.summary()}")
+        summary = self.summary()
+        atomic.write_json(self.root / SUMMARY, summary)
+        return summary
+
+    def _step(self, x: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> tuple[float, float, int]:
+        if len(x) == 0:
+            return 0.0, 0.0, 0
+        dev = self.device
+        gen = step_generator(self.cfg.seed, self.state.step, dev)
+        images = self.transform(x.to(dev, non_blocking=True), gen)
+        if isinstance(images, tuple):
+            images = tuple(v.contiguous(memory_format=memory_format(dev)) for v in images)
+        else:
+            images = images.contiguous(memory_format=memory_format(dev))
+        batch = {"images": images, "labels": labels.to(dev), "index": index.to(dev)}
+        if self.state.flops_per_image == 0.0 and self.state.step == 0:
+            self.state.flops_per_image = count_flops_per_image(self.objective, batch)
+        with autocast(dev):
+            out = self.objective(batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise ThresherError(f"loss became {loss.item()} at step {self.state.step}; the last good checkpoint "
+                                f"({self.root / CHECKPOINT}) is kept; lower the learning rate and re-run")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        self.scheduler.step()
+        acc = float(out["accuracy"]) if "accuracy" in out else math.nan
+        return float(loss.detach()), acc, len(x)
+
+    def summary(self) -> dict:
+        st = self.state
+        log = [json.loads(ln) for ln in (self.root / LOG).read_text().splitlines()] if (self.root / LOG).is_file() else []
+        epochs = [r for r in log if r.get("epoch_end")]
+        return {
+            "steps": st.step,
+            "epochs": self.cfg.epochs,
+            "examples": len(self.indices),
+            "epoch_loss": [round(r["loss"], 6) for r in epochs],
+            "epoch_acc": [round(r["acc"], 6) for r in epochs],
+            "skipped": {"count": self.skipped.count, "first": self.skipped.first},
+            "cost": {"images": st.images, "seconds": round(st.seconds, 3),
+                     "flops": st.flops_per_image * st.images, "flops_per_image": st.flops_per_image},
+        }

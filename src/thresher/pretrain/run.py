@@ -1,0 +1,35 @@
+"""``thresher pretrain``: build dataset, backbone and objective from a TrainConfig and run the one loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..data import open_dataset
+from ..data.loader import subset_indices
+from ..device import resolve_device, set_threads
+from ..embed import build_backbone, file_digest
+from ..errors import ThresherError
+from ..runs import RunFolder
+from .config import TrainConfig
+from .loop import Trainer
+from .objectives import OBJECTIVES
+
+
+def pretrain(cfg: TrainConfig, out: str | Path, *, force: bool = False, log=print) -> dict:
+    """Run (or resume) a training run into ``out``; returns its summary (losses per epoch, cost)."""
+    set_threads(cfg.runtime.threads)
+    device = resolve_device(cfg.runtime.device)
+    OBJECTIVES.get(cfg.objective)  # fail on a typo before touching the folder
+    ds = open_dataset(cfg.data.spec, data_root=cfg.data.data_root, strict=cfg.data.strict)
+    if len(ds) == 0:
+        raise ThresherError(f"{cfg.data.spec} holds no images")
+    indices = subset_indices(len(ds), cfg.data.subset, cfg.data.subset_seed)
+    inputs = {"init_sha256": file_digest(cfg.init)} if cfg.init else {}
+    with RunFolder(out, "pretrain", cfg, force=force, inputs=inputs, device=str(device)) as run:
+        backbone = build_backbone(cfg.backbone, cfg.init, cfg.seed)
+        torch.manual_seed(cfg.seed + 1)
+        objective = OBJECTIVES.create(cfg.objective, backbone=backbone, num_classes=max(1, ds.num_classes))
+        trainer = Trainer(objective, ds, indices, cfg, run.path, device, log=log)
+        return trainer.run()

@@ -1,0 +1,65 @@
+"""One registry class for every named thing (backbones, scorers, objectives, schedules, protocols, datasets)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from .errors import ThresherError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps a name to a factory. A new method is one file and one ``@REGISTRY.register("name")`` decorator."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, Callable[..., T]] = {}
+        self._prefixes: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str, *, prefix: bool = False) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Register a factory under ``name``; with ``prefix=True`` it serves every ``name:<rest>``."""
+
+        def deco(factory: Callable[..., T]) -> Callable[..., T]:
+            table = self._prefixes if prefix else self._items
+            if name in table:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            table[name] = factory
+            return factory
+
+        return deco
+
+    def get(self, name: str) -> Callable[..., T]:
+        if name in self._items:
+            return self._items[name]
+        head, sep, _ = name.partition(":")
+        if sep and head in self._prefixes:
+            return self._prefixes[head]
+        raise ThresherError(self._unknown(name))
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        """Build the thing registered as ``name``; prefix factories get the full name as ``name=``."""
+        factory = self.get(name)
+        if name not in self._items:
+            return factory(name=name, **kwargs)
+        return factory(**kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._items) + [f"{p}:<name>" for p in sorted(self._prefixes)]
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except ThresherError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def _unknown(self, name: str) -> str:
+        close = difflib.get_close_matches(name, list(self._items), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(self.names())})"

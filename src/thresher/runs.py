@@ -1,0 +1,135 @@
+"""The one rule for long-running commands: an ``--out`` folder that resumes, refuses foreign configs, and locks.
+
+Running the same command on the same folder resumes what is unfinished; a folder holding another config's results
+is refused unless ``force``; one process at a time may write a folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from . import SCHEMA_VERSION, __version__, atomic
+from .config import diff_keys, fingerprint, semantic_dict
+from .errors import ThresherError
+
+CONFIG_FILE = "config.yaml"
+LOCK_FILE = ".lock"
+
+
+def environment(device: str | None = None) -> dict[str, Any]:
+    """Versions and device recorded beside every artefact."""
+    import torch
+
+    return {
+        "thresher_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "torch_version": str(torch.__version__),
+        "device": device or "cpu",
+    }
+
+
+class RunFolder:
+    """Context manager owning one run folder: ``with RunFolder(out, "embed", cfg) as run: ...``."""
+
+    def __init__(self, path: str | Path, kind: str, config: BaseModel, *, force: bool = False,
+                 inputs: dict | None = None, device: str | None = None):
+        self.path = Path(path)
+        self.kind = kind
+        self.config = config
+        self.force = force
+        self.inputs = inputs or {}
+        self.device = device
+        self.fingerprint = fingerprint(config, self.inputs)
+        self.resumed = False
+        self._lock_fd: int | None = None
+
+    def __enter__(self) -> "RunFolder":
+        if self.path.exists() and not self.path.is_dir():
+            raise ThresherError(f"--out {self.path} is a file; give a folder")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            self._check_or_claim()
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._unlock()
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # --- internals ----------------------------------------------------------------------------------
+    def _lock(self) -> None:
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ThresherError(f"another thresher process is writing {self.path}; wait for it to finish or use "
+                                "another --out") from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _check_or_claim(self) -> None:
+        cfg_file = self.path / CONFIG_FILE
+        others = [p for p in self.path.iterdir() if p.name != LOCK_FILE]
+        if cfg_file.is_file():
+            old = read_run_config(self.path)
+            same = (old.get("thresher", {}).get("fingerprint") == self.fingerprint
+                    and old.get("thresher", {}).get("kind") == self.kind)
+            if same:
+                self.resumed = True
+                return
+            if not self.force:
+                try:
+                    old_sem = semantic_dict(type(self.config).model_validate(old.get("config", {})))
+                except Exception:  # written by another schema: compare as stored
+                    old_sem = old.get("config", {})
+                changed = diff_keys(old_sem, semantic_dict(self.config))
+                if old.get("inputs", {}) != self.inputs:
+                    changed.append("inputs (" + ", ".join(diff_keys(old.get("inputs", {}), self.inputs)) + ")")
+                what = (f"a {old.get('thresher', {}).get('kind')} run" if old.get("thresher", {}).get("kind")
+                        != self.kind else "results of a different config")
+                detail = f" (differs in: {', '.join(changed[:6])})" if changed else ""
+                raise ThresherError(f"{self.path} holds {what}{detail}; use another --out, or pass --force to "
+                                    "replace them")
+            for p in others:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        elif others:
+            raise ThresherError(f"{self.path} is not empty and is not a thresher run folder; choose a new or empty "
+                                "--out")
+        doc = {
+            "thresher": {"kind": self.kind, "fingerprint": self.fingerprint, **environment(self.device),
+                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+            "config": self.config.model_dump(mode="json"),
+            "inputs": self.inputs,
+        }
+        atomic.write_text(cfg_file, yaml.safe_dump(doc, sort_keys=False))
+
+
+def read_run_config(path: str | Path) -> dict:
+    """The resolved ``config.yaml`` of a run folder (safe YAML loader)."""
+    f = Path(path) / CONFIG_FILE
+    try:
+        data = yaml.safe_load(f.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ThresherError(f"cannot read {f}: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ThresherError(f"{f} is not a thresher run config")
+    return data
