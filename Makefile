@@ -22,6 +22,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/thresher demo $(ARGS)
 
 test: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest -q $(ARGS)
 
 bench: $(VENV)/.installed-dev

@@ -48,8 +48,9 @@ def shared_data_dir() -> Path:
     return SHARED
 
 
-def make_npz(path: Path, n: int = 64, size: int = 12, channels: int = 3, classes: int = 4, seed: int = 0,
-             compressed: bool = True) -> Path:
+def make_npz(
+    path: Path, n: int = 64, size: int = 12, channels: int = 3, classes: int = 4, seed: int = 0, compressed: bool = True
+) -> Path:
     """A small labeled npz in the format of ../shared/data, with class-dependent colours so models can learn."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % classes

@@ -9,11 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from conftest import make_npz
 
-from conftest import REPO, make_npz
 from thresher.cli import main
 
 
@@ -51,8 +50,11 @@ def test_errors_are_one_line_exit_2(tmp_path, capsys):
 
 
 def test_debug_shows_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "thresher", "--debug", "data", "info", "npz:/nonexistent.npz"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "thresher", "--debug", "data", "info", "npz:/nonexistent.npz"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
@@ -70,14 +72,26 @@ def test_embed_cli_then_refuse_then_force(tiny_npz, tmp_path, capsys):
 
 def test_config_file_and_pretrain_cli(tiny_npz, tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"data: {{spec: 'npz:{tiny_npz}'}}\nbackbone: small-cnn\nresolution: 12\nepochs: 2\n"
-                   "batch_size: 16\n")
+    cfg.write_text(
+        f"data: {{spec: 'npz:{tiny_npz}'}}\nbackbone: small-cnn\nresolution: 12\nepochs: 2\nbatch_size: 16\n"
+    )
     code, out, err = run(capsys, "pretrain", "--config", str(cfg), "--out", str(tmp_path / "p"), "--lr", "0.05")
     assert code == 0, err
     assert "8 steps" in out
     # an embed with the run folder as checkpoint
-    code, out, err = run(capsys, "embed", f"npz:{tiny_npz}", "--backbone", "small-cnn", "--checkpoint",
-                         str(tmp_path / "p"), "--resolution", "12", "--out", str(tmp_path / "e"))
+    code, out, err = run(
+        capsys,
+        "embed",
+        f"npz:{tiny_npz}",
+        "--backbone",
+        "small-cnn",
+        "--checkpoint",
+        str(tmp_path / "p"),
+        "--resolution",
+        "12",
+        "--out",
+        str(tmp_path / "e"),
+    )
     assert code == 0, err
 
 
@@ -93,11 +107,29 @@ def test_pretrain_survives_sigkill(tmp_path):
     """A real SIGKILL mid-run; re-running the command finishes with the weights of an uninterrupted run."""
     data = make_npz(tmp_path / "d" / "train.npz", n=256, size=12)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    base = [sys.executable, "-m", "thresher", "pretrain", f"npz:{data}", "--backbone", "small-cnn",
-            "--resolution", "12", "--epochs", "10", "--batch-size", "16", "--lr", "0.05", "--checkpoint-every", "3"]
+    base = [
+        sys.executable,
+        "-m",
+        "thresher",
+        "pretrain",
+        f"npz:{data}",
+        "--backbone",
+        "small-cnn",
+        "--resolution",
+        "12",
+        "--epochs",
+        "10",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.05",
+        "--checkpoint-every",
+        "3",
+    ]
     subprocess.run(base + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
-    proc = subprocess.Popen(base + ["--out", str(tmp_path / "cut")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        base + ["--out", str(tmp_path / "cut")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for(tmp_path / "cut" / "checkpoint.pt", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

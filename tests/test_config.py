@@ -66,8 +66,10 @@ def test_override_parsing():
 
 def test_fingerprint_ignores_runtime_fields_only():
     base = build_config(EmbedConfig, values={"data": {"spec": "x:y"}})
-    other_device = build_config(EmbedConfig, values={"data": {"spec": "x:y", "data_root": "/elsewhere"},
-                                                     "runtime": {"device": "cpu", "num_workers": 3}})
+    other_device = build_config(
+        EmbedConfig,
+        values={"data": {"spec": "x:y", "data_root": "/elsewhere"}, "runtime": {"device": "cpu", "num_workers": 3}},
+    )
     other_res = build_config(EmbedConfig, values={"data": {"spec": "x:y"}, "resolution": 64})
     assert fingerprint(base) == fingerprint(other_device)
     assert fingerprint(base) != fingerprint(other_res)

@@ -7,8 +7,8 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_npz
+
 from thresher.data import open_dataset
 from thresher.data.base import to_square
 from thresher.data.builtin import BUILTINS, DOWNLOADERS, open_builtin_dataset
@@ -50,12 +50,15 @@ def test_npz_folder_split_and_npy(tmp_path):
         open_dataset(f"npz:{tmp_path / 'd'}")
 
 
-@pytest.mark.parametrize("images,labels,match", [
-    (np.zeros((4, 5, 5, 2), np.uint8), np.zeros(4, np.int64), "C = 1 or 3"),
-    (np.zeros((4, 5, 5, 3), np.float32), np.zeros(4, np.int64), "uint8"),
-    (np.zeros((4, 5, 5, 3), np.uint8), np.zeros(3, np.int64), "labels have shape"),
-    (np.zeros((4, 5, 5, 3), np.uint8), np.array([0, 1, -5, 0]), "negative label"),
-])
+@pytest.mark.parametrize(
+    "images,labels,match",
+    [
+        (np.zeros((4, 5, 5, 2), np.uint8), np.zeros(4, np.int64), "C = 1 or 3"),
+        (np.zeros((4, 5, 5, 3), np.float32), np.zeros(4, np.int64), "uint8"),
+        (np.zeros((4, 5, 5, 3), np.uint8), np.zeros(3, np.int64), "labels have shape"),
+        (np.zeros((4, 5, 5, 3), np.uint8), np.array([0, 1, -5, 0]), "negative label"),
+    ],
+)
 def test_npz_bad_arrays_are_clear_errors(tmp_path, images, labels, match):
     np.savez(tmp_path / "bad.npz", images=images, labels=labels)
     with pytest.raises(ThresherError, match=match):

@@ -68,6 +68,7 @@ def check_bad(ds, bad: list[int], good: int) -> None:
 
 # --- folder ----------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     root = tmp_path / "imgs"
@@ -148,6 +149,7 @@ def test_folder_errors(tmp_path: Path) -> None:
 
 # --- wds -------------------------------------------------------------------------------------------
 
+
 def write_tar(path: Path, members: list[tuple[str, bytes]]) -> None:
     with tarfile.open(path, "w") as tf:
         for name, data in members:
@@ -160,15 +162,29 @@ def write_tar(path: Path, members: list[tuple[str, bytes]]) -> None:
 def shards(tmp_path: Path) -> Path:
     d = tmp_path / "shards"
     d.mkdir()
-    write_tar(d / "train-000000.tar", [
-        ("s0/a.png", png_bytes(rgb(10))), ("s0/a.cls", b"1\n"),
-        ("s0/b.jpg", png_bytes(rgb(20, 12, 9))), ("s0/b.json", b"{}"), ("s0/b.cls.txt", b"0"),
-        ("s0/meta.json", b"{}"),  # a sample without an image is skipped
-    ])
-    write_tar(d / "train-000001.tar", [
-        ("./c.seg.png", png_bytes(rgb(99))), ("./c.png", gray_png()), ("./c.label", b"2"),
-        ("d.png", b"garbage"), ("e.png", b""), ("f.png", truncated_png()), ("g.webp", png_bytes(rgb(50))),
-    ])
+    write_tar(
+        d / "train-000000.tar",
+        [
+            ("s0/a.png", png_bytes(rgb(10))),
+            ("s0/a.cls", b"1\n"),
+            ("s0/b.jpg", png_bytes(rgb(20, 12, 9))),
+            ("s0/b.json", b"{}"),
+            ("s0/b.cls.txt", b"0"),
+            ("s0/meta.json", b"{}"),  # a sample without an image is skipped
+        ],
+    )
+    write_tar(
+        d / "train-000001.tar",
+        [
+            ("./c.seg.png", png_bytes(rgb(99))),
+            ("./c.png", gray_png()),
+            ("./c.label", b"2"),
+            ("d.png", b"garbage"),
+            ("e.png", b""),
+            ("f.png", truncated_png()),
+            ("g.webp", png_bytes(rgb(50))),
+        ],
+    )
     (d / "classes.txt").write_text("zero\none\ntwo\n")
     return d
 
@@ -266,6 +282,7 @@ def test_split_member_name() -> None:
 
 # --- hf --------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def hf_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     datasets = pytest.importorskip("datasets")
@@ -278,8 +295,13 @@ def hf_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"bytes": b"", "path": None},
         {"bytes": truncated_png(), "path": None},
     ]
-    features = datasets.Features({"picture": datasets.Image(), "name": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["ant", "bee"])})
+    features = datasets.Features(
+        {
+            "picture": datasets.Image(),
+            "name": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["ant", "bee"]),
+        }
+    )
     columns = {"picture": images, "name": [f"n{i}" for i in range(6)], "label": [1, 0, 1, 0, 0, 1]}
     ds = datasets.Dataset.from_dict(columns, features=features)
     ds.save_to_disk(str(root / "single"))
@@ -288,8 +310,9 @@ def hf_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A plain struct column (no Image feature, so save_to_disk does not embed the file): read via the path.
     (root / "pic.png").write_bytes(png_bytes(rgb(60)))
     struct = datasets.Features({"img": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}})
-    datasets.Dataset.from_dict({"img": [{"bytes": None, "path": str(root / "pic.png")}]},
-                               features=struct).save_to_disk(str(root / "paths"))
+    datasets.Dataset.from_dict({"img": [{"bytes": None, "path": str(root / "pic.png")}]}, features=struct).save_to_disk(
+        str(root / "paths")
+    )
     return root
 
 

@@ -14,8 +14,14 @@ from thresher.errors import ThresherError
 
 
 def cfg(spec, **kw):
-    values = {"data": {"spec": spec}, "backbone": "small-cnn", "resolution": 16, "shard_size": 24,
-              "batch_size": 10, "runtime": {"progress": False}}
+    values = {
+        "data": {"spec": spec},
+        "backbone": "small-cnn",
+        "resolution": 16,
+        "shard_size": 24,
+        "batch_size": 10,
+        "runtime": {"progress": False},
+    }
     values.update(kw)
     return build_config(EmbedConfig, values=values)
 
@@ -36,7 +42,7 @@ def test_store_shape_ids_labels(tiny_npz, tmp_path):
     # the rows are the backbone's features of those images
     from thresher.data import open_dataset
     from thresher.data.transforms import build_transform
-    from thresher.embed import build_backbone
+    from thresher.models import build_backbone
 
     ds = open_dataset(f"npz:{tiny_npz}")
     model = build_backbone("small-cnn", None, 0).eval()
@@ -120,5 +126,8 @@ def test_unreadable_images_skipped_and_reported(tmp_path):
     assert store.meta["skipped"] == {"count": 2, "first": ["a/2.png", "a/4.png"]}
     assert any("skipped 2 unreadable" in m for m in messages)
     with pytest.raises(ThresherError, match="a/2.png"):
-        embed(cfg(f"folder:{tmp_path / 'imgs'}", data={"spec": f"folder:{tmp_path / 'imgs'}", "strict": True}),
-              tmp_path / "strict", log=lambda *_: None)
+        embed(
+            cfg(f"folder:{tmp_path / 'imgs'}", data={"spec": f"folder:{tmp_path / 'imgs'}", "strict": True}),
+            tmp_path / "strict",
+            log=lambda *_: None,
+        )

@@ -14,8 +14,17 @@ from thresher.pretrain.run import pretrain
 
 
 def cfg(spec, **kw):
-    values = {"data": {"spec": spec}, "backbone": "small-cnn", "resolution": 12, "epochs": 3, "batch_size": 16,
-              "optim": {"lr": 0.05}, "checkpoint_every": 2, "log_every": 1, "runtime": {"progress": False}}
+    values = {
+        "data": {"spec": spec},
+        "backbone": "small-cnn",
+        "resolution": 12,
+        "epochs": 3,
+        "batch_size": 16,
+        "optim": {"lr": 0.05},
+        "checkpoint_every": 2,
+        "log_every": 1,
+        "runtime": {"progress": False},
+    }
     values.update(kw)
     return build_config(TrainConfig, values=values)
 
@@ -65,7 +74,9 @@ def test_resume_mid_epoch_gives_identical_weights_and_log(tiny_npz, tmp_path, mo
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    assert (tmp_path / "full" / "log.jsonl").read_text().count("\n") == (tmp_path / "cut" / "log.jsonl").read_text().count("\n")
+    assert (tmp_path / "full" / "log.jsonl").read_text().count("\n") == (
+        tmp_path / "cut" / "log.jsonl"
+    ).read_text().count("\n")
     full_losses = [json.loads(x)["loss"] for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     cut_losses = [json.loads(x)["loss"] for x in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
     assert full_losses == cut_losses
@@ -76,8 +87,7 @@ def test_resume_mid_epoch_gives_identical_weights_and_log(tiny_npz, tmp_path, mo
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_npz, tmp_path):
     with pytest.raises(ThresherError, match=r"(loss became (nan|inf)|weights became non-finite).*last good checkpoint"):
-        pretrain(cfg(f"npz:{tiny_npz}", optim={"lr": 1e12}, checkpoint_every=1), tmp_path / "r",
-                 log=lambda *_: None)
+        pretrain(cfg(f"npz:{tiny_npz}", optim={"lr": 1e12}, checkpoint_every=1), tmp_path / "r", log=lambda *_: None)
     ck = torch.load(tmp_path / "r" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
 
@@ -92,7 +102,10 @@ def test_unlabeled_data_refused_for_supervised(tmp_path):
 
 def test_init_from_checkpoint_is_used(tiny_npz, tmp_path):
     pretrain(cfg(f"npz:{tiny_npz}", epochs=1), tmp_path / "a", log=lambda *_: None)
-    s = pretrain(cfg(f"npz:{tiny_npz}", epochs=1, init=str(tmp_path / "a" / "checkpoint.pt")), tmp_path / "b",
-                 log=lambda *_: None)
+    s = pretrain(
+        cfg(f"npz:{tiny_npz}", epochs=1, init=str(tmp_path / "a" / "checkpoint.pt")),
+        tmp_path / "b",
+        log=lambda *_: None,
+    )
     s0 = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert s["epoch_loss"][0] < s0["epoch_loss"][0]  # starting from trained weights helps at once

@@ -118,9 +118,7 @@ def test_small_cnn_is_a_small_real_cnn():
     kinds = {type(m) for m in model.modules()}
     assert {nn.Conv2d, nn.BatchNorm2d, nn.ReLU} <= kinds
     assert 128 <= model.feature_dim <= 256
-    assert sum(p.numel() for p in model.parameters()) < sum(
-        p.numel() for p in create_backbone("resnet32").parameters()
-    )
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in create_backbone("resnet32").parameters())
 
 
 def test_in_chans_option():
@@ -317,9 +315,7 @@ def test_missing_and_unexpected_keys_are_listed(tmp_path):
     assert "missing key" in msg and "layer1.3.conv1.weight" in msg
     assert "1 unexpected key [extra.weight]" in msg
     report = load_backbone_weights(create_backbone("resnet32"), path, strict=False)
-    assert (
-        report.loaded > 0 and "layer1.3.conv1.weight" in report.missing and "extra.weight" in report.ignored
-    )
+    assert report.loaded > 0 and "layer1.3.conv1.weight" in report.missing and "extra.weight" in report.ignored
 
 
 def test_no_overlap_at_all(tmp_path):

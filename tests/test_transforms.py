@@ -65,7 +65,7 @@ def test_grayscale_and_flip_match_torchvision():
     gray = T.rgb_to_grayscale(x).expand_as(x)
     torch.testing.assert_close(gray, torch.stack([TF.rgb_to_grayscale(im, 3) for im in x]), atol=1e-6, rtol=0)
     mask = torch.tensor([True, False, True, False])
-    expected = torch.stack([TF.horizontal_flip(im) if m else im for im, m in zip(x, mask)])
+    expected = torch.stack([TF.horizontal_flip(im) if m else im for im, m in zip(x, mask, strict=True)])
     assert torch.equal(T.hflip(x, mask), expected)
 
 
@@ -73,9 +73,7 @@ def test_grayscale_and_flip_match_torchvision():
 def test_blur_matches_torchvision(kernel):
     x = _rand_images(4, 24, 26)
     sigma = torch.tensor([0.1, 0.7, 1.3, 2.0])
-    expected = torch.stack(
-        [TF.gaussian_blur(x[i], [kernel, kernel], [float(sigma[i])] * 2) for i in range(4)]
-    )
+    expected = torch.stack([TF.gaussian_blur(x[i], [kernel, kernel], [float(sigma[i])] * 2) for i in range(4)])
     torch.testing.assert_close(T.gaussian_blur(x, kernel, sigma), expected, atol=1e-5, rtol=0)
 
 
@@ -92,7 +90,7 @@ def test_resized_crop_matches_torchvision(height, width, size):
     expected = torch.stack(
         [
             TF.resized_crop(im, *[int(v) for v in box], size=[size, size], antialias=True)
-            for im, box in zip(x, boxes)
+            for im, box in zip(x, boxes, strict=True)
         ]
     )
     torch.testing.assert_close(T.resized_crop(x, boxes, size), expected, atol=1e-5, rtol=0)
@@ -319,9 +317,7 @@ def test_cpu_generator_gives_same_augmentations_on_cuda():
     "size, resolution, crop_fraction", [(16, 16, 1.0), (24, 16, 1.0), (24, 16, 0.875), (12, 16, 1.0)]
 )
 def test_eval_is_deterministic_and_matches_reference(size, resolution, crop_fraction):
-    x = torch.randint(
-        0, 256, (3, 3, size, size), generator=torch.Generator().manual_seed(2), dtype=torch.uint8
-    )
+    x = torch.randint(0, 256, (3, 3, size, size), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
     ours = T.build_transform("eval", resolution, crop_fraction=crop_fraction)
     ref = T.reference_transform("eval", resolution, crop_fraction=crop_fraction)
     out = ours(x)
@@ -332,16 +328,14 @@ def test_eval_is_deterministic_and_matches_reference(size, resolution, crop_frac
 @pytest.mark.parametrize("kind", ["eval", "train", "ssl"])
 @pytest.mark.parametrize("batch", [1, 5])
 def test_channels_last_batch_size_and_output_format(kind, batch):
-    x = torch.randint(
-        0, 256, (batch, 3, 20, 20), generator=torch.Generator().manual_seed(3), dtype=torch.uint8
-    )
+    x = torch.randint(0, 256, (batch, 3, 20, 20), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
     tf = T.build_transform(kind, RES)
     a = tf(x, torch.Generator().manual_seed(4))
     b = tf(x.to(memory_format=torch.channels_last), torch.Generator().manual_seed(4))
     outs_a = a if isinstance(a, tuple) else (a,)
     outs_b = b if isinstance(b, tuple) else (b,)
     assert len(outs_a) == (2 if kind == "ssl" else 1)
-    for oa, ob in zip(outs_a, outs_b):
+    for oa, ob in zip(outs_a, outs_b, strict=True):
         assert oa.shape == (batch, 3, RES, RES) and oa.dtype == torch.float32 and oa.is_contiguous()
         torch.testing.assert_close(oa, ob, atol=1e-6, rtol=0)
 
@@ -371,6 +365,4 @@ def test_registry_and_errors():
     with pytest.raises(ThresherError):
         T.build_transform("eval", 32, crop_fraction=1.5)
     with pytest.raises(ValueError):
-        T.build_transform("eval", 32)(
-            torch.zeros(2, 3, 32, 32)
-        )  # float input: not the loader's uint8 contract
+        T.build_transform("eval", 32)(torch.zeros(2, 3, 32, 32))  # float input: not the loader's uint8 contract

@@ -29,8 +29,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
-            raise ThresherError(f"disk full while writing {path}; earlier results are intact, free space and "
-                                "re-run the same command to resume") from None
+            raise ThresherError(
+                f"disk full while writing {path}; earlier results are intact, free space and "
+                "re-run the same command to resume"
+            ) from None
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -5,27 +5,33 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .errors import ThresherError, one_line
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="thresher: score a source pool against your target, select, pre-train, evaluate.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="thresher: score a source pool against your target, select, pre-train, evaluate.",
+)
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets named by spec strings.")
 app.add_typer(data_app, name="data")
 
 _STATE = {"debug": False}
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file (CLI flags override it).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Dotted override, e.g. --set optim.lr=0.05 (repeatable).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (CLI flags override it).")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Dotted override, e.g. --set optim.lr=0.05 (repeatable).")
+]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace results of a different config in --out.")]
-DataRootOpt = Annotated[Optional[str], typer.Option("--data-root", help="Folder searched first for built-in datasets.")]
+DataRootOpt = Annotated[str | None, typer.Option("--data-root", help="Folder searched first for built-in datasets.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unreadable image instead of skipping it.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto (default), cpu, cuda or cuda:N.")]
-WorkersOpt = Annotated[Optional[int], typer.Option("--workers", help="Data-loading worker processes (default 0).")]
-SubsetOpt = Annotated[Optional[int], typer.Option("--subset", help="Use a random subset of this many examples.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto (default), cpu, cuda or cuda:N.")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Data-loading worker processes (default 0).")]
+SubsetOpt = Annotated[int | None, typer.Option("--subset", help="Use a random subset of this many examples.")]
 
 
 @app.callback()
@@ -49,6 +55,7 @@ def _values(**kw) -> dict:
 
 # --- data -------------------------------------------------------------------------------------------
 
+
 @data_app.command("list")
 def data_list(data_root: DataRootOpt = None) -> None:
     """List the built-in datasets, where each was found, and the spec kinds thresher reads."""
@@ -65,7 +72,7 @@ def data_list(data_root: DataRootOpt = None) -> None:
 @data_app.command("info")
 def data_info(
     spec: Annotated[str, typer.Argument(help="Dataset spec, e.g. builtin:tiny-imagenet-32:train or folder:PATH.")],
-    sheet: Annotated[Optional[Path], typer.Option("--sheet", help="Write a PNG contact sheet of samples here.")] = None,
+    sheet: Annotated[Path | None, typer.Option("--sheet", help="Write a PNG contact sheet of samples here.")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Decode every image and report unreadable ones.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     data_root: DataRootOpt = None,
@@ -78,8 +85,10 @@ def data_info(
     ds = open_dataset(spec, data_root=data_root, strict=strict)
     info = dataset_info(ds, verify=verify)
     if strict and info.get("unreadable", {}).get("count"):
-        raise ThresherError(f"{info['unreadable']['count']} unreadable image(s) in {spec} "
-                            f"(first: {', '.join(info['unreadable']['first'])})")
+        raise ThresherError(
+            f"{info['unreadable']['count']} unreadable image(s) in {spec} "
+            f"(first: {', '.join(info['unreadable']['first'])})"
+        )
     typer.echo(json.dumps(info, indent=2) if as_json else format_info(info))
     if sheet is not None:
         typer.echo(f"contact sheet: {contact_sheet(ds, sheet)}")
@@ -87,16 +96,19 @@ def data_info(
 
 # --- embed --------------------------------------------------------------------------------------------
 
+
 @app.command()
 def embed(
-    spec: Annotated[Optional[str], typer.Argument(help="Dataset spec to embed (or data.spec in --config).")] = None,
+    spec: Annotated[str | None, typer.Argument(help="Dataset spec to embed (or data.spec in --config).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for the embedding store.")] = ...,
-    backbone: Annotated[Optional[str], typer.Option(help="Backbone name (thresher models list them).")] = None,
-    checkpoint: Annotated[Optional[str], typer.Option(help="Weights: thresher run/checkpoint, torchvision, timm or MoCo.")] = None,
-    resolution: Annotated[Optional[int], typer.Option(help="Square input resolution in pixels.")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="float32 (default) or float16.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per forward pass.")] = None,
-    shard_size: Annotated[Optional[int], typer.Option(help="Rows per .npy shard (unit of resume).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone name (thresher models list them).")] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Weights: thresher run/checkpoint, torchvision, timm or MoCo.")
+    ] = None,
+    resolution: Annotated[int | None, typer.Option(help="Square input resolution in pixels.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 (default) or float16.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per forward pass.")] = None,
+    shard_size: Annotated[int | None, typer.Option(help="Rows per .npy shard (unit of resume).")] = None,
     subset: SubsetOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -108,13 +120,24 @@ def embed(
 ) -> None:
     """Embed a dataset with a backbone into a resumable, memory-mapped store (.npy shards + ids.parquet)."""
     from .config import build_config
-    from .embed import EmbedConfig, embed as run_embed
+    from .embed import EmbedConfig
+    from .embed import embed as run_embed
 
     checkpoint = _checkpoint_file(checkpoint)
-    values = _values(data__spec=spec, data__subset=subset, data__data_root=data_root, data__strict=strict or None,
-                     backbone=backbone, checkpoint=checkpoint, resolution=resolution, dtype=dtype,
-                     batch_size=batch_size, shard_size=shard_size, runtime__device=device,
-                     runtime__num_workers=workers)
+    values = _values(
+        data__spec=spec,
+        data__subset=subset,
+        data__data_root=data_root,
+        data__strict=strict or None,
+        backbone=backbone,
+        checkpoint=checkpoint,
+        resolution=resolution,
+        dtype=dtype,
+        batch_size=batch_size,
+        shard_size=shard_size,
+        runtime__device=device,
+        runtime__num_workers=workers,
+    )
     cfg = build_config(EmbedConfig, file=config, values=values, overrides=set_)
     store = run_embed(cfg, out, force=force, log=typer.echo)
     typer.echo(f"{store.path}: {store.shape[0]} x {store.shape[1]} {store.dtype}")
@@ -122,19 +145,24 @@ def embed(
 
 # --- pretrain (the one training loop; the pre-training issue adds objectives and schedules) -----------------
 
+
 @app.command()
 def pretrain(
-    spec: Annotated[Optional[str], typer.Argument(help="Training dataset spec (or data.spec in --config).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoint.pt, log.jsonl, summary.json).")] = ...,
-    backbone: Annotated[Optional[str], typer.Option(help="Backbone name, e.g. small-cnn, resnet18.")] = None,
-    objective: Annotated[Optional[str], typer.Option(help="Objective name (default supervised).")] = None,
-    init: Annotated[Optional[str], typer.Option(help="Initialise the backbone from this checkpoint.")] = None,
-    resolution: Annotated[Optional[int], typer.Option(help="Square training resolution in pixels.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Number of epochs.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per step.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Base learning rate.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of init, data order and augmentation.")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps (default: each epoch).")] = None,
+    spec: Annotated[str | None, typer.Argument(help="Training dataset spec (or data.spec in --config).")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run folder (checkpoint.pt, log.jsonl, summary.json).")
+    ] = ...,
+    backbone: Annotated[str | None, typer.Option(help="Backbone name, e.g. small-cnn, resnet18.")] = None,
+    objective: Annotated[str | None, typer.Option(help="Objective name (default supervised).")] = None,
+    init: Annotated[str | None, typer.Option(help="Initialise the backbone from this checkpoint.")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Square training resolution in pixels.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Base learning rate.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of init, data order and augmentation.")] = None,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(help="Checkpoint every N steps (default: each epoch).")
+    ] = None,
     subset: SubsetOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -149,15 +177,30 @@ def pretrain(
     from .pretrain.config import TrainConfig
     from .pretrain.run import pretrain as run_pretrain
 
-    values = _values(data__spec=spec, data__subset=subset, data__data_root=data_root, data__strict=strict or None,
-                     backbone=backbone, objective=objective, init=_checkpoint_file(init), resolution=resolution,
-                     epochs=epochs, batch_size=batch_size, optim__lr=lr, seed=seed,
-                     checkpoint_every=checkpoint_every, runtime__device=device, runtime__num_workers=workers)
+    values = _values(
+        data__spec=spec,
+        data__subset=subset,
+        data__data_root=data_root,
+        data__strict=strict or None,
+        backbone=backbone,
+        objective=objective,
+        init=_checkpoint_file(init),
+        resolution=resolution,
+        epochs=epochs,
+        batch_size=batch_size,
+        optim__lr=lr,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        runtime__device=device,
+        runtime__num_workers=workers,
+    )
     cfg = build_config(TrainConfig, file=config, values=values, overrides=set_)
     summary = run_pretrain(cfg, out, force=force, log=typer.echo)
     losses = ", ".join(f"{v:.3f}" for v in summary["epoch_loss"])
-    typer.echo(f"{out}: {summary['steps']} steps, loss per epoch [{losses}], "
-               f"{summary['cost']['images']} images in {summary['cost']['seconds']:.1f} s")
+    typer.echo(
+        f"{out}: {summary['steps']} steps, loss per epoch [{losses}], "
+        f"{summary['cost']['images']} images in {summary['cost']['seconds']:.1f} s"
+    )
 
 
 @app.command()
@@ -173,7 +216,7 @@ def demo(
     run_demo(out, quick=quick, data_root=data_root, force=force, echo=typer.echo)
 
 
-def _checkpoint_file(path: Optional[str]) -> Optional[str]:
+def _checkpoint_file(path: str | None) -> str | None:
     """A run folder stands for its checkpoint.pt."""
     if path and Path(path).is_dir() and (Path(path) / "checkpoint.pt").is_file():
         return str(Path(path) / "checkpoint.pt")
@@ -207,6 +250,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # an unexpected failure is still one line without --debug
         if debug:
             raise
-        typer.echo(f"thresher: internal error: {type(exc).__name__}: {one_line(str(exc))} "
-                   "(re-run with --debug for the traceback)", err=True)
+        typer.echo(
+            f"thresher: internal error: {type(exc).__name__}: {one_line(str(exc))} "
+            "(re-run with --debug for the traceback)",
+            err=True,
+        )
         sys.exit(1)

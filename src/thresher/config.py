@@ -135,8 +135,9 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def build_config(cls: type[C], *, file: str | Path | None = None, values: dict | None = None,
-                 overrides: list[str] | None = None) -> C:
+def build_config(
+    cls: type[C], *, file: str | Path | None = None, values: dict | None = None, overrides: list[str] | None = None
+) -> C:
     """Defaults <- YAML file <- command-line values <- ``key.sub=value`` overrides, validated into ``cls``."""
     data: dict = load_yaml(file) if file else {}
     if "config" in data and isinstance(data.get("thresher"), dict):

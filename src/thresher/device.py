@@ -37,4 +37,6 @@ def autocast(device: torch.device) -> Any:
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    """channels_last everywhere: on CUDA for tensor cores, and measured faster on our 2-core CPU as well
+    (training at 32 px: small-cnn 2340 -> 2930 img/s, resnet20 690 -> 860; resnet18 inference at 64 px 670 -> 870)."""
+    return torch.channels_last

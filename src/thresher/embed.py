@@ -6,7 +6,6 @@ the final array equals an uninterrupted run's. ``EmbeddingStore`` reads it back 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -21,14 +20,14 @@ from pydantic import Field
 
 from . import atomic
 from .config import DataConfig, RuntimeConfig, Section
-from .data import BadImageLog, open_dataset
-from .data.loader import iterate_batches, subset_indices
+from .data import BadImageLog
+from .data.loader import iterate_batches, open_data
 from .data.transforms import build_transform
 from .device import autocast, memory_format, resolve_device, set_threads
 from .errors import ThresherError
-from .models import create_backbone, load_backbone_weights
+from .models import build_backbone
 from .progress import progress_bar
-from .runs import RunFolder, environment
+from .runs import RunFolder, environment, file_digest
 
 META_FILE = "meta.json"
 IDS_FILE = "ids.parquet"
@@ -49,35 +48,11 @@ class EmbedConfig(Section):
     runtime: RuntimeConfig = RuntimeConfig()
 
 
-def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
-    """sha256 of a file (checkpoints are fingerprinted by content, not by name)."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-    except OSError as exc:
-        raise ThresherError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return h.hexdigest()
-
-
-def build_backbone(name: str, checkpoint: str | None, seed: int) -> torch.nn.Module:
-    """Create a backbone (seeded random init) and load weights when given."""
-    torch.manual_seed(seed)
-    model = create_backbone(name)
-    if checkpoint:
-        load_backbone_weights(model, checkpoint)
-    return model
-
-
-def embed(cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print) -> "EmbeddingStore":
+def embed(cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print) -> EmbeddingStore:
     """Run (or resume) ``thresher embed`` into ``out`` and return the finished store."""
     set_threads(cfg.runtime.threads)
     device = resolve_device(cfg.runtime.device)
-    ds = open_dataset(cfg.data.spec, data_root=cfg.data.data_root, strict=cfg.data.strict)
-    if len(ds) == 0:
-        raise ThresherError(f"{cfg.data.spec} holds no images")
-    indices = subset_indices(len(ds), cfg.data.subset, cfg.data.subset_seed)
+    ds, indices = open_data(cfg.data)
     inputs = {"checkpoint_sha256": file_digest(cfg.checkpoint)} if cfg.checkpoint else {}
     with RunFolder(out, "embed", cfg, force=force, inputs=inputs, device=str(device)) as run:
         meta_path = run.file(META_FILE)
@@ -91,8 +66,9 @@ def embed(cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print) 
         parts = run.file(PARTS)
         parts.mkdir(exist_ok=True)
         done = [s for s in range(n_shards) if (parts / f"{s:05d}.done").exists()]
-        bar = progress_bar(len(indices), "embed", enabled=cfg.runtime.progress,
-                           initial=min(len(done) * cfg.shard_size, len(indices)))
+        bar = progress_bar(
+            len(indices), "embed", enabled=cfg.runtime.progress, initial=min(len(done) * cfg.shard_size, len(indices))
+        )
         started = time.perf_counter()
         t_images = 0
         if done:
@@ -100,7 +76,7 @@ def embed(cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print) 
         for s in range(n_shards):
             if s in done:
                 continue
-            shard_idx = indices[s * cfg.shard_size:(s + 1) * cfg.shard_size]
+            shard_idx = indices[s * cfg.shard_size : (s + 1) * cfg.shard_size]
             feats, kept = _embed_shard(ds, shard_idx, model, transform, cfg, device, bar)
             t_images += len(shard_idx)
             _write_shard(run.path, s, feats.astype(cfg.dtype), ds, kept, np.setdiff1d(shard_idx, kept))
@@ -111,10 +87,16 @@ def embed(cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print) 
 
 @torch.inference_mode()
 def _embed_shard(ds, shard_idx, model, transform, cfg: EmbedConfig, device, bar):
-    batches = [shard_idx[i:i + cfg.batch_size] for i in range(0, len(shard_idx), cfg.batch_size)]
+    batches = [shard_idx[i : i + cfg.batch_size] for i in range(0, len(shard_idx), cfg.batch_size)]
     feats, kept = [], []
-    for idx, x, ok in iterate_batches(ds, batches, cfg.resolution, num_workers=cfg.runtime.num_workers,
-                                      strict=cfg.data.strict, pin_memory=device.type == "cuda"):
+    for idx, x, ok in iterate_batches(
+        ds,
+        batches,
+        cfg.resolution,
+        num_workers=cfg.runtime.num_workers,
+        strict=cfg.data.strict,
+        pin_memory=device.type == "cuda",
+    ):
         if len(x):
             x = transform(x.to(device, non_blocking=True), None).contiguous(memory_format=memory_format(device))
             with autocast(device):
@@ -128,17 +110,22 @@ def _embed_shard(ds, shard_idx, model, transform, cfg: EmbedConfig, device, bar)
 
 def _write_shard(root: Path, s: int, feats: np.ndarray, ds, kept: np.ndarray, bad: np.ndarray) -> None:
     parts = root / PARTS
-    table = pa.table({"id": pa.array(ds.ids[kept].tolist(), pa.string()),
-                      "label": pa.array(ds.labels[kept], pa.int64()),
-                      "index": pa.array(kept, pa.int64())})
+    table = pa.table(
+        {
+            "id": pa.array(ds.ids[kept].tolist(), pa.string()),
+            "label": pa.array(ds.labels[kept], pa.int64()),
+            "index": pa.array(kept, pa.int64()),
+        }
+    )
     atomic.write_with(parts / f"{s:05d}.ids.parquet", lambda t: pq.write_table(table, t))
     atomic.save_npy(root / f"shard-{s:05d}.npy", feats)
     marker = {"rows": len(feats), "skipped": ds.ids[bad].tolist()}
     atomic.write_json(parts / f"{s:05d}.done", marker)  # the commit marker of shard s, written last
 
 
-def _finalize(root: Path, n_shards: int, cfg: EmbedConfig, ds, seconds: float, images: int, device: str,
-              log) -> "EmbeddingStore":
+def _finalize(
+    root: Path, n_shards: int, cfg: EmbedConfig, ds, seconds: float, images: int, device: str, log
+) -> EmbeddingStore:
     parts = root / PARTS
     skipped = BadImageLog()
     for s in range(n_shards):
@@ -188,8 +175,9 @@ class EmbeddingStore:
         self._offsets = np.cumsum([0] + [len(s) for s in self._shards])
         self._table = pq.read_table(self.path / IDS_FILE)
         if self._table.num_rows != self._offsets[-1]:
-            raise ThresherError(f"{self.path}: ids.parquet has {self._table.num_rows} rows but the shards hold "
-                                f"{self._offsets[-1]}")
+            raise ThresherError(
+                f"{self.path}: ids.parquet has {self._table.num_rows} rows but the shards hold {self._offsets[-1]}"
+            )
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -236,7 +224,7 @@ class EmbeddingStore:
     def iter_chunks(self, rows: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start_row, block)`` without loading the whole store (for pools larger than memory)."""
         for start in range(0, len(self), rows):
-            yield start, self[start:start + rows]
+            yield start, self[start : start + rows]
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"

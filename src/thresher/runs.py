@@ -7,6 +7,7 @@ is refused unless ``force``; one process at a time may write a folder.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import time
@@ -39,8 +40,16 @@ def environment(device: str | None = None) -> dict[str, Any]:
 class RunFolder:
     """Context manager owning one run folder: ``with RunFolder(out, "embed", cfg) as run: ...``."""
 
-    def __init__(self, path: str | Path, kind: str, config: BaseModel, *, force: bool = False,
-                 inputs: dict | None = None, device: str | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        kind: str,
+        config: BaseModel,
+        *,
+        force: bool = False,
+        inputs: dict | None = None,
+        device: str | None = None,
+    ):
         self.path = Path(path)
         self.kind = kind
         self.config = config
@@ -51,7 +60,7 @@ class RunFolder:
         self.resumed = False
         self._lock_fd: int | None = None
 
-    def __enter__(self) -> "RunFolder":
+    def __enter__(self) -> RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise ThresherError(f"--out {self.path} is a file; give a folder")
         self.path.mkdir(parents=True, exist_ok=True)
@@ -76,8 +85,9 @@ class RunFolder:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise ThresherError(f"another thresher process is writing {self.path}; wait for it to finish or use "
-                                "another --out") from None
+            raise ThresherError(
+                f"another thresher process is writing {self.path}; wait for it to finish or use another --out"
+            ) from None
         self._lock_fd = fd
 
     def _unlock(self) -> None:
@@ -91,8 +101,10 @@ class RunFolder:
         others = [p for p in self.path.iterdir() if p.name != LOCK_FILE]
         if cfg_file.is_file():
             old = read_run_config(self.path)
-            same = (old.get("thresher", {}).get("fingerprint") == self.fingerprint
-                    and old.get("thresher", {}).get("kind") == self.kind)
+            same = (
+                old.get("thresher", {}).get("fingerprint") == self.fingerprint
+                and old.get("thresher", {}).get("kind") == self.kind
+            )
             if same:
                 self.resumed = True
                 return
@@ -104,19 +116,28 @@ class RunFolder:
                 changed = diff_keys(old_sem, semantic_dict(self.config))
                 if old.get("inputs", {}) != self.inputs:
                     changed.append("inputs (" + ", ".join(diff_keys(old.get("inputs", {}), self.inputs)) + ")")
-                what = (f"a {old.get('thresher', {}).get('kind')} run" if old.get("thresher", {}).get("kind")
-                        != self.kind else "results of a different config")
+                what = (
+                    f"a {old.get('thresher', {}).get('kind')} run"
+                    if old.get("thresher", {}).get("kind") != self.kind
+                    else "results of a different config"
+                )
                 detail = f" (differs in: {', '.join(changed[:6])})" if changed else ""
-                raise ThresherError(f"{self.path} holds {what}{detail}; use another --out, or pass --force to "
-                                    "replace them")
+                raise ThresherError(
+                    f"{self.path} holds {what}{detail}; use another --out, or pass --force to replace them"
+                )
             for p in others:
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         elif others:
-            raise ThresherError(f"{self.path} is not empty and is not a thresher run folder; choose a new or empty "
-                                "--out")
+            raise ThresherError(
+                f"{self.path} is not empty and is not a thresher run folder; choose a new or empty --out"
+            )
         doc = {
-            "thresher": {"kind": self.kind, "fingerprint": self.fingerprint, **environment(self.device),
-                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+            "thresher": {
+                "kind": self.kind,
+                "fingerprint": self.fingerprint,
+                **environment(self.device),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
             "config": self.config.model_dump(mode="json"),
             "inputs": self.inputs,
         }
@@ -133,3 +154,15 @@ def read_run_config(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ThresherError(f"{f} is not a thresher run config")
     return data
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 22) -> str:
+    """sha256 of a file (checkpoints are fingerprinted by content, not by name)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    except OSError as exc:
+        raise ThresherError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return h.hexdigest()

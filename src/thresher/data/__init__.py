@@ -1,6 +1,6 @@
 """Data layer: datasets named by spec strings, transforms at a chosen resolution, batched loading."""
 
-from .base import ImageDataset, BadImageLog
-from .spec import open_dataset, DATASETS
+from .base import BadImageLog, ImageDataset
+from .spec import DATASETS, open_dataset
 
 __all__ = ["ImageDataset", "BadImageLog", "open_dataset", "DATASETS"]

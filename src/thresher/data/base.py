@@ -112,6 +112,7 @@ class ImageDataset(ABC):
 
 # --- image helpers shared by all sources ----------------------------------------------------------
 
+
 def decode_image(data: bytes, example_id: str) -> np.ndarray:
     """Decode encoded image bytes fully (truncated files fail here, not later) to HxWxC uint8, C in {1, 3}."""
     from PIL import Image, UnidentifiedImageError
@@ -189,5 +190,7 @@ class BadImageLog:
     def summary(self) -> str | None:
         if not self.count:
             return None
-        return (f"skipped {self.count} unreadable image(s) (first: {', '.join(self.first)}); "
-                "fix or remove them, or pass --strict to stop at the first one")
+        return (
+            f"skipped {self.count} unreadable image(s) (first: {', '.join(self.first)}); "
+            "fix or remove them, or pass --strict to stop at the first one"
+        )

@@ -39,13 +39,27 @@ class Builtin:
 BUILTINS: dict[str, Builtin] = {
     b.name: b
     for b in (
-        Builtin("tiny-imagenet-32", "tiny-imagenet-200-32px", ("train", "val"),
-                "source pool: Tiny ImageNet, 200 classes, 32x32 RGB"),
-        Builtin("cifar10", "cifar10", ("train", "test"),
-                "target, small shift: CIFAR-10, 10 classes, 32x32 RGB", download="cifar10"),
-        Builtin("fashion-mnist", "fashion-mnist", ("train", "test"),
-                "target, large shift: Fashion-MNIST, 10 classes, 28x28 grayscale", download="fashion-mnist",
-                debian="/usr/share/datasets/fashion-mnist"),
+        Builtin(
+            "tiny-imagenet-32",
+            "tiny-imagenet-200-32px",
+            ("train", "val"),
+            "source pool: Tiny ImageNet, 200 classes, 32x32 RGB",
+        ),
+        Builtin(
+            "cifar10",
+            "cifar10",
+            ("train", "test"),
+            "target, small shift: CIFAR-10, 10 classes, 32x32 RGB",
+            download="cifar10",
+        ),
+        Builtin(
+            "fashion-mnist",
+            "fashion-mnist",
+            ("train", "test"),
+            "target, large shift: Fashion-MNIST, 10 classes, 28x28 grayscale",
+            download="fashion-mnist",
+            debian="/usr/share/datasets/fashion-mnist",
+        ),
     )
 }
 
@@ -69,7 +83,7 @@ def _read_idx(path: Path) -> np.ndarray:
     with opener(path, "rb") as f:
         data = f.read()
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -82,10 +96,21 @@ def _debian(b: Builtin, split: str) -> ArrayDataset | None:
         imgs = root / f"{stem}-images-idx3-ubyte{suffix}"
         labs = root / f"{stem}-labels-idx1-ubyte{suffix}"
         if imgs.is_file() and labs.is_file():
-            classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                       "Ankle boot"]
-            return ArrayDataset(_read_idx(imgs), _read_idx(labs).astype(np.int64), classes=classes,
-                                id_prefix=f"{split}-")
+            classes = [
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ]
+            return ArrayDataset(
+                _read_idx(imgs), _read_idx(labs).astype(np.int64), classes=classes, id_prefix=f"{split}-"
+            )
     return None
 
 
@@ -124,8 +149,10 @@ def open_builtin_dataset(name: str, split: str | None = None, data_root: str | N
     if deb is not None:
         return deb
     where = " or ".join(str(r / b.folder) for r in data_roots(data_root)[:2]) or f"$THRESHER_DATA/{b.folder}"
-    put = (f"put {split}.npz (arrays images: N x H x W x C uint8, labels: N int64) and classes.txt in {where}, "
-           "or pass --data-root / set THRESHER_DATA")
+    put = (
+        f"put {split}.npz (arrays images: N x H x W x C uint8, labels: N int64) and classes.txt in {where}, "
+        "or pass --data-root / set THRESHER_DATA"
+    )
     if b.download is None:
         raise ThresherError(f"built-in {name}:{split} not found and no public download exists; {put}")
     try:
@@ -134,8 +161,9 @@ def open_builtin_dataset(name: str, split: str | None = None, data_root: str | N
         raise
     except Exception as exc:  # network failures come in many types; the message is what matters
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise ThresherError(f"built-in {name}:{split} not found locally and its download failed ({reason}); "
-                            f"{put}") from None
+        raise ThresherError(
+            f"built-in {name}:{split} not found locally and its download failed ({reason}); {put}"
+        ) from None
 
 
 @DATASETS.register("builtin")

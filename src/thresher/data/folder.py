@@ -59,22 +59,23 @@ def scan_folder(root: Path) -> tuple[list[str], np.ndarray, list[str] | None]:
         raise ThresherError(
             f"{root} mixes images at the top level ({top[0]!r}, ...) with class folders "
             f"({', '.join(classes[:3])}{', ...' if len(classes) > 3 else ''}); "
-            "move the loose images into a class folder or elsewhere")
+            "move the loose images into a class folder or elsewhere"
+        )
     if classes:
         paths = [p for c in classes for p in per_class[c]]
         labels = np.repeat(np.arange(len(classes), dtype=np.int64), [len(per_class[c]) for c in classes])
         return paths, labels, classes
     if not top:
         raise ThresherError(
-            f"no images found under {root} (accepted extensions, any case: {', '.join(IMAGE_EXTENSIONS)})")
+            f"no images found under {root} (accepted extensions, any case: {', '.join(IMAGE_EXTENSIONS)})"
+        )
     return top, np.full(len(top), UNLABELED, dtype=np.int64), None
 
 
 class FolderDataset(ImageDataset):
     """Image files below a root folder; ids are POSIX paths relative to the root (``cat/001.jpg``)."""
 
-    def __init__(self, root: Path, paths: list[str], labels: np.ndarray, classes: list[str] | None,
-                 spec: str = ""):
+    def __init__(self, root: Path, paths: list[str], labels: np.ndarray, classes: list[str] | None, spec: str = ""):
         super().__init__()
         self.root = root
         self.paths = paths

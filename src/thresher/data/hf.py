@@ -44,11 +44,11 @@ def resolve_split(root: Path, split: str | None) -> Path:
     if (root / "dataset_dict.json").is_file():
         splits = [str(s) for s in _read_json(root / "dataset_dict.json").get("splits", [])]
         if split is None:
-            raise ThresherError(f"{root} holds a DatasetDict; name a split as hf:{root}:SPLIT "
-                                f"(splits: {', '.join(splits) or 'none'})")
+            raise ThresherError(
+                f"{root} holds a DatasetDict; name a split as hf:{root}:SPLIT (splits: {', '.join(splits) or 'none'})"
+            )
         if split not in splits:
-            raise ThresherError(f"split {split!r} not in {root}{_closest(split, splits)} "
-                                f"(splits: {', '.join(splits)})")
+            raise ThresherError(f"split {split!r} not in {root}{_closest(split, splits)} (splits: {', '.join(splits)})")
         return root / split
     if split is not None:
         raise ThresherError(f"{root} holds a single dataset, not a DatasetDict; drop the ':{split}' suffix")
@@ -58,8 +58,7 @@ def resolve_split(root: Path, split: str | None) -> Path:
 def read_saved_dataset(folder: Path) -> tuple[pa.Table, dict, list[Path]]:
     """Memory-map the arrow files of a saved Dataset in order: (table, features dict, arrow files)."""
     if not (folder / "state.json").is_file():
-        raise ThresherError(f"{folder} is not a dataset saved with save_to_disk "
-                            "(no state.json or dataset_dict.json)")
+        raise ThresherError(f"{folder} is not a dataset saved with save_to_disk (no state.json or dataset_dict.json)")
     entries = _read_json(folder / "state.json").get("_data_files") or []
     files = [folder / str(e.get("filename", "")) for e in entries if isinstance(e, dict)]
     if not files:
@@ -89,14 +88,16 @@ def _feature_type(features: dict, column: str) -> str | None:
     return feat.get("_type") if isinstance(feat, dict) else None
 
 
-def choose_columns(table: pa.Table, features: dict, image: str | None, label: str | None,
-                   id: str | None) -> tuple[str, str | None, str | None]:
+def choose_columns(
+    table: pa.Table, features: dict, image: str | None, label: str | None, id: str | None
+) -> tuple[str, str | None, str | None]:
     """Resolve the image/label/id column options against the table; ``label=''`` means unlabeled."""
     names = list(table.column_names)
     for opt, col in (("image", image), ("label", label), ("id", id)):
         if col and col not in names:
-            raise ThresherError(f"no column {col!r} for option {opt}{_closest(col, names)} "
-                                f"(columns: {', '.join(names)})")
+            raise ThresherError(
+                f"no column {col!r} for option {opt}{_closest(col, names)} (columns: {', '.join(names)})"
+            )
     if not image:
         typed = [c for c in names if _feature_type(features, c) == "Image"]
         if "image" in names:
@@ -114,8 +115,17 @@ def choose_columns(table: pa.Table, features: dict, image: str | None, label: st
 class ArrowImageDataset(ImageDataset):
     """Rows of a memory-mapped arrow table whose image column holds encoded bytes (or a file path)."""
 
-    def __init__(self, folder: Path, files: list[Path], table: pa.Table, features: dict, image: str,
-                 label: str | None, id_column: str | None, spec: str = ""):
+    def __init__(
+        self,
+        folder: Path,
+        files: list[Path],
+        table: pa.Table,
+        features: dict,
+        image: str,
+        label: str | None,
+        id_column: str | None,
+        spec: str = "",
+    ):
         super().__init__()
         self.folder, self.files, self.spec = folder, files, spec
         self.image_column, self.label_column, self.id_column = image, label, id_column
@@ -141,8 +151,10 @@ class ArrowImageDataset(ImageDataset):
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
             self._paths = col
         else:
-            raise ThresherError(f"column {self.image_column!r} of {self.folder} holds {kind}, not images "
-                                "(expected an Image feature, bytes or file paths)")
+            raise ThresherError(
+                f"column {self.image_column!r} of {self.folder} holds {kind}, not images "
+                "(expected an Image feature, bytes or file paths)"
+            )
 
     def __getstate__(self) -> dict:
         # Pickle the file names, not the table: worker processes re-map the files instead of copying pixels.
@@ -166,8 +178,9 @@ class ArrowImageDataset(ImageDataset):
         ids = np.array([str(v) for v in self._table.column(self.id_column).to_pylist()], dtype=object)
         uniq, counts = np.unique(ids.astype(str), return_counts=True)
         if (counts > 1).any():
-            raise ThresherError(f"id column {self.id_column!r} of {self.folder} repeats "
-                                f"{uniq[counts > 1][0]!r}; ids must be unique")
+            raise ThresherError(
+                f"id column {self.id_column!r} of {self.folder} repeats {uniq[counts > 1][0]!r}; ids must be unique"
+            )
         return ids
 
     def _make_labels(self) -> np.ndarray:
@@ -176,8 +189,10 @@ class ArrowImageDataset(ImageDataset):
         self._ensure_open()
         col = self._table.column(self.label_column)
         if not pa.types.is_integer(col.type):
-            raise ThresherError(f"label column {self.label_column!r} of {self.folder} holds {col.type}, "
-                                "not integers (use a ClassLabel feature, or label= for unlabeled)")
+            raise ThresherError(
+                f"label column {self.label_column!r} of {self.folder} holds {col.type}, "
+                "not integers (use a ClassLabel feature, or label= for unlabeled)"
+            )
         labels = np.asarray(pc.fill_null(col, UNLABELED).to_numpy(), dtype=np.int64)
         if len(labels) and labels.min() < UNLABELED:
             raise ThresherError(f"label column {self.label_column!r} has negative label {int(labels.min())}")
@@ -203,8 +218,15 @@ class ArrowImageDataset(ImageDataset):
 
 
 @DATASETS.register("hf")
-def open_hf(body: str, *, data_root: str | None = None, strict: bool = False, image: str | None = None,
-            label: str | None = None, id: str | None = None) -> ArrowImageDataset:
+def open_hf(
+    body: str,
+    *,
+    data_root: str | None = None,
+    strict: bool = False,
+    image: str | None = None,
+    label: str | None = None,
+    id: str | None = None,
+) -> ArrowImageDataset:
     """``hf:PATH`` or ``hf:PATH:SPLIT``; options image= ('image'), label= ('label'; empty: none), id=."""
     path_s, split = split_suffix(body)
     folder = resolve_split(Path(path_s).expanduser(), split)

@@ -13,6 +13,7 @@ import torch
 
 from ..errors import ThresherError, UnreadableImage
 from .base import ImageDataset
+from .spec import open_dataset
 
 
 def subset_indices(n: int, subset: int | None, seed: int) -> np.ndarray:
@@ -23,6 +24,14 @@ def subset_indices(n: int, subset: int | None, seed: int) -> np.ndarray:
         return np.arange(n, dtype=np.int64)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n, size=subset, replace=False)).astype(np.int64)
+
+
+def open_data(cfg) -> tuple[ImageDataset, np.ndarray]:
+    """The dataset and the example indices a ``DataConfig`` names (an empty dataset is an error)."""
+    ds = open_dataset(cfg.spec, data_root=cfg.data_root, strict=cfg.strict)
+    if len(ds) == 0:
+        raise ThresherError(f"{cfg.spec} holds no images")
+    return ds, subset_indices(len(ds), cfg.subset, cfg.subset_seed)
 
 
 class _BatchFetch(torch.utils.data.Dataset):
@@ -42,15 +51,25 @@ class _BatchFetch(torch.utils.data.Dataset):
         return k, x, torch.from_numpy(ok)
 
 
-def iterate_batches(ds: ImageDataset, batches: Sequence[np.ndarray], size: int, *, num_workers: int = 0,
-                    strict: bool = False, pin_memory: bool = False) -> Iterator[tuple[np.ndarray, torch.Tensor, np.ndarray]]:
+def iterate_batches(
+    ds: ImageDataset,
+    batches: Sequence[np.ndarray],
+    size: int,
+    *,
+    num_workers: int = 0,
+    strict: bool = False,
+    pin_memory: bool = False,
+) -> Iterator[tuple[np.ndarray, torch.Tensor, np.ndarray]]:
     """Yield ``(batch_indices, uint8 images of the ok ones (b,3,size,size), ok_mask)`` per batch, in order."""
     fetch = _BatchFetch(ds, batches, size, strict)
     if num_workers == 0:
         source = (fetch[k] for k in range(len(fetch)))
     else:
-        source = iter(torch.utils.data.DataLoader(fetch, batch_size=None, shuffle=False, num_workers=num_workers,
-                                                  pin_memory=pin_memory, prefetch_factor=4))
+        source = iter(
+            torch.utils.data.DataLoader(
+                fetch, batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin_memory, prefetch_factor=4
+            )
+        )
     for k, x, ok in source:
         if x is None:
             raise ThresherError(f"{ok} (stopped: --strict)")

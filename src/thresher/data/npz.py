@@ -26,27 +26,39 @@ from .spec import DATASETS, split_suffix
 class ArrayDataset(ImageDataset):
     """Images held in an (optionally memory-mapped) N x H x W [x C] uint8 array; batches are sliced, not looped."""
 
-    def __init__(self, images, labels=None, *, classes: list[str] | None = None, id_prefix: str = "",
-                 spec: str = "", descriptions: list[str] | None = None):
+    def __init__(
+        self,
+        images,
+        labels=None,
+        *,
+        classes: list[str] | None = None,
+        id_prefix: str = "",
+        spec: str = "",
+        descriptions: list[str] | None = None,
+    ):
         super().__init__()
         if images.ndim == 3:  # N x H x W grayscale
             images = images[..., None]
         if images.ndim != 4 or images.shape[-1] not in (1, 3):
             raise ThresherError(
                 f"{spec or 'array dataset'}: images must be N x H x W x C with C = 1 or 3, got shape "
-                f"{tuple(images.shape)}")
+                f"{tuple(images.shape)}"
+            )
         if images.dtype != np.uint8:
             raise ThresherError(f"{spec or 'array dataset'}: images must be uint8, got {images.dtype}")
         if labels is not None:
             labels = np.asarray(labels)
             if labels.shape != (images.shape[0],):
-                raise ThresherError(f"{spec or 'array dataset'}: labels have shape {labels.shape}, "
-                                    f"expected ({images.shape[0]},) to match the images")
+                raise ThresherError(
+                    f"{spec or 'array dataset'}: labels have shape {labels.shape}, "
+                    f"expected ({images.shape[0]},) to match the images"
+                )
             if not np.issubdtype(labels.dtype, np.integer):
                 raise ThresherError(f"{spec or 'array dataset'}: labels must be integers, got {labels.dtype}")
             if len(labels) and labels.min() < UNLABELED:
-                raise ThresherError(f"{spec or 'array dataset'}: negative label {int(labels.min())} "
-                                    "(use -1 for unlabeled)")
+                raise ThresherError(
+                    f"{spec or 'array dataset'}: negative label {int(labels.min())} (use -1 for unlabeled)"
+                )
         self.images = images
         self._raw_labels = labels
         self.classes = classes
@@ -82,6 +94,7 @@ class ArrayDataset(ImageDataset):
 
 # --- npz files ------------------------------------------------------------------------------------
 
+
 def _member_offset(path: Path, info: zipfile.ZipInfo) -> int:
     """Byte offset of a stored (uncompressed) zip member's data inside the archive."""
     with open(path, "rb") as f:
@@ -105,8 +118,7 @@ def _memmap_npy(f_path: Path, offset: int = 0) -> np.ndarray:
         data_offset = f.tell()
     if dtype.hasobject:
         raise ThresherError(f"{f_path}: object arrays are not accepted")
-    return np.memmap(f_path, dtype=dtype, mode="r", offset=data_offset, shape=shape,
-                     order="F" if fortran else "C")
+    return np.memmap(f_path, dtype=dtype, mode="r", offset=data_offset, shape=shape, order="F" if fortran else "C")
 
 
 def cached_member(path: Path, member: str) -> np.ndarray:
@@ -119,8 +131,10 @@ def cached_member(path: Path, member: str) -> np.ndarray:
         try:
             info = zf.getinfo(member)
         except KeyError:
-            raise ThresherError(f"{path} has no array {member.removesuffix('.npy')!r} "
-                                f"(it has: {', '.join(n.removesuffix('.npy') for n in zf.namelist())})") from None
+            raise ThresherError(
+                f"{path} has no array {member.removesuffix('.npy')!r} "
+                f"(it has: {', '.join(n.removesuffix('.npy') for n in zf.namelist())})"
+            ) from None
         if info.compress_type == zipfile.ZIP_STORED:
             return _memmap_npy(path, _member_offset(path, info))
         st = path.stat()

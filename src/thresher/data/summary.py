@@ -56,8 +56,9 @@ def format_info(info: dict, max_bars: int = 20) -> str:
         u = info["unreadable"]
         first = f" (first: {', '.join(u['first'])})" if u["count"] else ""
         lines.append(f"  unreadable {u['count']} of {u['checked']} checked{first}")
-    lines.append(f"  classes   {info['classes']}  (labeled: {info['labeled']}, unlabeled: "
-                 f"{info['images'] - info['labeled']})")
+    lines.append(
+        f"  classes   {info['classes']}  (labeled: {info['labeled']}, unlabeled: {info['images'] - info['labeled']})"
+    )
     if "per_class" in info:
         pc = info["per_class"]
         lines.append(f"  per class min {pc['min']}, max {pc['max']}, mean {pc['mean']:.1f}")
@@ -70,8 +71,9 @@ def format_info(info: dict, max_bars: int = 20) -> str:
     return "\n".join(lines)
 
 
-def contact_sheet(ds: ImageDataset, out: str | Path, *, count: int = 64, cols: int = 8, cell: int = 64,
-                  seed: int = 0) -> Path:
+def contact_sheet(
+    ds: ImageDataset, out: str | Path, *, count: int = 64, cols: int = 8, cell: int = 64, seed: int = 0
+) -> Path:
     """Write a PNG grid of ``count`` random images (class names under each) for a quick look at a dataset."""
     from PIL import Image, ImageDraw
 

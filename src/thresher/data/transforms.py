@@ -546,7 +546,7 @@ def build_transform(
     std: Sequence[float] = IMAGENET_STD,
     **overrides: Any,
 ) -> BatchTransform | Callable[[Tensor], Any]:
-    """The ``kind`` pipeline (``eval``, ``train``, ``ssl``) at ``resolution``: batched (default) or torchvision reference."""
+    """The ``kind`` pipeline (``eval``, ``train``, ``ssl``) at ``resolution``: batched (default) or reference."""
     settings = _settings(kind, resolution, mean, std, **overrides)
     if backend == "batched":
         return settings

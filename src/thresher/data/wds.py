@@ -12,8 +12,8 @@ import re
 import tarfile
 import threading
 from collections import OrderedDict
-from typing import BinaryIO
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -30,6 +30,7 @@ _CHAR_RANGE = re.compile(r"^([A-Za-z])\.\.([A-Za-z])$")
 
 
 # --- bash-style brace expansion -------------------------------------------------------------------
+
 
 def _matching_brace(s: str, i: int) -> int | None:
     """Index of the '}' closing the '{' at ``i``, or None when it is never closed."""
@@ -100,6 +101,7 @@ def expand_braces(pattern: str) -> list[str]:
 
 # --- shards and their index -----------------------------------------------------------------------
 
+
 def resolve_shards(pattern: str) -> list[Path]:
     """Shard files named by ``pattern`` (braces, globs expanded) or a folder's ``*.tar``; all must exist."""
     names = expand_braces(pattern)
@@ -118,11 +120,11 @@ def resolve_shards(pattern: str) -> list[Path]:
             paths.append(p)
     missing = [p for p in paths if not p.is_file()]
     if len(missing) == len(paths):
-        raise ThresherError(f"no shard files match {pattern!r} "
-                            f"(expanded to {len(paths)} path(s), e.g. {paths[0]})")
+        raise ThresherError(f"no shard files match {pattern!r} (expanded to {len(paths)} path(s), e.g. {paths[0]})")
     if missing:
-        raise ThresherError(f"{len(missing)} of {len(paths)} shards named by {pattern!r} are missing "
-                            f"(first: {missing[0]})")
+        raise ThresherError(
+            f"{len(missing)} of {len(paths)} shards named by {pattern!r} are missing (first: {missing[0]})"
+        )
     return list(dict.fromkeys(paths))  # same file named twice counts once
 
 
@@ -157,15 +159,23 @@ class WebDatasetShards(ImageDataset):
 
     MAX_OPEN_FILES = 16
 
-    def __init__(self, shards: list[Path], keys: list[str], shard_of: np.ndarray, spans: np.ndarray,
-                 label_spans: np.ndarray, classes: list[str] | None = None,
-                 descriptions: list[str] | None = None, spec: str = ""):
+    def __init__(
+        self,
+        shards: list[Path],
+        keys: list[str],
+        shard_of: np.ndarray,
+        spans: np.ndarray,
+        label_spans: np.ndarray,
+        classes: list[str] | None = None,
+        descriptions: list[str] | None = None,
+        spec: str = "",
+    ):
         super().__init__()
         self.shards = shards
         self.keys = keys
-        self.shard_of = shard_of          # (N,) int32 shard index
-        self.spans = spans                # (N, 2) int64 image (offset, size)
-        self.label_spans = label_spans    # (N, 2) int64 label member (offset, size); -1 offset: none
+        self.shard_of = shard_of  # (N,) int32 shard index
+        self.spans = spans  # (N, 2) int64 image (offset, size)
+        self.label_spans = label_spans  # (N, 2) int64 label member (offset, size); -1 offset: none
         self.classes = classes
         self.descriptions = descriptions
         self.spec = spec
@@ -217,8 +227,10 @@ class WebDatasetShards(ImageDataset):
                 labels[i] = int(text)
             except (OSError, UnicodeDecodeError, ValueError):
                 shard = self.shards[self.shard_of[i]]
-                raise ThresherError(f"sample {self.keys[i]!r} in {shard} has an unreadable label "
-                                    "(expected an integer as text in its cls/label member)") from None
+                raise ThresherError(
+                    f"sample {self.keys[i]!r} in {shard} has an unreadable label "
+                    "(expected an integer as text in its cls/label member)"
+                ) from None
             if labels[i] < UNLABELED:
                 raise ThresherError(f"sample {self.keys[i]!r} has negative label {labels[i]} (-1 means none)")
         return labels
@@ -249,12 +261,15 @@ def open_wds(body: str, *, data_root: str | None = None, strict: bool = False) -
             image_ext = next((e for e in IMAGE_EXTENSIONS if e in members), None)
             if image_ext is None:
                 if strict:
-                    raise ThresherError(f"sample {key!r} in {path} has no image member "
-                                        f"(extensions: {', '.join(IMAGE_EXTENSIONS)})")
+                    raise ThresherError(
+                        f"sample {key!r} in {path} has no image member (extensions: {', '.join(IMAGE_EXTENSIONS)})"
+                    )
                 continue  # metadata-only samples are not images
             if key in owner:
-                raise ThresherError(f"sample key {key!r} appears in both {shards[owner[key]]} and {path}; "
-                                    "keys must be unique across shards")
+                raise ThresherError(
+                    f"sample key {key!r} appears in both {shards[owner[key]]} and {path}; "
+                    "keys must be unique across shards"
+                )
             owner[key] = s
             keys.append(key)
             shard_of.append(s)
@@ -262,10 +277,18 @@ def open_wds(body: str, *, data_root: str | None = None, strict: bool = False) -
             label_ext = next((e for e in LABEL_EXTENSIONS if e in members), None)
             label_spans.append(members[label_ext] if label_ext else (-1, 0))
     if not keys:
-        raise ThresherError(f"no image samples in {len(shards)} shard(s) named by {body!r} "
-                            f"(image extensions: {', '.join(IMAGE_EXTENSIONS)})")
+        raise ThresherError(
+            f"no image samples in {len(shards)} shard(s) named by {body!r} "
+            f"(image extensions: {', '.join(IMAGE_EXTENSIONS)})"
+        )
     classes, desc = read_classes(shards[0].parent)
     return WebDatasetShards(
-        shards, keys, np.asarray(shard_of, dtype=np.int32), np.asarray(spans, dtype=np.int64).reshape(-1, 2),
-        np.asarray(label_spans, dtype=np.int64).reshape(-1, 2), classes=classes, descriptions=desc,
-        spec=f"wds:{body}")
+        shards,
+        keys,
+        np.asarray(shard_of, dtype=np.int32),
+        np.asarray(spans, dtype=np.int64).reshape(-1, 2),
+        np.asarray(label_spans, dtype=np.int64).reshape(-1, 2),
+        classes=classes,
+        descriptions=desc,
+        spec=f"wds:{body}",
+    )

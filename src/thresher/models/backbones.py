@@ -22,7 +22,7 @@ BACKBONES: Registry[nn.Module] = Registry("backbone")
 
 
 def create_backbone(name: str, **kwargs: Any) -> nn.Module:
-    """Build the backbone registered as ``name`` (e.g. ``"resnet18"``, ``"small-cnn"``, ``"timm:vit_tiny_patch16_224"``).
+    """Build the backbone registered as ``name`` (e.g. ``"resnet18"``, ``"small-cnn"``, ``"timm:resnet18"``).
 
     Weights are always freshly initialised (nothing is downloaded); load weights with ``load_backbone_weights``.
     """
@@ -82,9 +82,7 @@ class TorchvisionResNet(tv_resnet.ResNet):
         self.feature_dim: int = 512 * block.expansion
         if small_stem or in_chans != 3:
             kernel, stride, padding = (3, 1, 1) if small_stem else (7, 2, 3)
-            self.conv1 = nn.Conv2d(
-                in_chans, 64, kernel_size=kernel, stride=stride, padding=padding, bias=False
-            )
+            self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=kernel, stride=stride, padding=padding, bias=False)
             nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
         if small_stem:
             self.maxpool = nn.Identity()
@@ -262,9 +260,7 @@ def timm_backbone(*, name: str, **kwargs: Any) -> nn.Module:
     try:
         import timm
     except ImportError:
-        raise ThresherError(
-            f"backbone {name!r} needs the timm package: pip install 'thresher[timm]'"
-        ) from None
+        raise ThresherError(f"backbone {name!r} needs the timm package: pip install 'thresher[timm]'") from None
     model_name = name.partition(":")[2]
     if not model_name:
         raise ThresherError("timm backbone needs a model name, e.g. 'timm:resnet18'")

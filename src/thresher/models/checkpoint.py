@@ -38,9 +38,7 @@ class LoadReport:
     container: str  # key path holding the state dict inside the file, "" for a bare state dict
     prefix: str  # key prefix stripped from the checkpoint's keys, "" for none
     loaded: int  # number of tensors copied into the model
-    ignored: list[str] = field(
-        default_factory=list
-    )  # checkpoint keys not used (heads, other encoders, queue...)
+    ignored: list[str] = field(default_factory=list)  # checkpoint keys not used (heads, other encoders, queue...)
     missing: list[str] = field(default_factory=list)  # model keys left at their current values
     mismatched: list[str] = field(default_factory=list)  # keys skipped for shape (only with strict=False)
 
@@ -54,9 +52,7 @@ class LoadReport:
         )
 
 
-def load_backbone_weights(
-    model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True
-) -> LoadReport:
+def load_backbone_weights(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True) -> LoadReport:
     """Copy a checkpoint's backbone weights into ``model`` in place, detecting the format and key prefix.
 
     ``strict=True``: every model tensor (bar ``num_batches_tracked``) must be present with the right shape and every
@@ -176,9 +172,7 @@ def _tensor_dicts(obj: Any, path: str = "", depth: int = 0) -> list[tuple[str, d
     return found
 
 
-def _locate(
-    obj: Any, model_sd: Mapping[str, torch.Tensor], path: Path
-) -> tuple[str, str, dict[str, torch.Tensor]]:
+def _locate(obj: Any, model_sd: Mapping[str, torch.Tensor], path: Path) -> tuple[str, str, dict[str, torch.Tensor]]:
     """Choose the (container, key prefix) whose stripped keys best overlap the model's keys.
 
     Ties go to the shallower container, then away from momentum/target copies (MoCo ``encoder_k``), then to what

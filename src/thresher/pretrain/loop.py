@@ -55,8 +55,9 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     o = cfg.optim
     if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                               nesterov=o.nesterov and o.momentum > 0)
+        return torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.nesterov and o.momentum > 0
+        )
     return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
 
 
@@ -81,8 +82,18 @@ def count_flops_per_image(objective: nn.Module, batch: dict) -> float:
 class Trainer:
     """Trains ``objective`` on ``dataset[indices]`` following ``cfg`` into the run folder ``root``."""
 
-    def __init__(self, objective: nn.Module, dataset: ImageDataset, indices: np.ndarray, cfg: TrainConfig,
-                 root: Path, device: torch.device, *, log=print, parameters=None):
+    def __init__(
+        self,
+        objective: nn.Module,
+        dataset: ImageDataset,
+        indices: np.ndarray,
+        cfg: TrainConfig,
+        root: Path,
+        device: torch.device,
+        *,
+        log=print,
+        parameters=None,
+    ):
         self.objective = objective.to(device).to(memory_format=memory_format(device))
         self.ds, self.indices, self.cfg, self.root, self.device, self.log = dataset, indices, cfg, root, device, log
         n = len(indices)
@@ -94,9 +105,12 @@ class Trainer:
         params = list(parameters) if parameters is not None else [p for p in objective.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(params, cfg)
         warmup = int(round(cfg.lr_schedule.warmup_epochs * self.steps_per_epoch))
-        factor = LR_SCHEDULES.create(cfg.lr_schedule.name, total_steps=self.total_steps,
-                                     warmup_steps=min(warmup, self.total_steps),
-                                     min_factor=cfg.lr_schedule.min_factor)
+        factor = LR_SCHEDULES.create(
+            cfg.lr_schedule.name,
+            total_steps=self.total_steps,
+            warmup_steps=min(warmup, self.total_steps),
+            min_factor=cfg.lr_schedule.min_factor,
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.transform = build_transform(getattr(objective, "transform", "train"), cfg.resolution)
         self.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
@@ -105,17 +119,21 @@ class Trainer:
         labels = dataset.labels[indices]
         self.labels = torch.from_numpy(labels)
         if getattr(objective, "needs_labels", False) and (labels < 0).any():
-            raise ThresherError(f"{cfg.objective} pre-training needs labels, but {int((labels < 0).sum())} of the "
-                                f"{n} examples of {dataset.spec} have none")
+            raise ThresherError(
+                f"{cfg.objective} pre-training needs labels, but {int((labels < 0).sum())} of the "
+                f"{n} examples of {dataset.spec} have none"
+            )
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save(self) -> None:
         """Write the checkpoint atomically; weights that went non-finite never replace the last good one."""
         for name, t in self.objective.state_dict().items():
             if t.is_floating_point() and not torch.isfinite(t).all():
-                raise ThresherError(f"weights became non-finite ({name}) by step {self.state.step}; the last good "
-                                    f"checkpoint ({self.root / CHECKPOINT}) is kept; lower the learning rate and "
-                                    "re-run")
+                raise ThresherError(
+                    f"weights became non-finite ({name}) by step {self.state.step}; the last good "
+                    f"checkpoint ({self.root / CHECKPOINT}) is kept; lower the learning rate and "
+                    "re-run"
+                )
         ckpt = {
             "format": "thresher-checkpoint",
             "schema_version": SCHEMA_VERSION,
@@ -124,8 +142,10 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
             "state": dict(self.state.__dict__),
             "skipped": {"count": self.skipped.count, "first": self.skipped.first},
             "backbone": self.cfg.backbone,
@@ -184,12 +204,16 @@ class Trainer:
         while st.step < self.total_steps:
             epoch, pos = divmod(st.step, self.steps_per_epoch)
             order = epoch_order(cfg.seed, epoch, len(self.indices))
-            batches = [order[b * self.batch_size:(b + 1) * self.batch_size]
-                       for b in range(pos, self.steps_per_epoch)]
-            data = iterate_batches(self.ds, [self.indices[b] for b in batches], cfg.resolution,
-                                   num_workers=cfg.runtime.num_workers, strict=cfg.data.strict,
-                                   pin_memory=self.device.type == "cuda")
-            for b, (idx, x, ok) in zip(batches, data):
+            batches = [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(pos, self.steps_per_epoch)]
+            data = iterate_batches(
+                self.ds,
+                [self.indices[b] for b in batches],
+                cfg.resolution,
+                num_workers=cfg.runtime.num_workers,
+                strict=cfg.data.strict,
+                pin_memory=self.device.type == "cuda",
+            )
+            for b, (idx, x, ok) in zip(batches, data, strict=True):
                 self.skipped.add(self.ds.ids[idx[~ok]])
                 loss, acc, n = self._step(x, self.labels[b[ok]], torch.from_numpy(b[ok]))
                 st.step += 1
@@ -203,13 +227,27 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{n / max(1e-9, now - tick):.0f}")
                 tick = now
                 if st.step % cfg.log_every == 0:
-                    self._append_log({"step": st.step, "epoch": epoch, "loss": round(loss, 6), "acc": round(acc, 4),
-                                      "lr": self.scheduler.get_last_lr()[0]})
+                    self._append_log(
+                        {
+                            "step": st.step,
+                            "epoch": epoch,
+                            "loss": round(loss, 6),
+                            "acc": round(acc, 4),
+                            "lr": self.scheduler.get_last_lr()[0],
+                        }
+                    )
                 epoch_end = st.step % self.steps_per_epoch == 0
                 if epoch_end:
-                    self._append_log({"step": st.step, "epoch": epoch, "epoch_end": True,
-                                      "loss": st.epoch_loss_sum / max(1, st.epoch_count),
-                                      "acc": st.epoch_correct / max(1, st.epoch_count), "images": st.images})
+                    self._append_log(
+                        {
+                            "step": st.step,
+                            "epoch": epoch,
+                            "epoch_end": True,
+                            "loss": st.epoch_loss_sum / max(1, st.epoch_count),
+                            "acc": st.epoch_correct / max(1, st.epoch_count),
+                            "images": st.images,
+                        }
+                    )
                     st.epoch_loss_sum = st.epoch_correct = 0.0
                     st.epoch_count = 0
                 due = cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0
@@ -242,8 +280,10 @@ class Trainer:
             out = self.objective(batch)
         loss = out["loss"]
         if not torch.isfinite(loss):
-            raise ThresherError(f"loss became {loss.item()} at step {self.state.step}; the last good checkpoint "
-                                f"({self.root / CHECKPOINT}) is kept; lower the learning rate and re-run")
+            raise ThresherError(
+                f"loss became {loss.item()} at step {self.state.step}; the last good checkpoint "
+                f"({self.root / CHECKPOINT}) is kept; lower the learning rate and re-run"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler:
             self.scaler.scale(loss).backward()
@@ -258,7 +298,9 @@ class Trainer:
 
     def summary(self) -> dict:
         st = self.state
-        log = [json.loads(ln) for ln in (self.root / LOG).read_text().splitlines()] if (self.root / LOG).is_file() else []
+        log = (
+            [json.loads(ln) for ln in (self.root / LOG).read_text().splitlines()] if (self.root / LOG).is_file() else []
+        )
         epochs = [r for r in log if r.get("epoch_end")]
         return {
             "steps": st.step,
@@ -267,6 +309,10 @@ class Trainer:
             "epoch_loss": [round(r["loss"], 6) for r in epochs],
             "epoch_acc": [round(r["acc"], 6) for r in epochs],
             "skipped": {"count": self.skipped.count, "first": self.skipped.first},
-            "cost": {"images": st.images, "seconds": round(st.seconds, 3),
-                     "flops": st.flops_per_image * st.images, "flops_per_image": st.flops_per_image},
+            "cost": {
+                "images": st.images,
+                "seconds": round(st.seconds, 3),
+                "flops": st.flops_per_image * st.images,
+                "flops_per_image": st.flops_per_image,
+            },
         }

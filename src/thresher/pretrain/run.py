@@ -6,12 +6,10 @@ from pathlib import Path
 
 import torch
 
-from ..data import open_dataset
-from ..data.loader import subset_indices
+from ..data.loader import open_data
 from ..device import resolve_device, set_threads
-from ..embed import build_backbone, file_digest
-from ..errors import ThresherError
-from ..runs import RunFolder
+from ..models import build_backbone
+from ..runs import RunFolder, file_digest
 from .config import TrainConfig
 from .loop import Trainer
 from .objectives import OBJECTIVES
@@ -22,10 +20,7 @@ def pretrain(cfg: TrainConfig, out: str | Path, *, force: bool = False, log=prin
     set_threads(cfg.runtime.threads)
     device = resolve_device(cfg.runtime.device)
     OBJECTIVES.get(cfg.objective)  # fail on a typo before touching the folder
-    ds = open_dataset(cfg.data.spec, data_root=cfg.data.data_root, strict=cfg.data.strict)
-    if len(ds) == 0:
-        raise ThresherError(f"{cfg.data.spec} holds no images")
-    indices = subset_indices(len(ds), cfg.data.subset, cfg.data.subset_seed)
+    ds, indices = open_data(cfg.data)
     inputs = {"init_sha256": file_digest(cfg.init)} if cfg.init else {}
     with RunFolder(out, "pretrain", cfg, force=force, inputs=inputs, device=str(device)) as run:
         backbone = build_backbone(cfg.backbone, cfg.init, cfg.seed)

@@ -24,10 +24,15 @@ class Supervised(nn.Module):
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         logits = self.head(self.backbone.forward_features(batch["images"]))
-        per_sample = F.cross_entropy(logits.float(), batch["labels"], reduction="none",
-                                     label_smoothing=self.label_smoothing)
+        per_sample = F.cross_entropy(
+            logits.float(), batch["labels"], reduction="none", label_smoothing=self.label_smoothing
+        )
         w = batch.get("weights")
         loss = per_sample.mean() if w is None else (per_sample * w).sum() / w.sum().clamp_min(1e-12)
         correct = (logits.argmax(1) == batch["labels"]).float()
-        return {"loss": loss, "per_sample_loss": per_sample.detach(), "logits": logits.detach(),
-                "accuracy": correct.mean()}
+        return {
+            "loss": loss,
+            "per_sample_loss": per_sample.detach(),
+            "logits": logits.detach(),
+            "accuracy": correct.mean(),
+        }
