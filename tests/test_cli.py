@@ -148,3 +148,8 @@ def test_real_data_info_cli(capsys):
     code, out, err = run(capsys, "data", "info", "builtin:tiny-imagenet-32:train")
     assert code == 0, err
     assert "images    30000" in out and "classes   200" in out and "per class min 150, max 150" in out
+
+
+def test_models_list(capsys):
+    code, out, _ = run(capsys, "models", "list")
+    assert code == 0 and "small-cnn" in out and "feature_dim   512" in out and "timm:<name>" in out

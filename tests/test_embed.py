@@ -131,3 +131,19 @@ def test_unreadable_images_skipped_and_reported(tmp_path):
             tmp_path / "strict",
             log=lambda *_: None,
         )
+
+
+def test_worker_processes_give_the_same_store(tmp_path):
+    """Decoding in DataLoader workers (folder images) yields exactly the rows of in-process loading."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(9):
+            Image.fromarray(rng.integers(0, 255, (18, 14, 3), dtype=np.uint8)).save(tmp_path / "imgs" / c / f"{i}.png")
+    spec = f"folder:{tmp_path / 'imgs'}"
+    a = embed(cfg(spec), tmp_path / "w0", log=lambda *_: None)
+    b = embed(cfg(spec, runtime={"num_workers": 2, "progress": False}), tmp_path / "w2", log=lambda *_: None)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert list(a.ids) == list(b.ids) and list(a.labels) == [0] * 9 + [1] * 9

@@ -19,12 +19,14 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets named by spec strings.")
 app.add_typer(data_app, name="data")
+models_app = typer.Typer(no_args_is_help=True, help="Backbones thresher can build.")
+app.add_typer(models_app, name="models")
 
 _STATE = {"debug": False}
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (CLI flags override it).")]
 SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", help="Dotted override, e.g. --set optim.lr=0.05 (repeatable).")
+    list[str] | None, typer.Option("--set", help="Dotted config override, e.g. --set resolution=64 (repeatable).")
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace results of a different config in --out.")]
 DataRootOpt = Annotated[str | None, typer.Option("--data-root", help="Folder searched first for built-in datasets.")]
@@ -94,6 +96,18 @@ def data_info(
         typer.echo(f"contact sheet: {contact_sheet(ds, sheet)}")
 
 
+@models_app.command("list")
+def models_list() -> None:
+    """Registered backbones with their feature dimension and parameter count."""
+    from .models import BACKBONES, create_backbone
+
+    for name in BACKBONES:
+        m = create_backbone(name)
+        params = sum(p.numel() for p in m.parameters()) / 1e6
+        typer.echo(f"{name:<16} feature_dim {m.feature_dim:>5}   {params:6.2f}M parameters")
+    typer.echo("timm:<name>      any timm model (pip install 'thresher[timm]')")
+
+
 # --- embed --------------------------------------------------------------------------------------------
 
 
@@ -101,7 +115,7 @@ def data_info(
 def embed(
     spec: Annotated[str | None, typer.Argument(help="Dataset spec to embed (or data.spec in --config).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for the embedding store.")] = ...,
-    backbone: Annotated[str | None, typer.Option(help="Backbone name (thresher models list them).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone name (see: thresher models list).")] = None,
     checkpoint: Annotated[
         str | None, typer.Option(help="Weights: thresher run/checkpoint, torchvision, timm or MoCo.")
     ] = None,
