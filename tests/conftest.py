@@ -31,15 +31,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _hermetic_cache(tmp_path_factory):
-    """Decompressed arrays go to a per-session cache, never the user's home."""
-    old = os.environ.get("THRESHER_CACHE")
+def _hermetic_env(tmp_path_factory):
+    """A per-session cache (never the user's home) and no downloads: tests never touch the network."""
+    saved = {k: os.environ.get(k) for k in ("THRESHER_CACHE", "THRESHER_OFFLINE")}
     os.environ["THRESHER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["THRESHER_OFFLINE"] = "1"
     yield
-    if old is None:
-        os.environ.pop("THRESHER_CACHE", None)
-    else:
-        os.environ["THRESHER_CACHE"] = old
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_npz
 
 from thresher.cli import main
+
+from conftest import make_npz
 
 
 def run(capsys, *args) -> tuple[int, str, str]:
@@ -153,3 +154,14 @@ def test_real_data_info_cli(capsys):
 def test_models_list(capsys):
     code, out, _ = run(capsys, "models", "list")
     assert code == 0 and "small-cnn" in out and "feature_dim   512" in out and "timm:<name>" in out
+
+
+def test_usage_errors_exit_2_without_traceback(tmp_path):
+    for args in (
+        ["embed", "npz:x.npz"],
+        ["embed", "npz:x.npz", "--out", str(tmp_path / "o"), "--resolution", "abc"],
+        ["nosuchcommand"],
+    ):
+        proc = subprocess.run([sys.executable, "-m", "thresher", *args], capture_output=True, text=True)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr

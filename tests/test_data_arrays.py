@@ -7,12 +7,13 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from conftest import make_npz
 
 from thresher.data import open_dataset
 from thresher.data.base import to_square
 from thresher.data.builtin import BUILTINS, DOWNLOADERS, open_builtin_dataset
 from thresher.errors import ThresherError
+
+from conftest import make_npz
 
 
 def test_npz_compressed_is_cached_once_and_memory_mapped(tiny_npz, tmp_path, monkeypatch):
@@ -120,6 +121,7 @@ def test_builtin_lookup_order(tmp_path, monkeypatch):
 
 
 def test_builtin_offline_failure_says_where_to_put_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("THRESHER_OFFLINE")  # the download is attempted (and fails, as offline)
     monkeypatch.setenv("THRESHER_DATA", str(tmp_path / "empty"))
     monkeypatch.setattr("thresher.data.builtin.data_roots", lambda explicit=None: [tmp_path / "empty"])
 
@@ -134,6 +136,9 @@ def test_builtin_offline_failure_says_where_to_put_files(tmp_path, monkeypatch):
     assert "train.npz" in msg and "\n" not in msg
     with pytest.raises(ThresherError, match="no public download exists"):
         open_builtin_dataset("tiny-imagenet-32", "train")
+    monkeypatch.setenv("THRESHER_OFFLINE", "1")
+    with pytest.raises(ThresherError, match=r"THRESHER_OFFLINE is set; put train.npz"):
+        open_builtin_dataset("cifar10", "train")
 
 
 def test_debian_fashion_mnist_idx(tmp_path, monkeypatch):
@@ -152,6 +157,7 @@ def test_debian_fashion_mnist_idx(tmp_path, monkeypatch):
     monkeypatch.setitem(BUILTINS, "fashion-mnist", replace(BUILTINS["fashion-mnist"], debian=str(deb)))
     ds = open_builtin_dataset("fashion-mnist", "test")
     assert len(ds) == 3 and list(ds.labels) == [9, 0, 4] and ds.classes[9] == "Ankle boot"
+    assert ds.ids[0] == "debian-test-000000"  # another copy of the data, another id namespace
     np.testing.assert_array_equal(ds.load(1)[:, :, 0], imgs[1])
 
 
@@ -170,3 +176,40 @@ def test_real_builtins(shared_data_dir):
     same = open_dataset(f"npz:{shared_data_dir / 'cifar10'}:test")
     assert list(same.ids[:3]) == list(c10.ids[:3])
     np.testing.assert_array_equal(same.load(100), c10.load(100))
+
+
+@pytest.mark.realdata
+def test_builtin_order_shared_then_debian_then_download(shared_data_dir, tmp_path, monkeypatch):
+    """With no --data-root and no THRESHER_DATA: ../shared/data, else the Debian IDX files, else a download."""
+    import gzip
+    from dataclasses import replace
+
+    monkeypatch.delenv("THRESHER_DATA", raising=False)
+    ds = open_builtin_dataset("fashion-mnist", "test")
+    assert ds.source == str((shared_data_dir / "fashion-mnist" / "test.npz").resolve())
+
+    deb = tmp_path / "deb"
+    deb.mkdir()
+    with gzip.open(deb / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + (2).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(2 * 784))
+    with gzip.open(deb / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 1]) + (2).to_bytes(4, "big") + bytes([1, 2]))
+    monkeypatch.setitem(BUILTINS, "fashion-mnist", replace(BUILTINS["fashion-mnist"], debian=str(deb)))
+    assert open_builtin_dataset("fashion-mnist", "test").source == str(
+        shared_data_dir.resolve() / "fashion-mnist" / "test.npz"
+    )
+    monkeypatch.setattr("thresher.data.builtin.data_roots", lambda explicit=None: [tmp_path / "none"])
+    assert len(open_builtin_dataset("fashion-mnist", "test")) == 2  # the Debian copy
+
+    monkeypatch.delenv("THRESHER_OFFLINE")
+    called = []
+    monkeypatch.setitem(BUILTINS, "fashion-mnist", replace(BUILTINS["fashion-mnist"], debian=str(tmp_path / "x")))
+    from thresher.data.npz import open_npz_path
+
+    def fake_download(b, split):
+        called.append(split)
+        return open_npz_path(shared_data_dir / "cifar10" / "test.npz")
+
+    monkeypatch.setitem(DOWNLOADERS._items, "fashion-mnist", fake_download)
+    open_builtin_dataset("fashion-mnist", "test")
+    assert called == ["test"]  # the download is the last resort

@@ -147,3 +147,37 @@ def test_worker_processes_give_the_same_store(tmp_path):
     b = embed(cfg(spec, runtime={"num_workers": 2, "progress": False}), tmp_path / "w2", log=lambda *_: None)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert list(a.ids) == list(b.ids) and list(a.labels) == [0] * 9 + [1] * 9
+
+
+def test_store_indexing_is_numpy_like_for_any_shard_count(tiny_npz, tmp_path):
+    one = embed(cfg(f"npz:{tiny_npz}", shard_size=100), tmp_path / "one", log=lambda *_: None)
+    many = embed(cfg(f"npz:{tiny_npz}", shard_size=7), tmp_path / "many", log=lambda *_: None)
+    assert len(many.meta["shards"]) == 10
+    np.testing.assert_allclose(np.asarray(many), np.asarray(one), rtol=1e-4, atol=1e-5)  # batch sizes differ
+    mask = np.arange(64) % 3 == 0
+    keys = [
+        5,
+        -1,
+        slice(3, 50),
+        slice(None, None, -3),
+        slice(60, 5, -7),
+        slice(10, 10),
+        np.array([63, 0, -2]),
+        mask,
+        (slice(2, 30), 0),
+        (np.array([1, 40]), slice(0, 3)),
+        (9, slice(1, 4)),
+        np.array([], np.int64),
+    ]
+    for key in keys:
+        for store in (one, many):
+            ref = np.array(store)
+            got = store[key]
+            np.testing.assert_array_equal(got, ref[key], err_msg=repr(key))
+            if got.size:
+                got.flat[0] = 123.0  # always a private copy: the store is untouched
+            np.testing.assert_array_equal(np.asarray(store), ref)
+    with pytest.raises(IndexError):
+        many[64]
+    with pytest.raises(IndexError):
+        many[np.array([0, 64])]

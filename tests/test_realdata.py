@@ -113,3 +113,16 @@ def test_supervised_training_on_real_pool_learns_and_survives_kill(tmp_path):
     b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "cut" / "summary.json").read_text())["epoch_loss"] == losses
+
+
+def test_quick_demo_runs_on_real_data(tmp_path):
+    from thresher.demo import run_demo
+
+    lines = []
+    out = run_demo(tmp_path / "demo", quick=True, echo=lines.append)
+    assert out["stores"] == {"pool": (6000, 192), "cifar10": (5000, 192), "fashion-mnist": (10000, 192)}
+    assert out["pretrain"]["epoch_loss"][-1] < out["pretrain"]["epoch_loss"][0]
+    assert (tmp_path / "demo" / "pool_sheet.png").is_file()
+    again = []
+    run_demo(tmp_path / "demo", quick=True, echo=again.append)  # a second run resumes: nothing is recomputed
+    assert sum("already complete" in line for line in again) == 4

@@ -66,7 +66,12 @@ def data_list(data_root: DataRootOpt = None) -> None:
 
     for b in BUILTINS.values():
         found = {s: locate(b, s, data_root) for s in b.splits}
-        where = ", ".join(f"{s}: {p}" if p else f"{s}: not found" for s, p in found.items())
+        fallback = "not found locally"
+        if b.debian and Path(b.debian).is_dir():
+            fallback = f"from {b.debian}"
+        elif b.download:
+            fallback = "not found locally; torchvision download on first use"
+        where = ", ".join(f"{s}: {p}" if p else f"{s}: {fallback}" for s, p in found.items())
         typer.echo(f"builtin:{b.name:<17} {b.description}\n    {where}")
     typer.echo("spec kinds: " + ", ".join(f"{k}:" for k in DATASETS))
 
@@ -85,7 +90,7 @@ def data_info(
     from .data.summary import contact_sheet, dataset_info, format_info
 
     ds = open_dataset(spec, data_root=data_root, strict=strict)
-    info = dataset_info(ds, verify=verify)
+    info = dataset_info(ds, verify=verify or strict)  # --strict asks for every image to be checked
     if strict and info.get("unreadable", {}).get("count"):
         raise ThresherError(
             f"{info['unreadable']['count']} unreadable image(s) in {spec} "
@@ -175,7 +180,7 @@ def pretrain(
     lr: Annotated[float | None, typer.Option(help="Base learning rate.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of init, data order and augmentation.")] = None,
     checkpoint_every: Annotated[
-        int | None, typer.Option(help="Checkpoint every N steps (default: each epoch).")
+        int | None, typer.Option(help="Checkpoint every N steps (default: each epoch, and every 10 minutes).")
     ] = None,
     subset: SubsetOpt = None,
     config: ConfigOpt = None,
@@ -238,31 +243,24 @@ def _checkpoint_file(path: str | None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one clear line on errors (exit 2), full traceback only with --debug."""
-    import click
+    """Entry point: one clear line on errors (exit 2), full traceback only with --debug.
 
+    Usage errors (a missing option, a bad value) are reported by typer itself, with exit code 2.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    _STATE["debug"] = False
     try:
-        app(args=args, prog_name="thresher", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        typer.echo("thresher: interrupted", err=True)
-        sys.exit(130)
+        app(args=args, prog_name="thresher")
     except KeyboardInterrupt:
         typer.echo("thresher: interrupted; re-run the same command to resume", err=True)
         sys.exit(130)
     except ThresherError as exc:
-        if debug:
+        if _STATE["debug"]:
             raise
         typer.echo(f"thresher: error: {one_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except Exception as exc:  # an unexpected failure is still one line without --debug
-        if debug:
+        if _STATE["debug"]:
             raise
         typer.echo(
             f"thresher: internal error: {type(exc).__name__}: {one_line(str(exc))} "

@@ -31,9 +31,9 @@ def run_demo(out: Path, *, quick: bool = False, data_root: str | None = None, fo
     echo(f"contact sheet of the pool: {sheet}")
 
     echo("\n== 2. supervised pre-training on the pool (small-cnn, 32 px)")
-    subset = 6000 if quick else None
+    pool_subset = 6000 if quick else None  # --quick shrinks the pool only; the targets are small already
     train_cfg = TrainConfig(
-        data=DataConfig(spec=POOL, subset=subset, data_root=data_root),
+        data=DataConfig(spec=POOL, subset=pool_subset, data_root=data_root),
         backbone="small-cnn",
         resolution=32,
         epochs=2 if quick else 8,
@@ -53,7 +53,7 @@ def run_demo(out: Path, *, quick: bool = False, data_root: str | None = None, fo
     stores = {}
     for name, spec in (("pool", POOL), ("cifar10", TARGETS[0]), ("fashion-mnist", TARGETS[1])):
         cfg = EmbedConfig(
-            data=DataConfig(spec=spec, subset=subset, data_root=data_root),
+            data=DataConfig(spec=spec, subset=pool_subset if spec == POOL else None, data_root=data_root),
             backbone="small-cnn",
             checkpoint=str(out / "pretrain" / "checkpoint.pt"),
             resolution=32,

@@ -19,9 +19,9 @@ import torch
 from pydantic import Field
 
 from . import atomic
-from .config import DataConfig, RuntimeConfig, Section
+from .config import DataConfig, RuntimeConfig, Section, runtime
 from .data import BadImageLog
-from .data.loader import iterate_batches, open_data
+from .data.loader import data_identity, iterate_batches, open_data
 from .data.transforms import build_transform
 from .device import autocast, memory_format, resolve_device, set_threads
 from .errors import ThresherError
@@ -39,7 +39,7 @@ class EmbedConfig(Section):
 
     data: DataConfig
     backbone: str = Field("resnet18", description="backbone registry name")
-    checkpoint: str | None = Field(None, description="weights to load (thresher, torchvision, timm, MoCo-style)")
+    checkpoint: str | None = runtime(None, description="weights to load (fingerprinted by content, not path)")
     resolution: int = Field(32, ge=8, le=1024, description="square input resolution in pixels")
     dtype: Literal["float32", "float16"] = Field("float32", description="storage dtype of the embeddings")
     batch_size: int = Field(256, ge=1)
@@ -53,14 +53,19 @@ def embed(cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print) 
     set_threads(cfg.runtime.threads)
     device = resolve_device(cfg.runtime.device)
     ds, indices = open_data(cfg.data)
-    inputs = {"checkpoint_sha256": file_digest(cfg.checkpoint)} if cfg.checkpoint else {}
+    if len(set(ds.ids[indices])) != len(indices):
+        raise ThresherError(f"{cfg.data.spec} has duplicate example ids; ids must be unique")
+    inputs = {"data": data_identity(ds, indices)}
+    if cfg.checkpoint:
+        inputs["checkpoint_sha256"] = file_digest(cfg.checkpoint)
+    # everything that can fail on bad input fails before the run folder is claimed
+    model = build_backbone(cfg.backbone, cfg.checkpoint, cfg.seed).to(device).eval()
+    model = model.to(memory_format=memory_format(device))
     with RunFolder(out, "embed", cfg, force=force, inputs=inputs, device=str(device)) as run:
         meta_path = run.file(META_FILE)
         if meta_path.is_file() and json.loads(meta_path.read_text()).get("complete"):
             log(f"{run.path}: already complete, nothing to do")
             return EmbeddingStore(run.path)
-        model = build_backbone(cfg.backbone, cfg.checkpoint, cfg.seed).to(device).eval()
-        model = model.to(memory_format=memory_format(device))
         transform = build_transform("eval", cfg.resolution)
         n_shards = max(1, -(-len(indices) // cfg.shard_size))
         parts = run.file(PARTS)
@@ -69,20 +74,18 @@ def embed(cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print) 
         bar = progress_bar(
             len(indices), "embed", enabled=cfg.runtime.progress, initial=min(len(done) * cfg.shard_size, len(indices))
         )
-        started = time.perf_counter()
-        t_images = 0
         if done:
             log(f"{run.path}: resuming, {len(done)} of {n_shards} shards already written")
         for s in range(n_shards):
             if s in done:
                 continue
             shard_idx = indices[s * cfg.shard_size : (s + 1) * cfg.shard_size]
+            started = time.perf_counter()
             feats, kept = _embed_shard(ds, shard_idx, model, transform, cfg, device, bar)
-            t_images += len(shard_idx)
-            _write_shard(run.path, s, feats.astype(cfg.dtype), ds, kept, np.setdiff1d(shard_idx, kept))
+            cost = {"images": len(shard_idx), "seconds": time.perf_counter() - started}
+            _write_shard(run.path, s, feats.astype(cfg.dtype), ds, kept, np.setdiff1d(shard_idx, kept), cost)
         bar.close()
-        seconds = time.perf_counter() - started
-        return _finalize(run.path, n_shards, cfg, ds, seconds, t_images, str(device), log)
+        return _finalize(run.path, n_shards, cfg, ds, str(device), log)
 
 
 @torch.inference_mode()
@@ -108,7 +111,7 @@ def _embed_shard(ds, shard_idx, model, transform, cfg: EmbedConfig, device, bar)
     return np.concatenate(feats), np.concatenate(kept)
 
 
-def _write_shard(root: Path, s: int, feats: np.ndarray, ds, kept: np.ndarray, bad: np.ndarray) -> None:
+def _write_shard(root: Path, s: int, feats: np.ndarray, ds, kept: np.ndarray, bad: np.ndarray, cost: dict) -> None:
     parts = root / PARTS
     table = pa.table(
         {
@@ -119,22 +122,22 @@ def _write_shard(root: Path, s: int, feats: np.ndarray, ds, kept: np.ndarray, ba
     )
     atomic.write_with(parts / f"{s:05d}.ids.parquet", lambda t: pq.write_table(table, t))
     atomic.save_npy(root / f"shard-{s:05d}.npy", feats)
-    marker = {"rows": len(feats), "skipped": ds.ids[bad].tolist()}
+    marker = {"rows": len(feats), "skipped": ds.ids[bad].tolist(), "cost": cost}
     atomic.write_json(parts / f"{s:05d}.done", marker)  # the commit marker of shard s, written last
 
 
-def _finalize(
-    root: Path, n_shards: int, cfg: EmbedConfig, ds, seconds: float, images: int, device: str, log
-) -> EmbeddingStore:
+def _finalize(root: Path, n_shards: int, cfg: EmbedConfig, ds, device: str, log) -> EmbeddingStore:
     parts = root / PARTS
     skipped = BadImageLog()
+    images = seconds = 0.0
     for s in range(n_shards):
-        skipped.add(json.loads((parts / f"{s:05d}.done").read_text())["skipped"])
+        marker = json.loads((parts / f"{s:05d}.done").read_text())
+        skipped.add(marker["skipped"])
+        images += marker["cost"]["images"]
+        seconds += marker["cost"]["seconds"]
     tables = [pq.read_table(parts / f"{s:05d}.ids.parquet") for s in range(n_shards)]
     rows = [t.num_rows for t in tables]
     ids = pa.concat_tables(tables)
-    if len(set(ids.column("id").to_pylist())) != ids.num_rows:
-        raise ThresherError(f"{cfg.data.spec} has duplicate example ids; ids must be unique")
     atomic.write_with(root / IDS_FILE, lambda t: pq.write_table(ids, t))
     dim = int(np.load(root / "shard-00000.npy", mmap_mode="r").shape[1])
     meta = {
@@ -150,7 +153,7 @@ def _finalize(
         "checkpoint": cfg.checkpoint,
         "resolution": cfg.resolution,
         "skipped": {"count": skipped.count, "first": skipped.first},
-        "cost": {"images": images, "seconds": round(seconds, 3)},
+        "cost": {"images": int(images), "seconds": round(seconds, 3)},
         **environment(device),
     }
     atomic.write_json(root / META_FILE, meta)
@@ -204,12 +207,47 @@ class EmbeddingStore:
         return self._table.column("index").to_numpy()
 
     def __getitem__(self, key) -> np.ndarray:
+        """numpy indexing over all shards (ints, slices, index arrays, boolean masks, ``[rows, cols]``); a copy."""
+        row_key, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
         if len(self._shards) == 1:
-            return np.asarray(self._shards[0][key])
-        rows = np.arange(len(self))[key]
-        if np.ndim(rows) == 0:
-            s = int(np.searchsorted(self._offsets, rows, side="right") - 1)
-            return np.asarray(self._shards[s][rows - self._offsets[s]])
+            block = np.array(self._shards[0][row_key])
+        elif isinstance(row_key, (int, np.integer)):
+            n = len(self)
+            r = int(row_key) + (n if row_key < 0 else 0)
+            if not 0 <= r < n:
+                raise IndexError(f"row {row_key} out of range for {n} rows")
+            s = int(np.searchsorted(self._offsets, r, side="right") - 1)
+            block = np.array(self._shards[s][r - self._offsets[s]])
+        else:
+            block = self._gather(row_key)
+        if not rest:
+            return block
+        return block[rest] if np.ndim(row_key) == 0 and not isinstance(row_key, slice) else block[(slice(None), *rest)]
+
+    def _gather(self, row_key) -> np.ndarray:
+        n = len(self)
+        if isinstance(row_key, slice):
+            start, stop, step = row_key.indices(n)
+            if step == 1:  # contiguous: copy whole shard ranges, no index array
+                parts = []
+                for s, shard in enumerate(self._shards):
+                    lo, hi = max(start, self._offsets[s]), min(stop, self._offsets[s + 1])
+                    if lo < hi:
+                        parts.append(shard[lo - self._offsets[s] : hi - self._offsets[s]])
+                return np.concatenate(parts) if parts else np.empty((0, self.shape[1]), self.dtype)
+            rows = np.arange(start, stop, step)
+        else:
+            rows = np.asarray(row_key)
+            if rows.dtype == bool:
+                if rows.shape != (n,):
+                    raise IndexError(f"boolean index of shape {rows.shape} for {n} rows")
+                rows = np.flatnonzero(rows)
+            elif rows.size and not np.issubdtype(rows.dtype, np.integer):
+                raise IndexError(f"rows must be integers, slices or a boolean mask, got {rows.dtype}")
+            rows = rows.astype(np.int64).reshape(-1)
+            if rows.size and (rows.min() < -n or rows.max() >= n):
+                raise IndexError(f"row index out of range for {n} rows")
+            rows = np.where(rows < 0, rows + n, rows)
         out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
         which = np.searchsorted(self._offsets, rows, side="right") - 1
         for s in np.unique(which):

@@ -29,9 +29,9 @@ def data_roots(explicit: str | os.PathLike | None = None) -> list[Path]:
     env = os.environ.get("THRESHER_DATA")
     if env:
         roots.append(Path(env).expanduser())
-    for base in (checkout_root(), Path.cwd()):
-        if base is not None:
-            roots.append((base.parent / "shared" / "data").resolve())
+    base = checkout_root()
+    if base is not None:
+        roots.append((base.parent / "shared" / "data").resolve())
     seen: set[Path] = set()
     unique = []
     for r in roots:

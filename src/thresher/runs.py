@@ -96,35 +96,35 @@ class RunFolder:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def _refusal(self, old: dict) -> str:
+        """One line saying what the folder holds and which settings differ."""
+        try:
+            old_sem = semantic_dict(type(self.config).model_validate(old.get("config", {})))
+        except Exception:  # written by another schema: compare as stored
+            old_sem = old.get("config", {})
+        changed = diff_keys(old_sem, semantic_dict(self.config))
+        if old.get("inputs", {}) != self.inputs:
+            changed.append("inputs (" + ", ".join(diff_keys(old.get("inputs", {}), self.inputs)) + ")")
+        kind = old["thresher"]["kind"]
+        what = f"a {kind} run" if kind != self.kind else "results of a different config"
+        detail = f" (differs in: {', '.join(changed[:6])})" if changed else ""
+        return f"{self.path} holds {what}{detail}; use another --out, or pass --force to replace them"
+
     def _check_or_claim(self) -> None:
+        _remove_stale_temporaries(self.path)  # left by a process killed mid-write; we hold the lock
         cfg_file = self.path / CONFIG_FILE
-        others = [p for p in self.path.iterdir() if p.name != LOCK_FILE]
-        if cfg_file.is_file():
-            old = read_run_config(self.path)
-            same = (
-                old.get("thresher", {}).get("fingerprint") == self.fingerprint
-                and old.get("thresher", {}).get("kind") == self.kind
-            )
-            if same:
+        others = [p for p in self.path.iterdir() if p.name not in (LOCK_FILE, CONFIG_FILE)]
+        old = read_run_config(self.path) if cfg_file.is_file() else None
+        meta = old.get("thresher") if isinstance(old, dict) else None
+        is_run = isinstance(meta, dict) and "kind" in meta and "fingerprint" in meta
+        if cfg_file.is_file() and not is_run:
+            raise ThresherError(f"{self.path} holds a config.yaml not written by thresher; choose a new or empty --out")
+        if is_run and others:  # a run folder with results: resume it, or refuse, or (force) replace it
+            if meta["fingerprint"] == self.fingerprint and meta["kind"] == self.kind:
                 self.resumed = True
                 return
             if not self.force:
-                try:
-                    old_sem = semantic_dict(type(self.config).model_validate(old.get("config", {})))
-                except Exception:  # written by another schema: compare as stored
-                    old_sem = old.get("config", {})
-                changed = diff_keys(old_sem, semantic_dict(self.config))
-                if old.get("inputs", {}) != self.inputs:
-                    changed.append("inputs (" + ", ".join(diff_keys(old.get("inputs", {}), self.inputs)) + ")")
-                what = (
-                    f"a {old.get('thresher', {}).get('kind')} run"
-                    if old.get("thresher", {}).get("kind") != self.kind
-                    else "results of a different config"
-                )
-                detail = f" (differs in: {', '.join(changed[:6])})" if changed else ""
-                raise ThresherError(
-                    f"{self.path} holds {what}{detail}; use another --out, or pass --force to replace them"
-                )
+                raise ThresherError(self._refusal(old))
             for p in others:
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         elif others:
@@ -142,6 +142,24 @@ class RunFolder:
             "inputs": self.inputs,
         }
         atomic.write_text(cfg_file, yaml.safe_dump(doc, sort_keys=False))
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete ``.NAME.tmp-PID`` files (see atomic.py) whose writer process no longer exists."""
+    for p in folder.rglob(".*.tmp-*"):
+        pid = p.name.rpartition(".tmp-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_run_config(path: str | Path) -> dict:

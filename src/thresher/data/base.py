@@ -6,6 +6,7 @@ import io
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -102,6 +103,10 @@ class ImageDataset(ABC):
         if not out:
             return torch.empty((0, 3, size, size), dtype=torch.uint8), ok
         return torch.stack(out), ok
+
+    def source_files(self) -> list[Path]:
+        """The files (or folders) this dataset reads: their identity is part of every run's fingerprint."""
+        return [Path(self.source)] if self.source else []
 
     def describe(self) -> dict:
         return {"spec": self.spec, "size": len(self), "classes": self.num_classes, "labeled": self.has_labels}

@@ -1,13 +1,14 @@
 """``builtin:NAME[:SPLIT]``: the real datasets thresher's demos and tests use, found local-first.
 
 Lookup order: ``--data-root``, ``THRESHER_DATA``, ``../shared/data`` beside the checkout, then (fashion-mnist) the
-Debian package's IDX files, and last a torchvision download where one exists. Offline, the failure says where to put
-the files.
+Debian package's IDX files, and last a torchvision download where one exists (never with ``THRESHER_OFFLINE`` set).
+Offline, the failure says where to put the files.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,9 +109,11 @@ def _debian(b: Builtin, split: str) -> ArrayDataset | None:
                 "Bag",
                 "Ankle boot",
             ]
-            return ArrayDataset(
-                _read_idx(imgs), _read_idx(labs).astype(np.int64), classes=classes, id_prefix=f"{split}-"
+            ds = ArrayDataset(
+                _read_idx(imgs), _read_idx(labs).astype(np.int64), classes=classes, id_prefix=f"debian-{split}-"
             )
+            ds.source = str(imgs)
+            return ds
     return None
 
 
@@ -118,16 +121,22 @@ def _debian(b: Builtin, split: str) -> ArrayDataset | None:
 def _download_cifar10(b: Builtin, split: str) -> ArrayDataset:
     from torchvision.datasets import CIFAR10
 
-    ds = CIFAR10(str(cache_dir() / "downloads" / "cifar10"), train=split == "train", download=True)
-    return ArrayDataset(np.asarray(ds.data), np.asarray(ds.targets), classes=list(ds.classes), id_prefix=f"{split}-")
+    root = cache_dir() / "downloads" / "cifar10"
+    ds = CIFAR10(str(root), train=split == "train", download=True)
+    out = ArrayDataset(np.asarray(ds.data), np.asarray(ds.targets), classes=list(ds.classes), id_prefix=f"tv-{split}-")
+    out.source = str(root)  # the full official split: ids differ from the 5,000-image shared subset on purpose
+    return out
 
 
 @DOWNLOADERS.register("fashion-mnist")
 def _download_fashion(b: Builtin, split: str) -> ArrayDataset:
     from torchvision.datasets import FashionMNIST
 
-    ds = FashionMNIST(str(cache_dir() / "downloads" / "fashion-mnist"), train=split == "train", download=True)
-    return ArrayDataset(ds.data.numpy(), ds.targets.numpy(), classes=list(ds.classes), id_prefix=f"{split}-")
+    root = cache_dir() / "downloads" / "fashion-mnist"
+    ds = FashionMNIST(str(root), train=split == "train", download=True)
+    out = ArrayDataset(ds.data.numpy(), ds.targets.numpy(), classes=list(ds.classes), id_prefix=f"tv-{split}-")
+    out.source = str(root)
+    return out
 
 
 def open_builtin_dataset(name: str, split: str | None = None, data_root: str | None = None) -> ArrayDataset:
@@ -155,6 +164,8 @@ def open_builtin_dataset(name: str, split: str | None = None, data_root: str | N
     )
     if b.download is None:
         raise ThresherError(f"built-in {name}:{split} not found and no public download exists; {put}")
+    if os.environ.get("THRESHER_OFFLINE"):
+        raise ThresherError(f"built-in {name}:{split} not found locally and THRESHER_OFFLINE is set; {put}")
     try:
         return DOWNLOADERS.create(b.download, b=b, split=split)
     except ThresherError:

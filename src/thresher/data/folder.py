@@ -83,6 +83,9 @@ class FolderDataset(ImageDataset):
         self.classes = classes
         self.spec = spec
 
+    def source_files(self) -> list[Path]:
+        return [self.root]
+
     def __len__(self) -> int:
         return len(self.paths)
 

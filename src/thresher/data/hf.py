@@ -128,6 +128,7 @@ class ArrowImageDataset(ImageDataset):
     ):
         super().__init__()
         self.folder, self.files, self.spec = folder, files, spec
+        self.source = str(folder)
         self.image_column, self.label_column, self.id_column = image, label, id_column
         self.classes = None
         if label is not None and _feature_type(features, label) == "ClassLabel":
@@ -166,6 +167,9 @@ class ArrowImageDataset(ImageDataset):
         if self._table is None:
             table, _, _ = read_saved_dataset(self.folder)
             self._attach(table)
+
+    def source_files(self) -> list[Path]:
+        return [Path(self.folder) / f for f in self.files]
 
     def __len__(self) -> int:
         return self._num_rows

@@ -6,6 +6,7 @@ a generator seeded by the step, so a resumed run sees exactly the augmentations 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -32,6 +33,29 @@ def open_data(cfg) -> tuple[ImageDataset, np.ndarray]:
     if len(ds) == 0:
         raise ThresherError(f"{cfg.spec} holds no images")
     return ds, subset_indices(len(ds), cfg.subset, cfg.subset_seed)
+
+
+def data_identity(ds: ImageDataset, indices: np.ndarray) -> dict:
+    """What a run read: source files (path, size, mtime), example count and a hash of the ids used.
+
+    Part of every fingerprint, so a run never resumes on other data (a regenerated file, another --data-root,
+    a machine where a built-in resolves to a different copy).
+    """
+    files = []
+    for f in ds.source_files():
+        try:
+            st = f.stat()
+            files.append(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}")
+        except OSError:
+            files.append(str(f))
+    ids = "\n".join(map(str, ds.ids[indices])).encode()
+    return {
+        "examples": len(ds),
+        "used": len(indices),
+        "ids_sha256": hashlib.sha256(ids).hexdigest(),
+        "files_sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
+        "source": str(ds.source or ds.spec),
+    }
 
 
 class _BatchFetch(torch.utils.data.Dataset):
@@ -67,7 +91,13 @@ def iterate_batches(
     else:
         source = iter(
             torch.utils.data.DataLoader(
-                fetch, batch_size=None, shuffle=False, num_workers=num_workers, pin_memory=pin_memory, prefetch_factor=4
+                fetch,
+                batch_size=None,
+                shuffle=False,
+                num_workers=num_workers,
+                pin_memory=pin_memory,
+                prefetch_factor=4,
+                generator=torch.Generator().manual_seed(0),  # worker seeds never come from the global RNG
             )
         )
     for k, x, ok in source:

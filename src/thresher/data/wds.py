@@ -196,6 +196,9 @@ class WebDatasetShards(ImageDataset):
         self.__dict__.update(state)
         self._reset_handles()
 
+    def source_files(self) -> list[Path]:
+        return list(self.shards)
+
     def __len__(self) -> int:
         return len(self.keys)
 

@@ -44,7 +44,9 @@ class TrainConfig(Section):
 
     data: DataConfig
     backbone: str = Field("small-cnn", description="backbone registry name")
-    init: str | None = Field(None, description="checkpoint to initialise the backbone from")
+    init: str | None = runtime(
+        None, description="checkpoint to initialise the backbone from (fingerprinted by content)"
+    )
     objective: str = Field("supervised", description="objective registry name")
     resolution: int = Field(32, ge=8, le=1024)
     epochs: int = Field(10, ge=1)

@@ -11,6 +11,7 @@ import copy
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,8 +98,8 @@ class Trainer:
         self.objective = objective.to(device).to(memory_format=memory_format(device))
         self.ds, self.indices, self.cfg, self.root, self.device, self.log = dataset, indices, cfg, root, device, log
         n = len(indices)
-        if n == 0:
-            raise ThresherError("no training examples")
+        if n < 2:
+            raise ThresherError(f"training needs at least 2 examples (batch norm), {dataset.spec} gives {n}")
         self.batch_size = min(cfg.batch_size, n)
         self.steps_per_epoch = n // self.batch_size  # drop the last partial batch, as usual for BN training
         self.total_steps = self.steps_per_epoch * cfg.epochs
@@ -181,7 +182,13 @@ class Trainer:
         f = self.root / LOG
         if not f.is_file():
             return
-        keep = [ln for ln in f.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        keep = []
+        for ln in f.read_text().splitlines():
+            try:
+                if json.loads(ln)["step"] <= step:
+                    keep.append(ln)
+            except (ValueError, KeyError, TypeError):  # a line cut by the kill
+                continue
         atomic.write_text(f, "".join(k + "\n" for k in keep))
 
     def _append_log(self, record: dict) -> None:
@@ -194,9 +201,9 @@ class Trainer:
         resumed = self.try_resume()
         st = self.state
         if resumed:
-            if st.done:
+            if st.done:  # killed after the last checkpoint, maybe before summary.json: finish the bookkeeping
                 self.log(f"{self.root}: already complete ({st.step} steps), nothing to do")
-                return self.summary()
+                return self._finish()
             self.log(f"{self.root}: resuming at step {st.step} of {self.total_steps}")
         self.objective.train()
         bar = progress_bar(self.total_steps, "train", enabled=cfg.runtime.progress, initial=st.step, unit="step")
@@ -214,19 +221,21 @@ class Trainer:
                 pin_memory=self.device.type == "cuda",
             )
             for b, (idx, x, ok) in zip(batches, data, strict=True):
-                self.skipped.add(self.ds.ids[idx[~ok]])
+                if epoch == 0:  # every example is seen once per epoch: count unreadable ones once
+                    self.skipped.add(self.ds.ids[idx[~ok]])
                 loss, acc, n = self._step(x, self.labels[b[ok]], torch.from_numpy(b[ok]))
                 st.step += 1
-                st.images += n
-                st.epoch_loss_sum += loss * n
-                st.epoch_correct += acc * n
-                st.epoch_count += n
+                if n:
+                    st.images += n
+                    st.epoch_loss_sum += loss * n
+                    st.epoch_correct += (0.0 if math.isnan(acc) else acc) * n
+                    st.epoch_count += n
                 now = time.perf_counter()  # wall time per step, data loading included
                 st.seconds += now - tick
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{n / max(1e-9, now - tick):.0f}")
                 tick = now
-                if st.step % cfg.log_every == 0:
+                if st.step % cfg.log_every == 0 and n:
                     self._append_log(
                         {
                             "step": st.step,
@@ -257,6 +266,9 @@ class Trainer:
                     self.save()
                     last_ckpt = time.perf_counter()
         bar.close()
+        return self._finish()
+
+    def _finish(self) -> dict:
         if self.skipped.count:
             self.log(f"warning: {self.skipped.summary()}")
         summary = self.summary()
@@ -264,8 +276,11 @@ class Trainer:
         return summary
 
     def _step(self, x: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> tuple[float, float, int]:
-        if len(x) == 0:
-            return 0.0, 0.0, 0
+        if len(x) < 2:  # unreadable images left (almost) nothing: no update, but the schedule moves on
+            with warnings.catch_warnings():  # the rate is a function of the step count, so order is harmless
+                warnings.simplefilter("ignore", UserWarning)
+                self.scheduler.step()
+            return math.nan, math.nan, 0
         dev = self.device
         gen = step_generator(self.cfg.seed, self.state.step, dev)
         images = self.transform(x.to(dev, non_blocking=True), gen)
@@ -274,8 +289,8 @@ class Trainer:
         else:
             images = images.contiguous(memory_format=memory_format(dev))
         batch = {"images": images, "labels": labels.to(dev), "index": index.to(dev)}
-        if self.state.flops_per_image == 0.0 and self.state.step == 0:
-            self.state.flops_per_image = count_flops_per_image(self.objective, batch)
+        if self.state.flops_per_image == 0.0:  # once per run (on a copy: no side effects); -1 = not countable
+            self.state.flops_per_image = count_flops_per_image(self.objective, batch) or -1.0
         with autocast(dev):
             out = self.objective(batch)
         loss = out["loss"]
@@ -312,7 +327,7 @@ class Trainer:
             "cost": {
                 "images": st.images,
                 "seconds": round(st.seconds, 3),
-                "flops": st.flops_per_image * st.images,
-                "flops_per_image": st.flops_per_image,
+                "flops": max(0.0, st.flops_per_image) * st.images,
+                "flops_per_image": max(0.0, st.flops_per_image),
             },
         }
