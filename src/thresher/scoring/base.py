@@ -1,0 +1,92 @@
+"""The scorer interface (scikit-learn style) and the ``Side`` a scorer sees of the source pool or the target.
+
+``fit(source, target)`` learns and keeps learned state in attributes ending in ``_``; ``score(source)`` returns one
+float per source example (higher = more relevant to the target) and has no side effects (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ThresherError
+
+
+@dataclass
+class Side:
+    """One side of a scoring problem, aligned row by row.
+
+    ``features``: (n, d) embeddings (any array-like, e.g. a memory-mapped EmbeddingStore) or None;
+    ``labels``: int64 (n,), -1 = unlabeled; ``logits``: (n, c) predictions of the model that produced the features,
+    when it has a head for the relevant label space (the target's classes for the source side, the source's classes
+    for the target side), else None; ``dataset``/``indices``: the images, for scorers that train on pixels.
+    """
+
+    name: str
+    ids: np.ndarray
+    labels: np.ndarray
+    features: Any = None
+    logits: np.ndarray | None = None
+    dataset: Any = None
+    indices: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def require_features(self, who: str) -> np.ndarray:
+        if self.features is None:
+            raise ThresherError(f"{who} needs embeddings of {self.name}; give --features or let it train its model")
+        return np.asarray(self.features, dtype=np.float32)
+
+    def require_labels(self, who: str) -> np.ndarray:
+        if not (self.labels >= 0).any():
+            raise ThresherError(f"{who} needs the labels of {self.name}, which has none")
+        return self.labels
+
+
+class Scorer:
+    """Base class: ``__init__`` stores hyper-parameters only; subclasses implement ``fit`` and ``score``.
+
+    ``uses`` says what the default pipeline must prepare: ``"features"`` (embeddings of both sides),
+    ``"images"`` (datasets, for scorers that train on pixels) or nothing (``random``). ``features_from`` names the
+    default model whose embeddings the scorer wants when no --features is given: ``"target-model"`` (trained on the
+    labeled target, 000), ``"source-model"`` (trained on the source labels, 004) or None.
+    """
+
+    name: ClassVar[str] = ""
+    uses: ClassVar[str] = "features"
+    features_from: ClassVar[str | None] = "source-model"
+
+    def fit(self, source: Side, target: Side) -> Scorer:
+        raise NotImplementedError
+
+    def score(self, source: Side) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit_score(self, source: Side, target: Side) -> np.ndarray:
+        return self.fit(source, target).score(source)
+
+    def report(self) -> dict:
+        """Diagnostics of the fitted scorer (e.g. a held-out accuracy), written beside the scores."""
+        return {}
+
+    def get_params(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+
+    def _check_fitted(self) -> None:
+        if not any(k.endswith("_") for k in vars(self)):
+            raise ThresherError(f"scorer {self.name} is not fitted; call fit(source, target) first")
+
+
+def check_scores(name: str, scores: np.ndarray, n: int) -> np.ndarray:
+    """Scores must be one finite float per source example; anything else is a clear error."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (n,):
+        raise ThresherError(f"scorer {name} returned shape {scores.shape}, expected ({n},)")
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise ThresherError(f"scorer {name} produced {int(bad.sum())} non-finite scores (NaN or inf)")
+    return scores
