@@ -223,6 +223,123 @@ def pretrain(
 
 
 @app.command()
+def score(
+    source: Annotated[
+        str | None, typer.Option("--source", help="Source pool spec, e.g. builtin:tiny-imagenet-32.")
+    ] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Target spec, e.g. builtin:cifar10:train.")] = None,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            "-m",
+            help="Scorer (repeatable): domain-classifier, cluster-min, cluster-avg, entropy, inverse-entropy, "
+            "importance, knn, random.",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for scores.parquet.")] = ...,
+    features: Annotated[
+        str | None, typer.Option(help="Embedding store of the source, or a checkpoint/run to embed both sides with.")
+    ] = None,
+    target_features: Annotated[
+        str | None, typer.Option(help="Embedding store of the target (with a source store).")
+    ] = None,
+    features_backbone: Annotated[
+        str | None, typer.Option(help="Backbone of a non-thresher --features checkpoint.")
+    ] = None,
+    cache: Annotated[
+        str | None, typer.Option(help="Folder of cached models/embeddings to reuse (default OUT/cache).")
+    ] = None,
+    source_subset: Annotated[int | None, typer.Option(help="Score a random subset of the pool of this size.")] = None,
+    target_subset: Annotated[int | None, typer.Option(help="Use a random subset of the target of this size.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of models, folds and tie-breaking.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    force: ForceOpt = False,
+    data_root: DataRootOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """Score every source example against the target with one or more methods; one scores.parquet, a column each."""
+    from .config import build_config
+    from .scoring.pipeline import ScoreConfig
+    from .scoring.pipeline import score as run_score
+
+    values = _values(
+        source__spec=source,
+        source__subset=source_subset,
+        source__data_root=data_root,
+        target__spec=target,
+        target__subset=target_subset,
+        target__data_root=data_root,
+        methods=method or None,
+        features=features,
+        target_features=target_features,
+        features_backbone=features_backbone,
+        cache=cache,
+        seed=seed,
+        runtime__device=device,
+        runtime__num_workers=workers,
+    )
+    cfg = build_config(ScoreConfig, file=config, values=values, overrides=set_)
+    path = run_score(cfg, out, force=force, log=typer.echo)
+    typer.echo(f"scores: {path}")
+
+
+@app.command("select")
+def select_cmd(
+    scores: Annotated[str | None, typer.Option("--scores", help="scores.parquet or the score run folder.")] = None,
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Score column to select by.")] = None,
+    budget: Annotated[str | None, typer.Option(help="Fraction of the pool (0.1) or a count (3000).")] = None,
+    mode: Annotated[str | None, typer.Option(help="top (default), weighted, elastic or classes.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for manifest.parquet and manifest.json.")] = ...,
+    classes: Annotated[str | None, typer.Option(help="Mode classes: comma-separated class names or ids.")] = None,
+    ancestor: Annotated[str | None, typer.Option(help="Mode classes: every class under this ancestor.")] = None,
+    hierarchy: Annotated[str | None, typer.Option(help="Mode classes: file of 'child parent' lines.")] = None,
+    transform: Annotated[
+        str | None,
+        typer.Option(help="Weighted/elastic: score-to-weight transform (auto, identity, rank, softmax, shift)."),
+    ] = None,
+    include_near_duplicates: Annotated[
+        bool, typer.Option("--include-near-duplicates", help="Allow near-duplicates of target images.")
+    ] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed of sampling and tie-breaking.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Turn scores into a pre-training set: a Manifest (ids with weights and counts) any training run can read."""
+    from .config import build_config
+    from .select_run import SelectConfig, run_select
+
+    params = {
+        k: v
+        for k, v in (("classes", classes), ("ancestor", ancestor), ("hierarchy", hierarchy), ("transform", transform))
+        if v is not None
+    }
+    values = _values(
+        scores=scores,
+        method=method,
+        budget=budget,
+        mode=mode,
+        seed=seed,
+        include_near_duplicates=include_near_duplicates or None,
+        params=params or None,
+    )
+    cfg = build_config(SelectConfig, file=config, values=values, overrides=set_)
+    m = run_select(cfg, out, force=force, log=typer.echo)
+    typer.echo(f"manifest: {Path(out) / 'manifest.parquet'} ({m.n_unique} unique, {m.total_count} draws)")
+
+
+@app.command()
+def inspect(folder: Annotated[Path, typer.Argument(help="A select run folder (holding manifest.parquet).")]) -> None:
+    """Class histogram of a selection against its pool; contact sheets of the top and bottom examples."""
+    from .select_run import inspect_selection
+
+    inspect_selection(folder, log=typer.echo)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's runs.")] = Path("runs/demo"),
     quick: Annotated[bool, typer.Option("--quick", help="A smaller, faster version.")] = False,

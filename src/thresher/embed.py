@@ -50,9 +50,16 @@ class EmbedConfig(Section):
 
 def embed(cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print) -> EmbeddingStore:
     """Run (or resume) ``thresher embed`` into ``out`` and return the finished store."""
+    ds, indices = open_data(cfg.data)
+    return embed_dataset(ds, indices, cfg, out, force=force, log=log)
+
+
+def embed_dataset(
+    ds, indices: np.ndarray, cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print
+) -> EmbeddingStore:
+    """Embed ``ds[indices]`` (any dataset or view) into the store ``out``, resuming what is there."""
     set_threads(cfg.runtime.threads)
     device = resolve_device(cfg.runtime.device)
-    ds, indices = open_data(cfg.data)
     if len(set(ds.ids[indices])) != len(indices):
         raise ThresherError(f"{cfg.data.spec} has duplicate example ids; ids must be unique")
     inputs = {"data": data_identity(ds, indices)}

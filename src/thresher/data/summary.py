@@ -72,13 +72,23 @@ def format_info(info: dict, max_bars: int = 20) -> str:
 
 
 def contact_sheet(
-    ds: ImageDataset, out: str | Path, *, count: int = 64, cols: int = 8, cell: int = 64, seed: int = 0
+    ds: ImageDataset,
+    out: str | Path,
+    *,
+    count: int = 64,
+    cols: int = 8,
+    cell: int = 64,
+    seed: int = 0,
+    indices: np.ndarray | None = None,
 ) -> Path:
-    """Write a PNG grid of ``count`` random images (class names under each) for a quick look at a dataset."""
+    """Write a PNG grid of images (class names under each): ``indices`` in order, else ``count`` random ones."""
     from PIL import Image, ImageDraw
 
-    rng = np.random.default_rng(seed)
-    idx = np.sort(rng.choice(len(ds), size=min(count, len(ds)), replace=False))
+    if indices is None:
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.choice(len(ds), size=min(count, len(ds)), replace=False))
+    else:
+        idx = np.asarray(indices, dtype=np.int64)
     rows = -(-len(idx) // cols)
     caption = 12 if ds.has_labels else 0
     sheet = Image.new("RGB", (cols * cell, rows * (cell + caption)), (255, 255, 255))

@@ -94,6 +94,7 @@ class Trainer:
         *,
         log=print,
         parameters=None,
+        weights: np.ndarray | None = None,
     ):
         self.objective = objective.to(device).to(memory_format=memory_format(device))
         self.ds, self.indices, self.cfg, self.root, self.device, self.log = dataset, indices, cfg, root, device, log
@@ -119,6 +120,11 @@ class Trainer:
         self.skipped = BadImageLog()
         labels = dataset.labels[indices]
         self.labels = torch.from_numpy(labels)
+        if weights is not None:  # per-example loss weights (class balance, manifest weights), aligned with indices
+            weights = np.asarray(weights, dtype=np.float32)
+            if weights.shape != (n,) or not np.isfinite(weights).all() or (weights < 0).any():
+                raise ThresherError(f"example weights must be {n} finite non-negative numbers")
+        self.weights = None if weights is None else torch.from_numpy(weights)
         if getattr(objective, "needs_labels", False) and (labels < 0).any():
             raise ThresherError(
                 f"{cfg.objective} pre-training needs labels, but {int((labels < 0).sum())} of the "
@@ -223,7 +229,7 @@ class Trainer:
             for b, (idx, x, ok) in zip(batches, data, strict=True):
                 if epoch == 0:  # every example is seen once per epoch: count unreadable ones once
                     self.skipped.add(self.ds.ids[idx[~ok]])
-                loss, acc, n = self._step(x, self.labels[b[ok]], torch.from_numpy(b[ok]))
+                loss, acc, n = self._step(x, b[ok])
                 st.step += 1
                 if n:
                     st.images += n
@@ -275,7 +281,8 @@ class Trainer:
         atomic.write_json(self.root / SUMMARY, summary)
         return summary
 
-    def _step(self, x: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> tuple[float, float, int]:
+    def _step(self, x: torch.Tensor, pos: np.ndarray) -> tuple[float, float, int]:
+        """One optimisation step on images ``x`` of the examples at positions ``pos`` of ``indices``."""
         if len(x) < 2:  # unreadable images left (almost) nothing: no update, but the schedule moves on
             with warnings.catch_warnings():  # the rate is a function of the step count, so order is harmless
                 warnings.simplefilter("ignore", UserWarning)
@@ -288,7 +295,10 @@ class Trainer:
             images = tuple(v.contiguous(memory_format=memory_format(dev)) for v in images)
         else:
             images = images.contiguous(memory_format=memory_format(dev))
-        batch = {"images": images, "labels": labels.to(dev), "index": index.to(dev)}
+        pos_t = torch.from_numpy(pos)
+        batch = {"images": images, "labels": self.labels[pos_t].to(dev), "index": pos_t.to(dev)}
+        if self.weights is not None:
+            batch["weights"] = self.weights[pos_t].to(dev)
         if self.state.flops_per_image == 0.0:  # once per run (on a copy: no side effects); -1 = not countable
             self.state.flops_per_image = count_flops_per_image(self.objective, batch) or -1.0
         with autocast(dev):

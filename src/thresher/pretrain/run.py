@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from ..data.base import ImageDataset
 from ..data.loader import data_identity, open_data
 from ..device import resolve_device, set_threads
 from ..models import build_backbone
@@ -17,10 +20,24 @@ from .objectives import OBJECTIVES
 
 def pretrain(cfg: TrainConfig, out: str | Path, *, force: bool = False, log=print) -> dict:
     """Run (or resume) a training run into ``out``; returns its summary (losses per epoch, cost)."""
+    OBJECTIVES.get(cfg.objective)  # fail on a typo before opening data
+    ds, indices = open_data(cfg.data)
+    return train_on(ds, indices, cfg, out, force=force, log=log)
+
+
+def train_on(
+    ds: ImageDataset,
+    indices: np.ndarray,
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    force: bool = False,
+    log=print,
+    weights: np.ndarray | None = None,
+) -> dict:
+    """Train on ``ds[indices]`` (any dataset or view, optionally weighted per example) into the run folder ``out``."""
     set_threads(cfg.runtime.threads)
     device = resolve_device(cfg.runtime.device)
-    OBJECTIVES.get(cfg.objective)  # fail on a typo before touching the folder
-    ds, indices = open_data(cfg.data)
     inputs = {"data": data_identity(ds, indices)}
     if cfg.init:
         inputs["init_sha256"] = file_digest(cfg.init)
@@ -28,5 +45,7 @@ def pretrain(cfg: TrainConfig, out: str | Path, *, force: bool = False, log=prin
     backbone = build_backbone(cfg.backbone, cfg.init, cfg.seed)
     torch.manual_seed(cfg.seed + 1)
     objective = OBJECTIVES.create(cfg.objective, backbone=backbone, num_classes=max(1, ds.num_classes))
+    if weights is not None:
+        inputs["weights_sha256"] = hashlib.sha256(np.ascontiguousarray(weights, np.float64).tobytes()).hexdigest()
     with RunFolder(out, "pretrain", cfg, force=force, inputs=inputs, device=str(device)) as run:
-        return Trainer(objective, ds, indices, cfg, run.path, device, log=log).run()
+        return Trainer(objective, ds, indices, cfg, run.path, device, log=log, weights=weights).run()

@@ -60,6 +60,9 @@ class Scorer:
     uses: ClassVar[str] = "features"
     features_from: ClassVar[str | None] = "source-model"
 
+    def resolve_inputs(self, features_given: bool) -> None:
+        """Settle 'auto' hyper-parameters that depend on what the user gave (e.g. image vs embedding mode)."""
+
     def fit(self, source: Side, target: Side) -> Scorer:
         raise NotImplementedError
 

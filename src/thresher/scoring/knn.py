@@ -1,0 +1,47 @@
+"""``knn``: mean cosine similarity of a source example to its k nearest target embeddings (beyond the papers)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import SCORERS
+from .base import Scorer, Side
+from .neighbors import check_dims, check_k, check_target, feature_shape, knn_similarity, side_features
+
+
+@SCORERS.register("knn")
+class KnnScorer(Scorer):
+    """score = mean of the top-``k`` cosine similarities to the target (k capped by the target size, with a note)."""
+
+    name = "knn"
+    features_from = "source-model"
+
+    def __init__(self, k: int = 10, backend: str = "auto"):
+        self.k = k
+        self.backend = backend
+
+    def fit(self, source: Side, target: Side) -> KnnScorer:
+        check_k(self.k, "knn")
+        check_target(target, "knn")
+        self.target_features_ = side_features(target, "knn")
+        if source.features is not None:
+            check_dims(feature_shape(source.features)[1], self.target_features_.shape[1], "knn")
+        self.notes_: list[str] = []
+        self.k_ = min(int(self.k), len(target))
+        if self.k_ < self.k:
+            note = f"knn: k={self.k} capped to the target size {self.k_}"
+            warnings.warn(note, stacklevel=2)
+            self.notes_.append(note)
+        return self
+
+    def score(self, source: Side) -> np.ndarray:
+        self._check_fitted()
+        feats = side_features(source, "knn", load=False)
+        check_dims(feature_shape(feats)[1], self.target_features_.shape[1], "knn")
+        sims = knn_similarity(feats, self.target_features_, self.k_, backend=self.backend)
+        return sims.astype(np.float64).mean(axis=1)
+
+    def report(self) -> dict:
+        return {"k": getattr(self, "k_", self.k), "notes": list(getattr(self, "notes_", []))}

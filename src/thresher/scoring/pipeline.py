@@ -1,0 +1,341 @@
+"""``thresher score``: prepare what each scorer needs, run them, write one ``scores.parquet``.
+
+By default every scorer gets the inputs its paper used, trained through the one training loop and cached as run
+folders (resumable, shared by every scorer that needs them): a model trained on the labeled target (000: clustering,
+active learning), a model trained on the source labels (004: importance weights; also kNN and near-duplicate
+detection), and for the domain classifier a CNN trained on images (000). ``features`` replaces all of them with given
+embeddings or a given backbone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from pydantic import Field, field_validator
+
+from .. import atomic
+from ..config import DataConfig, RuntimeConfig, Section, fingerprint, runtime
+from ..data.loader import data_identity, open_data
+from ..embed import EmbedConfig, EmbeddingStore, embed_dataset
+from ..errors import ThresherError
+from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
+from ..pretrain.run import train_on
+from ..runs import RunFolder, file_digest
+from . import SCORERS
+from .base import Side, check_scores
+from .duplicates import near_duplicates, pixel_descriptors
+
+SCORES_FILE = "scores.parquet"
+REPORT_FILE = "scores.json"
+
+
+class FeatureModelConfig(Section):
+    """How the default feature models are trained (000: on the labeled target; 004: on the source labels)."""
+
+    backbone: str = Field("small-cnn", description="backbone of the target and source models")
+    resolution: int = Field(32, ge=8, le=1024)
+    target_epochs: int = Field(15, ge=1, description="epochs of the model trained on the target")
+    source_epochs: int = Field(8, ge=1, description="epochs of the model trained on the source labels")
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(0.1, gt=0)
+
+
+class NearDuplicateConfig(Section):
+    """Source images nearly identical to target images (004 removed them) are flagged and, by default, excluded."""
+
+    descriptor: Literal["pixels", "features"] = Field(
+        "pixels", description="pixels: 16x16 RGB tiny-image descriptor; features: the scoring embeddings"
+    )
+    threshold: float = Field(0.98, gt=0, le=1, description="cosine similarity from which an image is a duplicate")
+    exclude: bool = Field(True, description="exclude flagged images from selection")
+
+
+class ScoreConfig(Section):
+    """``thresher score``: which pool against which target, with which methods and inputs."""
+
+    source: DataConfig
+    target: DataConfig
+    methods: list[str] = Field(min_length=1, description="scorer names, e.g. [domain-classifier, cluster-min]")
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method hyper-parameters")
+    features: str | None = runtime(None, description="embedding store of the source, or a checkpoint for both sides")
+    target_features: str | None = runtime(None, description="embedding store of the target (with a source store)")
+    features_backbone: str | None = Field(None, description="backbone of --features when it is not a thresher run")
+    resolution: int = Field(32, ge=8, le=1024, description="embedding resolution for a --features checkpoint")
+    models: FeatureModelConfig = FeatureModelConfig()
+    near_duplicates: NearDuplicateConfig = NearDuplicateConfig()
+    seed: int = 0
+    cache: str | None = runtime(None, description="folder for cached models and embeddings (default: OUT/cache)")
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @field_validator("methods")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for name in v:
+            try:
+                SCORERS.get(name)
+            except ThresherError as exc:
+                raise ValueError(str(exc)) from None
+        if len(set(v)) != len(v):
+            raise ValueError("a method is listed twice")
+        return v
+
+
+def build_scorers(cfg: ScoreConfig) -> dict:
+    """Instantiate every scorer with its parameters (bad parameter names fail here, before any work)."""
+    unknown = set(cfg.params) - set(cfg.methods)
+    if unknown:
+        raise ThresherError(f"params given for methods not requested: {', '.join(sorted(unknown))}")
+    scorers = {}
+    for name in cfg.methods:
+        params = dict(cfg.params.get(name, {}))
+        if "seed" in _init_params(name):
+            params.setdefault("seed", cfg.seed)
+        try:
+            scorers[name] = SCORERS.create(name, **params)
+        except TypeError as exc:
+            raise ThresherError(
+                f"bad parameters for {name}: {exc}; accepted: {', '.join(_init_params(name))}"
+            ) from None
+        scorers[name].resolve_inputs(features_given=cfg.features is not None)
+    return scorers
+
+
+def _init_params(name: str) -> list[str]:
+    import inspect
+
+    return [p for p in inspect.signature(SCORERS.get(name)).parameters if p not in ("self",)]
+
+
+class Resources:
+    """Models and embeddings that scorers share: trained or computed once, cached as resumable run folders."""
+
+    def __init__(self, cfg: ScoreConfig, cache: Path, source: tuple, target: tuple, log):
+        self.cfg, self.cache, self.log = cfg, cache, log
+        self.data = {"source": source, "target": target}
+        self.data_cfg = {"source": cfg.source, "target": cfg.target}
+        self._memo: dict = {}
+
+    # --- the default models -------------------------------------------------------------------------
+    def model(self, which: str) -> Path:
+        """Checkpoint of the ``target-model`` or ``source-model`` (supervised, through the one training loop)."""
+        side = "target" if which == "target-model" else "source"
+        ds, idx = self.data[side]
+        if not (ds.labels[idx] >= 0).any():
+            raise ThresherError(
+                f"the {which} is trained on the labels of {ds.spec}, which has none; give --features (an embedding "
+                "store or a checkpoint) instead"
+            )
+        m = self.cfg.models
+        tcfg = TrainConfig(
+            data=self.data_cfg[side],
+            backbone=m.backbone,
+            resolution=m.resolution,
+            epochs=m.target_epochs if side == "target" else m.source_epochs,
+            batch_size=m.batch_size,
+            optim=OptimConfig(lr=m.lr),
+            lr_schedule=LRScheduleConfig(),
+            seed=self.cfg.seed,
+            runtime=self.cfg.runtime,
+        )
+        folder = self.cache / f"{which}-{fingerprint(tcfg)[:12]}"
+        if which not in self._memo:
+            self.log(f"{which}: training {m.backbone} on {ds.spec} ({folder})")
+            train_on(ds, idx, tcfg, folder, log=self.log)
+            self._memo[which] = folder / "checkpoint.pt"
+        return self._memo[which]
+
+    def embeddings(self, side: str, checkpoint: Path, backbone: str, resolution: int) -> EmbeddingStore:
+        ds, idx = self.data[side]
+        ecfg = EmbedConfig(
+            data=self.data_cfg[side],
+            backbone=backbone,
+            checkpoint=str(checkpoint),
+            resolution=resolution,
+            runtime=self.cfg.runtime,
+        )
+        key = fingerprint(ecfg, {"checkpoint_sha256": file_digest(checkpoint)})[:12]
+        if key not in self._memo:
+            self._memo[key] = embed_dataset(ds, idx, ecfg, self.cache / f"embed-{side}-{key}", log=self.log)
+        return self._memo[key]
+
+    @staticmethod
+    def head_logits(checkpoint: Path, features) -> np.ndarray:
+        """Logits of the supervised model's own linear head on its backbone features (no second image pass)."""
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        w, b = ckpt["model"]["head.weight"].double().numpy(), ckpt["model"]["head.bias"].double().numpy()
+        out = np.empty((len(features), w.shape[0]), np.float64)
+        for start in range(0, len(features), 65536):
+            out[start : start + 65536] = np.asarray(features[start : start + 65536], np.float64) @ w.T + b
+        return out
+
+    # --- what a scorer sees ---------------------------------------------------------------------------
+    def given_features(self) -> tuple[Any, Any]:
+        """Embeddings from --features (a store, with --target-features) or from a --features checkpoint."""
+        if "given" in self._memo:
+            return self._memo["given"]
+        path = Path(self.cfg.features)
+        if (path / "meta.json").is_file():
+            if not self.cfg.target_features:
+                raise ThresherError("--features is an embedding store of the source; give --target-features too")
+            pair = (
+                align(EmbeddingStore(path), self.data["source"], "--features"),
+                align(EmbeddingStore(self.cfg.target_features), self.data["target"], "--target-features"),
+            )
+        else:
+            ckpt = path / "checkpoint.pt" if path.is_dir() else path
+            backbone = self.cfg.features_backbone or _thresher_backbone(ckpt)
+            pair = tuple(self.embeddings(s, ckpt, backbone, self.cfg.resolution) for s in ("source", "target"))
+        self._memo["given"] = pair
+        return pair
+
+    def sides(self, scorer) -> tuple[Side, Side]:
+        src_ds, src_idx = self.data["source"]
+        tgt_ds, tgt_idx = self.data["target"]
+        src = Side(src_ds.spec, src_ds.ids[src_idx], src_ds.labels[src_idx], dataset=src_ds, indices=src_idx)
+        tgt = Side(tgt_ds.spec, tgt_ds.ids[tgt_idx], tgt_ds.labels[tgt_idx], dataset=tgt_ds, indices=tgt_idx)
+        src.extra["workdir"] = tgt.extra["workdir"] = self.cache
+        src.extra["train"] = self.cfg.models
+        src.extra["runtime"] = self.cfg.runtime
+        if scorer.uses != "features":
+            return src, tgt
+        if self.cfg.features:
+            src.features, tgt.features = self.given_features()
+        elif scorer.features_from in ("target-model", "source-model"):
+            ckpt = self.model(scorer.features_from)
+            m = self.cfg.models
+            src.features = self.embeddings("source", ckpt, m.backbone, m.resolution)
+            tgt.features = self.embeddings("target", ckpt, m.backbone, m.resolution)
+            if scorer.features_from == "target-model":  # the target model's own predictions on the source
+                src.logits = self.head_logits(ckpt, src.features)
+            else:  # the source model's own predictions on the target
+                tgt.logits = self.head_logits(ckpt, tgt.features)
+        return src, tgt
+
+    def duplicate_features(self) -> tuple[Any, Any]:
+        """Embeddings for near-duplicate detection: the given ones, else the source model's."""
+        if self.cfg.features:
+            return self.given_features()
+        ckpt = self.model("source-model")
+        m = self.cfg.models
+        return (
+            self.embeddings("source", ckpt, m.backbone, m.resolution),
+            self.embeddings("target", ckpt, m.backbone, m.resolution),
+        )
+
+
+def _thresher_backbone(ckpt: Path) -> str:
+    try:
+        meta = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ThresherError(f"cannot read --features checkpoint {ckpt}: {type(exc).__name__}") from None
+    if isinstance(meta, dict) and isinstance(meta.get("backbone"), str):
+        return meta["backbone"]
+    raise ThresherError(f"{ckpt} is not a thresher checkpoint; name its backbone with --features-backbone")
+
+
+def align(store: EmbeddingStore, data: tuple, flag: str):
+    """The store's rows in the order of the side's examples (the store itself when already aligned: no copy)."""
+    ds, idx = data
+    want = ds.ids[idx]
+    have = store.ids
+    if len(have) == len(want) and (have == want).all():
+        return store
+    pos = {k: i for i, k in enumerate(have)}
+    missing = [k for k in want if k not in pos]
+    if missing:
+        raise ThresherError(
+            f"{flag} {store.path} lacks {len(missing)} of the {len(want)} examples of {ds.spec} "
+            f"(first: {', '.join(map(str, missing[:3]))}); embed that dataset"
+        )
+    return store[np.fromiter((pos[k] for k in want), np.int64, len(want))]
+
+
+def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) -> Path:
+    """Run (or resume) ``thresher score`` into ``out``; returns the path of ``scores.parquet``."""
+    scorers = build_scorers(cfg)
+    source, target = open_data(cfg.source), open_data(cfg.target)
+    if len(target[1]) == 0:
+        raise ThresherError(f"the target {cfg.target.spec} is empty")
+    inputs = {"source": data_identity(*source), "target": data_identity(*target)}
+    for key in ("features", "target_features"):
+        p = getattr(cfg, key)
+        if p:
+            p = Path(p)
+            f = p / "meta.json" if (p / "meta.json").is_file() else (p / "checkpoint.pt" if p.is_dir() else p)
+            inputs[f"{key}_sha256"] = file_digest(f)
+    with RunFolder(out, "score", cfg, force=force, inputs=inputs) as run:
+        done_file = run.file(SCORES_FILE)
+        if done_file.is_file():
+            log(f"{run.path}: already complete, nothing to do")
+            return done_file
+        cache = Path(cfg.cache) if cfg.cache else run.path / "cache"
+        res = Resources(cfg, cache, source, target, log)
+        parts = run.file(".scores")
+        parts.mkdir(exist_ok=True)
+        reports: dict = {}
+        columns: dict[str, np.ndarray] = {}
+        for name, scorer in scorers.items():
+            part = parts / f"{name}.npy"
+            rep_file = parts / f"{name}.json"
+            if part.is_file() and rep_file.is_file():
+                columns[name] = np.load(part)
+                reports[name] = json.loads(rep_file.read_text())
+                continue
+            t0 = time.perf_counter()
+            src, tgt = res.sides(scorer)
+            values = check_scores(name, scorer.fit(src, tgt).score(src), len(src))
+            reports[name] = {
+                "params": scorer.get_params(),
+                **scorer.report(),
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+            atomic.save_npy(part, values)
+            atomic.write_json(rep_file, _jsonable(reports[name]))
+            columns[name] = values
+            log(f"{name}: scored {len(values)} examples in {reports[name]['seconds']:.1f} s")
+        if cfg.near_duplicates.descriptor == "pixels":
+            dup_src, dup_tgt = pixel_descriptors(*source), pixel_descriptors(*target)
+        else:
+            dup_src, dup_tgt = res.duplicate_features()
+        sim, flagged = near_duplicates(dup_src, dup_tgt, cfg.near_duplicates.threshold)
+        src_ds, src_idx = source
+        table = {
+            "id": pa.array(src_ds.ids[src_idx].tolist(), pa.string()),
+            "label": pa.array(src_ds.labels[src_idx], pa.int64()),
+            "index": pa.array(src_idx, pa.int64()),
+            "max_target_cosine": pa.array(sim.astype(np.float64)),
+            "near_duplicate": pa.array(flagged),
+        }
+        table.update({name: pa.array(col) for name, col in columns.items()})
+        summary = {
+            "source": cfg.source.spec,
+            "target": cfg.target.spec,
+            "methods": cfg.methods,
+            "classes": src_ds.classes,
+            "near_duplicates": {
+                "count": int(flagged.sum()),
+                "threshold": cfg.near_duplicates.threshold,
+                "descriptor": cfg.near_duplicates.descriptor,
+                "excluded_by_default": cfg.near_duplicates.exclude,
+            },
+            "reports": reports,
+        }
+        atomic.write_json(run.file(REPORT_FILE), _jsonable(summary))
+        atomic.write_with(done_file, lambda t: pq.write_table(pa.table(table), t))
+        log(
+            f"near-duplicates of target images: {int(flagged.sum())} flagged (cosine >= "
+            f"{cfg.near_duplicates.threshold})" + (", excluded from selection" if cfg.near_duplicates.exclude else "")
+        )
+        log(f"wrote {done_file} ({len(src_idx)} examples x {len(columns)} methods)")
+        return done_file
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))

@@ -1,0 +1,126 @@
+"""thresher score end to end on small synthetic images: default trained models, caching, resume, --features."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from thresher.config import build_config
+from thresher.errors import ThresherError
+from thresher.scoring.pipeline import ScoreConfig, score
+
+COLOURS = np.array([[230, 40, 40], [40, 200, 40], [40, 40, 230], [220, 220, 40]])
+
+
+def pool(path, n_per_class=24, classes=(0, 1, 2, 3), seed=0, size=12):
+    """Images of flat class colours plus noise: the target below looks like source classes 0 and 1 only."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(classes)), n_per_class)
+    base = COLOURS[np.asarray(classes)[labels]][:, None, None, :]
+    images = np.clip(base + rng.integers(-30, 30, (len(labels), size, size, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, images=images, labels=labels)
+    return path
+
+
+def auroc(scores, positive):
+    pos, neg = scores[positive], scores[~positive]
+    return (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+
+
+@pytest.fixture
+def problem(tmp_path):
+    src = pool(tmp_path / "src" / "train.npz")
+    tgt = pool(tmp_path / "tgt" / "train.npz", n_per_class=16, classes=(0, 1), seed=1)
+    return src, tgt
+
+
+def cfg(src, tgt, methods, **kw):
+    values = {
+        "source": {"spec": f"npz:{src}"}, "target": {"spec": f"npz:{tgt}"}, "methods": methods,
+        "models": {"resolution": 12, "target_epochs": 6, "source_epochs": 6, "batch_size": 16, "lr": 0.05},
+        "params": {"cluster-min": {"k": 4}, "cluster-avg": {"k": 2}, "domain-classifier": {"folds": 2, "epochs": 4}},
+        "runtime": {"progress": False},
+    }
+    values.update(kw)
+    values["params"] = {k: v for k, v in values["params"].items() if k in methods}
+    return build_config(ScoreConfig, values=values)
+
+
+def test_default_models_rank_target_like_classes_first(problem, tmp_path):
+    src, tgt = problem
+    methods = ["random", "knn", "cluster-min", "cluster-avg", "importance", "domain-classifier"]
+    path = score(cfg(src, tgt, methods), tmp_path / "s", log=lambda *_: None)
+    table = pq.read_table(path)
+    labels = table.column("label").to_numpy()
+    relevant = labels < 2
+    for m in methods:
+        s = table.column(m).to_numpy()
+        assert s.shape == (96,) and np.isfinite(s).all()
+        if m != "random":
+            assert auroc(s, relevant) > 0.9, (m, auroc(s, relevant))
+    report = json.loads((tmp_path / "s" / "scores.json").read_text())
+    assert set(report["reports"]) == set(methods)
+    assert "heldout_accuracy" in json.dumps(report["reports"]["domain-classifier"])
+    # models and embeddings are cached as run folders and reused
+    cache = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "s" / "cache").iterdir())
+    assert cache.count("source-model") == 1 and cache.count("target-model") == 1
+
+
+def test_resume_skips_finished_methods_and_refuses_other_config(problem, tmp_path, monkeypatch):
+    src, tgt = problem
+    out = tmp_path / "s"
+    import thresher.scoring.pipeline as pipe
+
+    calls = []
+    real = pipe.check_scores
+
+    def spy(name, *a):
+        calls.append(name)
+        if name == "knn":
+            raise KeyboardInterrupt  # killed while scoring the second method
+        return real(name, *a)
+
+    monkeypatch.setattr(pipe, "check_scores", spy)
+    with pytest.raises(KeyboardInterrupt):
+        score(cfg(src, tgt, ["random", "knn"]), out, log=lambda *_: None)
+    monkeypatch.setattr(pipe, "check_scores", lambda name, *a: calls.append(name) or real(name, *a))
+    score(cfg(src, tgt, ["random", "knn"]), out, log=lambda *_: None)
+    assert calls == ["random", "knn", "knn"]  # random was not recomputed
+    with pytest.raises(ThresherError, match="--force"):
+        score(cfg(src, tgt, ["random", "cluster-min"]), out, log=lambda *_: None)
+
+
+def test_given_features_store_and_checkpoint(problem, tmp_path):
+    from thresher.embed import EmbedConfig, embed
+
+    src, tgt = problem
+    e = {"backbone": "small-cnn", "resolution": 12, "runtime": {"progress": False}}
+    es = embed(build_config(EmbedConfig, values={"data": {"spec": f"npz:{src}"}, **e}), tmp_path / "es", log=print)
+    et = embed(build_config(EmbedConfig, values={"data": {"spec": f"npz:{tgt}"}, **e}), tmp_path / "et", log=print)
+    path = score(cfg(src, tgt, ["knn", "cluster-min"], features=str(es.path), target_features=str(et.path)),
+                 tmp_path / "s", log=lambda *_: None)
+    assert not (tmp_path / "s" / "cache").exists() or not any(
+        p.name.startswith(("source-model", "target-model")) for p in (tmp_path / "s" / "cache").iterdir())
+    t = pq.read_table(path)
+    assert t.column("knn").to_numpy().shape == (96,)
+    with pytest.raises(ThresherError, match="--target-features"):
+        score(cfg(src, tgt, ["knn"], features=str(es.path)), tmp_path / "s2", log=lambda *_: None)
+
+
+def test_bad_inputs(problem, tmp_path):
+    src, tgt = problem
+    with pytest.raises(ThresherError, match="did you mean 'cluster-min'"):
+        cfg(src, tgt, ["cluster-mn"])
+    with pytest.raises(ThresherError, match="bad parameters for knn"):
+        score(cfg(src, tgt, ["knn"], params={"knn": {"kk": 3}}), tmp_path / "a", log=lambda *_: None)
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 12, 12, 3), np.uint8), labels=np.zeros(0, np.int64))
+    with pytest.raises(ThresherError, match="holds no images|empty"):
+        score(cfg(src, tmp_path / "empty.npz", ["random"]), tmp_path / "b", log=lambda *_: None)
+    np.save(tmp_path / "unlabeled.npy", np.zeros((8, 12, 12, 3), np.uint8))
+    with pytest.raises(ThresherError, match="target-model.*has none"):
+        score(cfg(src, tmp_path / "unlabeled.npy", ["cluster-min"]), tmp_path / "c", log=lambda *_: None)
+    assert not (tmp_path / "a" / "scores.parquet").exists()

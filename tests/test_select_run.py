@@ -1,0 +1,105 @@
+"""thresher select / inspect on a hand-made score table: manifests, near-duplicate exclusion, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from thresher.cli import main
+from thresher.config import build_config
+from thresher.data.manifest import Manifest
+from thresher.errors import ThresherError
+from thresher.select_run import SelectConfig, inspect_selection, run_select
+
+from conftest import make_npz
+
+
+@pytest.fixture
+def score_dir(tmp_path):
+    """A score run folder over a 64-image npz pool: 'good' ranks class 3 first; two rows are near-duplicates."""
+    pool = make_npz(tmp_path / "pool" / "train.npz", n=64, classes=4)
+    labels = np.arange(64) % 4
+    good = labels + np.linspace(0, 0.5, 64)
+    dup = np.zeros(64, bool)
+    dup[[63, 59]] = True  # two of the best-scored images are near-duplicates of target images
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                "id": [f"train-{i:06d}" for i in range(64)],
+                "label": labels,
+                "index": np.arange(64),
+                "max_target_cosine": np.where(dup, 0.99, 0.5),
+                "near_duplicate": dup,
+                "good": good,
+                "bad": np.where(np.arange(64) == 5, np.nan, good),
+            }
+        ),
+        folder / "scores.parquet",
+    )
+    (folder / "scores.json").write_text(
+        json.dumps({"source": f"npz:{pool}", "target": "npz:elsewhere", "classes": [f"class{k}" for k in range(4)]})
+    )
+    return folder
+
+
+def cfg(scores, **kw):
+    return build_config(SelectConfig, values={"scores": str(scores), **kw})
+
+
+def test_top_selection_excludes_near_duplicates(score_dir, tmp_path):
+    m = run_select(cfg(score_dir, method="good", budget=0.25), tmp_path / "sel", log=lambda *_: None)
+    assert m.n_unique == 16 - 0 and len(set(m.ids)) == 16
+    assert "train-000063" not in set(m.ids) and "train-000059" not in set(m.ids)
+    assert set(m.labels) == {3, 2} and (m.labels == 3).sum() == 14  # class 3 minus its two duplicates, then class 2
+    doc = json.loads((tmp_path / "sel" / "manifest.json").read_text())
+    assert doc["method"] == "good" and doc["selection"]["mode"] == "top" and doc["selection"]["excluded"] == 2
+    assert doc["inputs"]["scores_sha256"]
+    again = run_select(
+        cfg(score_dir, method="good", budget=0.25, include_near_duplicates=True), tmp_path / "sel2", log=lambda *_: None
+    )
+    assert "train-000063" in set(again.ids)
+
+
+def test_weighted_and_elastic_modes_write_counts(score_dir, tmp_path):
+    w = run_select(cfg(score_dir, method="good", budget=200, mode="weighted"), tmp_path / "w", log=lambda *_: None)
+    assert w.total_count == 200 and (w.counts >= 1).all()
+    e = run_select(cfg(score_dir, method="good", budget=20, mode="elastic"), tmp_path / "e", log=lambda *_: None)
+    assert e.total_count == 20 and (e.counts == 1).all()
+    read = Manifest.read(tmp_path / "e")
+    assert list(read.ids) == list(e.ids)
+
+
+def test_errors(score_dir, tmp_path):
+    with pytest.raises(ThresherError, match="available: good, bad"):
+        run_select(cfg(score_dir, method="nope", budget=0.1), tmp_path / "a", log=lambda *_: None)
+    with pytest.raises(ThresherError, match="NaN"):
+        run_select(cfg(score_dir, method="bad", budget=0.1), tmp_path / "b", log=lambda *_: None)
+    with pytest.raises(ThresherError):
+        run_select(cfg(score_dir, method="good", budget=500), tmp_path / "c", log=lambda *_: None)
+    with pytest.raises(ThresherError, match="budget"):
+        cfg(score_dir, method="good", budget=0)
+    with pytest.raises(ThresherError, match="mode"):
+        cfg(score_dir, method="good", budget=0.1, mode="topp")
+    with pytest.raises(ThresherError, match="run thresher score first"):
+        run_select(cfg(tmp_path / "nowhere", method="good", budget=0.1), tmp_path / "d", log=lambda *_: None)
+
+
+def test_inspect_and_cli(score_dir, tmp_path, capsys):
+    out = tmp_path / "sel"
+    with pytest.raises(SystemExit) as exc:
+        main(["select", "--scores", str(score_dir), "--method", "good", "--budget", "0.25", "--out", str(out)])
+    assert exc.value.code in (0, None)
+    lines = []
+    info = inspect_selection(out, log=lines.append)
+    assert info["classes_covered"] == 2
+    assert any("class3" in line for line in lines)
+    assert (out / "top.png").is_file() and (out / "bottom.png").is_file()
+    with pytest.raises(SystemExit):
+        main(["inspect", str(out)])
+    assert "enrichment" in capsys.readouterr().out
