@@ -17,8 +17,16 @@ pytestmark = pytest.mark.realdata
 # tiny-imagenet-32 label ids of classes that match cifar10 classes (frogs, birds, dogs, cats, gazelle, cars, boats,
 # vans, trucks): 12.5% of the pool
 CIFAR_LIKE = [2, 3, 11, 20, 21, 22, *range(24, 33), 52, 70, 94, 108, 115, 116, 121, 133, 153, 164]
-METHODS = ["domain-classifier", "cluster-min", "cluster-avg", "importance", "entropy", "inverse-entropy", "knn",
-           "random"]
+METHODS = [
+    "domain-classifier",
+    "cluster-min",
+    "cluster-avg",
+    "importance",
+    "entropy",
+    "inverse-entropy",
+    "knn",
+    "random",
+]
 
 
 @pytest.fixture(scope="session")
@@ -26,11 +34,17 @@ def real_scores(tmp_path_factory):
     from thresher.config import build_config
     from thresher.scoring.pipeline import ScoreConfig, score
 
-    cfg = build_config(ScoreConfig, values={
-        "source": {"spec": "builtin:tiny-imagenet-32:train"}, "target": {"spec": "builtin:cifar10:train"},
-        "methods": METHODS, "models": {"target_epochs": 12, "source_epochs": 6},
-        "params": {"domain-classifier": {"folds": 2, "epochs": 4}}, "runtime": {"progress": False},
-    })
+    cfg = build_config(
+        ScoreConfig,
+        values={
+            "source": {"spec": "builtin:tiny-imagenet-32:train"},
+            "target": {"spec": "builtin:cifar10:train"},
+            "methods": METHODS,
+            "models": {"target_epochs": 12, "source_epochs": 6},
+            "params": {"domain-classifier": {"folds": 2, "epochs": 4}},
+            "runtime": {"progress": False},
+        },
+    )
     out = tmp_path_factory.mktemp("real-scores") / "s"
     path = score(cfg, out, log=print)
     table = pq.read_table(path)

@@ -40,7 +40,9 @@ def problem(tmp_path):
 
 def cfg(src, tgt, methods, **kw):
     values = {
-        "source": {"spec": f"npz:{src}"}, "target": {"spec": f"npz:{tgt}"}, "methods": methods,
+        "source": {"spec": f"npz:{src}"},
+        "target": {"spec": f"npz:{tgt}"},
+        "methods": methods,
         "models": {"resolution": 12, "target_epochs": 6, "source_epochs": 6, "batch_size": 16, "lr": 0.05},
         "params": {"cluster-min": {"k": 4}, "cluster-avg": {"k": 2}, "domain-classifier": {"folds": 2, "epochs": 4}},
         "runtime": {"progress": False},
@@ -101,10 +103,14 @@ def test_given_features_store_and_checkpoint(problem, tmp_path):
     e = {"backbone": "small-cnn", "resolution": 12, "runtime": {"progress": False}}
     es = embed(build_config(EmbedConfig, values={"data": {"spec": f"npz:{src}"}, **e}), tmp_path / "es", log=print)
     et = embed(build_config(EmbedConfig, values={"data": {"spec": f"npz:{tgt}"}, **e}), tmp_path / "et", log=print)
-    path = score(cfg(src, tgt, ["knn", "cluster-min"], features=str(es.path), target_features=str(et.path)),
-                 tmp_path / "s", log=lambda *_: None)
+    path = score(
+        cfg(src, tgt, ["knn", "cluster-min"], features=str(es.path), target_features=str(et.path)),
+        tmp_path / "s",
+        log=lambda *_: None,
+    )
     assert not (tmp_path / "s" / "cache").exists() or not any(
-        p.name.startswith(("source-model", "target-model")) for p in (tmp_path / "s" / "cache").iterdir())
+        p.name.startswith(("source-model", "target-model")) for p in (tmp_path / "s" / "cache").iterdir()
+    )
     t = pq.read_table(path)
     assert t.column("knn").to_numpy().shape == (96,)
     with pytest.raises(ThresherError, match="--target-features"):

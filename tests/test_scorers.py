@@ -405,15 +405,21 @@ def test_domain_classifier_image_mode_hands_off_to_domain_images(blobs, monkeypa
     one_line_error(lambda: SCORERS.create("domain-classifier", mode="pixels").fit(source, target), "mode must be")
     seen = {}
 
-    def fake(src, tgt, *, folds, epochs, seed, log=print):
-        seen.update(folds=folds, epochs=epochs, seed=seed)
+    def fake(src, tgt, *, folds, epochs, seed, init=None, log=print):
+        seen.update(folds=folds, epochs=epochs, seed=seed, init=init)
         return {"oof": np.linspace(0, 1, len(src)), "heldout_accuracy": 0.7, "fold_accuracy": [0.6, 0.8]}
 
     monkeypatch.setattr(di, "fit_domain_images", fake)
     src = Side(name="s", ids=source.ids, labels=source.labels, dataset=object(), indices=np.arange(len(source)))
     tgt = Side(name="t", ids=target.ids, labels=target.labels, dataset=object(), indices=np.arange(len(target)))
     scorer = SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7).fit(src, tgt)
-    assert seen == {"folds": 2, "epochs": 3, "seed": 7}
+    assert seen == {"folds": 2, "epochs": 3, "seed": 7, "init": None}  # no model provider: from scratch
+    src.extra["model"] = lambda which: f"/cache/{which}.pt"  # the pipeline provides its cached default models
+    SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7).fit(src, tgt)
+    assert seen["init"] == "/cache/source-model.pt"
+    SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7, init="none").fit(src, tgt)
+    assert seen["init"] is None
+    one_line_error(lambda: SCORERS.create("domain-classifier", mode="image", init="imagenet").fit(src, tgt), "init")
     np.testing.assert_array_equal(scorer.score(src), np.linspace(0, 1, len(src)))
     assert scorer.report()["heldout_accuracy"] == 0.7 and "warning" not in scorer.report()
     one_line_error(lambda: scorer.score(side("other", source.features)), "only the pool it was fitted on")

@@ -350,7 +350,7 @@ def test_normalisation_uses_mean_and_std():
 
 
 def test_registry_and_errors():
-    assert set(T.TRANSFORMS) == {"eval", "train", "ssl"}
+    assert set(T.TRANSFORMS) == {"eval", "train", "ssl", "domain"}
     assert isinstance(T.build_transform("train", 32, scale=[0.5, 1.0]), T.TrainTransform)
     assert T.build_transform("ssl", 224).kernel_size == 23
     ref = T.build_transform("ssl", RES, backend="reference")
@@ -366,3 +366,23 @@ def test_registry_and_errors():
         T.build_transform("eval", 32, crop_fraction=1.5)
     with pytest.raises(ValueError):
         T.build_transform("eval", 32)(torch.zeros(2, 3, 32, 32))  # float input: not the loader's uint8 contract
+
+
+def test_domain_transform_reencodes_every_image_at_a_drawn_quality():
+    """The domain classifier's recipe: JPEG round trip per image (quality drawn per image), then one strong view."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:32, 0:32]
+    smooth = np.stack([(yy * 8) % 256, (xx * 8) % 256, ((yy + xx) * 4) % 256]).astype(np.uint8)
+    x = torch.from_numpy(np.repeat(smooth[None], 64, 0) + rng.integers(0, 3, (64, 3, 32, 32)).astype(np.uint8))
+    t = T.build_transform("domain", 32)
+    hi = T.build_transform("domain", 32, jpeg_quality=(95, 95)).reencode(x, T.step_generator(0, 0))
+    lo = T.build_transform("domain", 32, jpeg_quality=(30, 30)).reencode(x, T.step_generator(0, 0))
+    err_hi = (hi.float() - x.float()).abs().mean()
+    err_lo = (lo.float() - x.float()).abs().mean()
+    assert 0 < err_hi < err_lo  # re-encoded, and lower quality costs more
+    mixed = t.reencode(x, T.step_generator(0, 1))
+    per_image = (mixed.float() - x.float()).abs().mean((1, 2, 3))
+    assert len(torch.unique(per_image.round(decimals=2))) > 4  # qualities differ between images
+    a, b = t(x, T.step_generator(3, 4)), t(x, T.step_generator(3, 4))
+    assert a.shape == (64, 3, 32, 32) and torch.equal(a, b)  # one view, deterministic given the generator
+    assert t.reference()(x[0]).shape == (3, 32, 32)

@@ -495,6 +495,50 @@ class SSLTransform(TrainTransform):
         return _TwoViews(v2.Compose(self._reference_head() + steps + self._reference_tail()))
 
 
+@TRANSFORMS.register("domain")
+@dataclass(frozen=True)
+class DomainTransform(SSLTransform):
+    """One strongly augmented view for a source-vs-target classifier (000's domain classifier).
+
+    Low-level cues (compression, colour statistics, sharpness) would let the classifier separate the domains
+    without looking at content: every image is first JPEG re-encoded at a random quality, then gets the MoCo-v2
+    colour/blur recipe, so those cues are randomised on both sides alike. Crops keep at least 35% of the image.
+    """
+
+    scale: tuple[float, float] = (0.35, 1.0)
+    jpeg_quality: tuple[int, int] = (30, 95)
+    jpeg_levels: int = 8  # qualities are drawn from this many levels, so images are encoded in a few batched calls
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a uint8 batch (B, 3, H, W), got {tuple(x.shape)} {x.dtype}")
+        gen = torch.default_generator if generator is None else generator
+        x = self.reencode(x, gen)
+        return self.augment(x.float().mul_(1.0 / 255.0), gen)
+
+    def reencode(self, x: Tensor, gen: torch.Generator) -> Tensor:
+        """JPEG round trip of every image at a quality drawn per image (CPU codec; the batch comes back as it went)."""
+        from torchvision.io import decode_jpeg, encode_jpeg
+
+        lo, hi = self.jpeg_quality
+        levels = torch.linspace(lo, hi, self.jpeg_levels).round().int().tolist()
+        pick = (_rand(gen, x.shape[0]) * self.jpeg_levels).long().clamp_(max=self.jpeg_levels - 1).cpu()
+        out = x.cpu().clone()
+        for level in pick.unique().tolist():
+            rows = (pick == level).nonzero().flatten().tolist()
+            enc = encode_jpeg([out[r] for r in rows], quality=levels[level])
+            for r, img in zip(rows, decode_jpeg(enc), strict=True):
+                out[r] = img
+        return out.to(x.device)
+
+    def reference(self) -> Callable[[Tensor], Tensor]:
+        from torchvision.transforms import v2
+
+        two_views = super().reference()
+        jpeg = v2.JPEG(self.jpeg_quality)
+        return lambda img: two_views.pipeline(jpeg(img))
+
+
 class _TwoViews:
     """Apply one random pipeline twice to the same image (independent draws)."""
 

@@ -53,6 +53,10 @@ class TrainConfig(Section):
     batch_size: int = Field(128, ge=2)
     optim: OptimConfig = OptimConfig()
     lr_schedule: LRScheduleConfig = LRScheduleConfig()
+    transform: str | None = Field(None, description="augmentation kind (default: the objective's own, e.g. train)")
+    crop_scale: tuple[float, float] | None = Field(
+        None, description="random-resized-crop area range (default: the objective's recipe, 0.08-1 supervised)"
+    )
     seed: int = 0
     checkpoint_every: int = runtime(0, ge=0, description="checkpoint every N steps (0: every epoch only)")
     checkpoint_minutes: float = runtime(10.0, gt=0, description="also checkpoint when this much time passed")

@@ -114,7 +114,9 @@ class Trainer:
             min_factor=cfg.lr_schedule.min_factor,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-        self.transform = build_transform(getattr(objective, "transform", "train"), cfg.resolution)
+        overrides = {"scale": tuple(cfg.crop_scale)} if cfg.crop_scale else {}
+        kind = cfg.transform or getattr(objective, "transform", "train")
+        self.transform = build_transform(kind, cfg.resolution, **overrides)
         self.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
         self.state = TrainState()
         self.skipped = BadImageLog()

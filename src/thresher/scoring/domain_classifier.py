@@ -107,7 +107,8 @@ class DomainClassifier(Scorer):
         hidden: int = 64,
         l2: float | None = None,
         max_iter: int = 100,
-        epochs: int = 6,
+        epochs: int = 4,
+        init: str = "source-model",
     ):
         self.mode = mode
         self.head = head
@@ -117,6 +118,7 @@ class DomainClassifier(Scorer):
         self.l2 = l2
         self.max_iter = max_iter
         self.epochs = epochs  # image mode only: CNN training epochs per fold
+        self.init = init  # image mode only: "source-model" (fine-tune the pool-trained model) or "none"
 
     def fit(self, source: Side, target: Side) -> DomainClassifier:
         if self.mode not in MODES:
@@ -182,8 +184,13 @@ class DomainClassifier(Scorer):
             )
         from .domain_images import fit_domain_images  # the training stack, imported only when used
 
-        res = fit_domain_images(source, target, folds=folds, epochs=check_k(self.epochs, self.name, "epochs"),
-                                seed=self.seed)  # fmt: skip
+        if self.init not in ("source-model", "none"):
+            raise ThresherError(f"domain-classifier init must be source-model or none, got {self.init!r}")
+        init = (
+            source.extra["model"]("source-model") if self.init == "source-model" and "model" in source.extra else None
+        )
+        epochs = check_k(self.epochs, self.name, "epochs")
+        res = fit_domain_images(source, target, folds=folds, epochs=epochs, init=init, seed=self.seed)
         self.models_ = []  # the CNN checkpoints live in the pipeline's cache; a new pool cannot be scored here
         self.oof_scores_ = np.asarray(res["oof"], dtype=np.float64)
         self.fold_accuracies_ = [float(a) for a in res["fold_accuracy"]]

@@ -203,6 +203,7 @@ class Resources:
         src.extra["workdir"] = tgt.extra["workdir"] = self.cache
         src.extra["train"] = self.cfg.models
         src.extra["runtime"] = self.cfg.runtime
+        src.extra["model"] = self.model  # a scorer may start from a default model (domain classifier on images)
         if scorer.uses != "features":
             return src, tgt
         if self.cfg.features:
