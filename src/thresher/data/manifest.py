@@ -9,7 +9,6 @@ weight to apply on top of the counts (004 4.1 found weighting the loss unstable)
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import numpy as np
 
 from .. import SCHEMA_VERSION, __version__, atomic
 from ..errors import ThresherError
+from ..runs import file_digest
 
 PARQUET = "manifest.parquet"
 JSON = "manifest.json"
@@ -28,16 +28,8 @@ FORMAT = "thresher.manifest"
 _RESERVED = ("format", "schema_version", "thresher_version", "n_unique", "total_count")
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file, read in chunks: the input hashes recorded in ``manifest.json`` (e.g. of scores.parquet)."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-    except OSError as exc:
-        raise ThresherError(f"cannot hash {path}: {exc.strerror or exc}") from None
-    return h.hexdigest()
+#: sha256 of a file: the input hashes recorded in ``manifest.json`` (one implementation, shared with run folders)
+file_sha256 = file_digest
 
 
 def _first(items: Sequence[Any], k: int = 5) -> str:
