@@ -130,3 +130,23 @@ def test_bad_inputs(problem, tmp_path):
     with pytest.raises(ThresherError, match="target-model.*has none"):
         score(cfg(src, tmp_path / "unlabeled.npy", ["cluster-min"]), tmp_path / "c", log=lambda *_: None)
     assert not (tmp_path / "a" / "scores.parquet").exists()
+
+
+def test_runs_sharing_a_cache_never_collide(problem, tmp_path):
+    """Two score runs over different subsets with one --cache: each gets its own models and folds."""
+    src, tgt = problem
+    cache = str(tmp_path / "shared-cache")
+    for n in (60, 80):
+        c = cfg(
+            src,
+            tgt,
+            ["knn", "domain-classifier"],
+            cache=cache,
+            source={"spec": f"npz:{src}", "subset": n},
+            params={"domain-classifier": {"folds": 2, "epochs": 1}},
+        )
+        path = score(c, tmp_path / f"s{n}", log=lambda *_: None)
+        assert pq.read_table(path).num_rows == n
+    names = [p.name for p in (tmp_path / "shared-cache").iterdir()]
+    assert sum(n.startswith("source-model") for n in names) == 2
+    assert sum(n.startswith("domain-fold0") and not n.endswith("heldout") for n in names) == 2

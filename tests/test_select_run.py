@@ -103,3 +103,24 @@ def test_inspect_and_cli(score_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["inspect", str(out)])
     assert "enrichment" in capsys.readouterr().out
+
+
+def test_inspect_refuses_scores_changed_after_selection(score_dir, tmp_path):
+    run_select(cfg(score_dir, method="good", budget=0.25), tmp_path / "sel", log=lambda *_: None)
+    table = pq.read_table(score_dir / "scores.parquet")
+    pq.write_table(
+        table.set_column(table.column_names.index("good"), "good", pa.array(np.zeros(64))), score_dir / "scores.parquet"
+    )
+    with pytest.raises(ThresherError, match="changed since"):
+        inspect_selection(tmp_path / "sel", log=lambda *_: None)
+
+
+def test_absolute_spec(tmp_path, monkeypatch):
+    from thresher.data.spec import absolute_spec
+
+    make_npz(tmp_path / "d" / "train.npz")
+    monkeypatch.chdir(tmp_path)
+    assert absolute_spec("npz:d/train.npz") == f"npz:{tmp_path / 'd' / 'train.npz'}"
+    assert absolute_spec("npz:d:train") == f"npz:{tmp_path / 'd'}:train"
+    assert absolute_spec("builtin:cifar10:train") == "builtin:cifar10:train"
+    assert absolute_spec("hf:d?image=img") == f"hf:{tmp_path / 'd'}?image=img"

@@ -129,6 +129,9 @@ def inspect_selection(folder: str | Path, *, log=print, sheet_count: int = 32) -
     if not path.is_file():
         raise ThresherError(f"{folder}: the scores it was selected from ({path}) are gone; cannot compare to the pool")
     table, report = read_scores(path)
+    want = manifest.meta.get("inputs", {}).get("scores_sha256")
+    if want and file_sha256(path) != want:
+        raise ThresherError(f"{path} changed since {folder} was selected from it; re-run thresher select")
     labels = table.column("label").to_numpy()
     names = report.get("classes") or [str(k) for k in range(int(labels.max()) + 1)]
     pos, _, counts = manifest.resolve(table.column("id").to_numpy(zero_copy_only=False))
@@ -154,9 +157,12 @@ def inspect_selection(folder: str | Path, *, log=print, sheet_count: int = 32) -
     method = manifest.meta.get("method")
     source = manifest.meta.get("source")
     if method and source:
-        ds = open_dataset(source)
-        s = table.column(method).to_numpy()
+        ds = open_dataset(source, data_root=report.get("source_data_root"))
+        s = table.column(method).to_numpy().astype(np.float64)
+        if manifest.meta.get("selection", {}).get("excluded") and "near_duplicate" in table.column_names:
+            s = np.where(table.column("near_duplicate").to_numpy(), -np.inf, s)  # rank what selection could pick
         rank = np.argsort(-s, kind="stable")
+        rank = rank[np.isfinite(s[rank])]  # excluded rows are in neither sheet
         index = table.column("index").to_numpy()
         for which, rows in (("top", rank[:sheet_count]), ("bottom", rank[::-1][:sheet_count])):
             f = contact_sheet(ds, folder / f"{which}.png", indices=index[rows])

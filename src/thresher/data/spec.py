@@ -36,6 +36,19 @@ def split_suffix(body: str) -> tuple[str, str | None]:
     return path, split or None
 
 
+def absolute_spec(spec: str) -> str:
+    """The same spec with a relative path made absolute, so a manifest or score table can be read from anywhere."""
+    scheme, body, _ = parse_spec(spec)
+    if scheme == "builtin":
+        return spec
+    path, split = split_suffix(body)
+    p = Path(path).expanduser()
+    if p.is_absolute() or not p.exists() and split is None:
+        return spec
+    rest = spec[len(scheme) + 1 + len(body) :]
+    return f"{scheme}:{p.resolve()}" + (f":{split}" if split else "") + rest
+
+
 def open_dataset(spec: str, *, data_root: str | None = None, strict: bool = False) -> ImageDataset:
     """Open the dataset named by ``spec``; unknown schemes and options fail with a suggestion."""
     scheme, body, options = parse_spec(spec)

@@ -190,7 +190,9 @@ class DomainClassifier(Scorer):
             source.extra["model"]("source-model") if self.init == "source-model" and "model" in source.extra else None
         )
         epochs = check_k(self.epochs, self.name, "epochs")
-        res = fit_domain_images(source, target, folds=folds, epochs=epochs, init=init, seed=self.seed)
+        res = fit_domain_images(
+            source, target, folds=folds, epochs=epochs, init=init, seed=self.seed, log=source.extra.get("log", print)
+        )
         self.models_ = []  # the CNN checkpoints live in the pipeline's cache; a new pool cannot be scored here
         self.oof_scores_ = np.asarray(res["oof"], dtype=np.float64)
         self.fold_accuracies_ = [float(a) for a in res["fold_accuracy"]]

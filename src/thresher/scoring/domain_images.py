@@ -11,10 +11,12 @@ import numpy as np
 import torch
 
 from ..config import DataConfig, fingerprint
+from ..data.loader import data_identity
 from ..data.views import ConcatView
 from ..embed import EmbedConfig, embed_dataset
 from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
 from ..pretrain.run import train_on
+from ..runs import file_digest
 from .base import Side
 
 
@@ -65,7 +67,8 @@ def fit_domain_images(source: Side, target: Side, *, folds: int, epochs: int, se
             init=str(init) if init else None,
             runtime=runtime,
         )
-        folder = workdir / f"domain-fold{f}-{fingerprint(tcfg)[:12]}"
+        ident = {"data": data_identity(view, np.arange(n)), "init_sha256": file_digest(init) if init else None}
+        folder = workdir / f"domain-fold{f}-{fingerprint(tcfg, ident)[:12]}"
         log(f"domain-classifier: fold {f + 1}/{folds}, training {train.backbone} on {n} images ({folder})")
         train_on(view, np.arange(n), tcfg, folder, log=log, weights=weights)
         ho_s, ho_t = np.flatnonzero(fs == f), np.flatnonzero(ft == f)

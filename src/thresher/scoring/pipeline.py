@@ -23,6 +23,7 @@ from pydantic import Field, field_validator
 from .. import atomic
 from ..config import DataConfig, RuntimeConfig, Section, fingerprint, runtime
 from ..data.loader import data_identity, open_data
+from ..data.spec import absolute_spec
 from ..embed import EmbedConfig, EmbeddingStore, embed_dataset
 from ..errors import ThresherError
 from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
@@ -144,7 +145,8 @@ class Resources:
             seed=self.cfg.seed,
             runtime=self.cfg.runtime,
         )
-        folder = self.cache / f"{which}-{fingerprint(tcfg)[:12]}"
+        # named by everything the run folder fingerprints, so runs sharing --cache never collide
+        folder = self.cache / f"{which}-{fingerprint(tcfg, {'data': data_identity(ds, idx)})[:12]}"
         if which not in self._memo:
             self.log(f"{which}: training {m.backbone} on {ds.spec} ({folder})")
             train_on(ds, idx, tcfg, folder, log=self.log)
@@ -160,7 +162,7 @@ class Resources:
             resolution=resolution,
             runtime=self.cfg.runtime,
         )
-        key = fingerprint(ecfg, {"checkpoint_sha256": file_digest(checkpoint)})[:12]
+        key = fingerprint(ecfg, {"checkpoint_sha256": file_digest(checkpoint), "data": data_identity(ds, idx)})[:12]
         if key not in self._memo:
             self._memo[key] = embed_dataset(ds, idx, ecfg, self.cache / f"embed-{side}-{key}", log=self.log)
         return self._memo[key]
@@ -203,6 +205,7 @@ class Resources:
         src.extra["workdir"] = tgt.extra["workdir"] = self.cache
         src.extra["train"] = self.cfg.models
         src.extra["runtime"] = self.cfg.runtime
+        src.extra["log"] = self.log
         src.extra["model"] = self.model  # a scorer may start from a default model (domain classifier on images)
         if scorer.uses != "features":
             return src, tgt
@@ -316,7 +319,8 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
         }
         table.update({name: pa.array(col) for name, col in columns.items()})
         summary = {
-            "source": cfg.source.spec,
+            "source": absolute_spec(cfg.source.spec),
+            "source_data_root": cfg.source.data_root,
             "target": cfg.target.spec,
             "methods": cfg.methods,
             "classes": src_ds.classes,
