@@ -148,5 +148,12 @@ def test_runs_sharing_a_cache_never_collide(problem, tmp_path):
         path = score(c, tmp_path / f"s{n}", log=lambda *_: None)
         assert pq.read_table(path).num_rows == n
     names = [p.name for p in (tmp_path / "shared-cache").iterdir()]
-    assert sum(n.startswith("source-model") for n in names) == 2
+    assert sum(n.startswith("source-model-") and "-part-" not in n for n in names) == 2  # knn's, one per run
+    # strictly out of fold: each image-mode fold starts from a pool model trained on the other fold only
+    parts = [p for p in (tmp_path / "shared-cache").iterdir() if p.name.startswith("source-model-part-")]
+    assert len(parts) == 4
+    import yaml
+
+    used = sorted(yaml.safe_load((p / "config.yaml").read_text())["inputs"]["data"]["used"] for p in parts)
+    assert used == [30, 30, 40, 40]  # half of the 60- and of the 80-image pools
     assert sum(n.startswith("domain-fold0") and not n.endswith("heldout") for n in names) == 2

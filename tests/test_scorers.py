@@ -414,9 +414,9 @@ def test_domain_classifier_image_mode_hands_off_to_domain_images(blobs, monkeypa
     tgt = Side(name="t", ids=target.ids, labels=target.labels, dataset=object(), indices=np.arange(len(target)))
     scorer = SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7).fit(src, tgt)
     assert seen == {"folds": 2, "epochs": 3, "seed": 7, "init": None}  # no model provider: from scratch
-    src.extra["model"] = lambda which: f"/cache/{which}.pt"  # the pipeline provides its cached default models
+    src.extra["model"] = lambda which, pos=None: (which, len(pos))  # the pipeline's cached default models
     SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7).fit(src, tgt)
-    assert seen["init"] == "/cache/source-model.pt"
+    assert seen["init"](np.arange(5)) == ("source-model", 5)  # a pool model per fold, on given positions only
     SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7, init="none").fit(src, tgt)
     assert seen["init"] is None
     one_line_error(lambda: SCORERS.create("domain-classifier", mode="image", init="imagenet").fit(src, tgt), "init")

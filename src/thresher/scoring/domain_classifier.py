@@ -118,16 +118,17 @@ class DomainClassifier(Scorer):
         self.l2 = l2
         self.max_iter = max_iter
         self.epochs = epochs  # image mode only: CNN training epochs per fold
-        self.init = init  # image mode only: "source-model" (fine-tune the pool-trained model) or "none"
+        self.init = init  # image mode: "source-model" (start from a pool model that never saw the fold) or "none"
 
     def fit(self, source: Side, target: Side) -> DomainClassifier:
         if self.mode not in MODES:
             raise ThresherError(f"domain-classifier mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.head not in HEADS:
             raise ThresherError(f"domain-classifier head must be one of {', '.join(HEADS)}, got {self.head!r}")
-        # default folds: 5 on embeddings (cheap), 3 on images (a CNN each; 000 trained one, we cross-fit)
+        # default folds: 5 on embeddings (cheap), 2 on images (a CNN each; from source-model also a pool model each,
+        # trained on the other folds: k folds cost k - 1 pool trainings)
         folds = check_k(
-            self.folds if self.folds is not None else (3 if self.mode == "image" else 5), self.name, "folds"
+            self.folds if self.folds is not None else (2 if self.mode == "image" else 5), self.name, "folds"
         )
         if folds < 2:
             raise ThresherError(f"domain-classifier needs folds >= 2 for out-of-fold scores, got {folds}")
@@ -186,9 +187,8 @@ class DomainClassifier(Scorer):
 
         if self.init not in ("source-model", "none"):
             raise ThresherError(f"domain-classifier init must be source-model or none, got {self.init!r}")
-        init = (
-            source.extra["model"]("source-model") if self.init == "source-model" and "model" in source.extra else None
-        )
+        model = source.extra.get("model")  # the pipeline's cached default models
+        init = (lambda pos: model("source-model", pos)) if self.init == "source-model" and model else None
         epochs = check_k(self.epochs, self.name, "epochs")
         res = fit_domain_images(
             source, target, folds=folds, epochs=epochs, init=init, seed=self.seed, log=source.extra.get("log", print)

@@ -28,10 +28,11 @@ def fold_ids(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
 def fit_domain_images(source: Side, target: Side, *, folds: int, epochs: int, seed: int, init=None, log=print) -> dict:
     """Out-of-fold P(target) for every source example and the balanced held-out accuracy of the fold models.
 
-    ``init``: a checkpoint to start each fold's CNN from (the pool-trained model): trained from scratch on our small
-    budget, with compression and colour cues randomised, the CNN barely learns the domains (held-out accuracy 0.61 on
-    tiny-imagenet vs cifar10, no enrichment); from the pool model it separates them by content (0.66, and the top 10%
-    holds 1.6x the pool's share of cifar-like classes). Measured 2026-11-21, see the closing note of issue 3.
+    ``init``: None (each fold's CNN from scratch) or a function ``positions -> checkpoint`` giving a model trained on
+    those source examples only; fold f starts from the model of the source folds other than f, so no source image
+    is ever scored by a model that saw it, in any task. Trained from scratch on our small budget, with compression
+    and colour cues randomised, the CNN barely learns the domains (held-out accuracy 0.61 on tiny-imagenet vs
+    cifar10, no enrichment); from a pool-trained model it separates them by content. See issue 3's closing notes.
     """
     train = source.extra["train"]
     workdir = source.extra["workdir"]
@@ -54,6 +55,7 @@ def fit_domain_images(source: Side, target: Side, *, folds: int, epochs: int, se
         # each side carries half the total weight (000: classes balanced); mean weight 1 keeps the loss scale
         n = len(view)
         weights = np.concatenate([np.full(len(tr_s), n / (2 * len(tr_s))), np.full(len(tr_t), n / (2 * len(tr_t)))])
+        start = init(tr_s) if init else None  # a pool model that never saw source fold f
         tcfg = TrainConfig(
             data=DataConfig(spec=view.spec),
             backbone=train.backbone,
@@ -64,10 +66,10 @@ def fit_domain_images(source: Side, target: Side, *, folds: int, epochs: int, se
             lr_schedule=LRScheduleConfig(),
             seed=seed + f,
             transform="domain",  # randomises compression and colour cues on both sides (000: guard the shortcut)
-            init=str(init) if init else None,
+            init=str(start) if start else None,
             runtime=runtime,
         )
-        ident = {"data": data_identity(view, np.arange(n)), "init_sha256": file_digest(init) if init else None}
+        ident = {"data": data_identity(view, np.arange(n)), "init_sha256": file_digest(start) if start else None}
         folder = workdir / f"domain-fold{f}-{fingerprint(tcfg, ident)[:12]}"
         log(f"domain-classifier: fold {f + 1}/{folds}, training {train.backbone} on {n} images ({folder})")
         train_on(view, np.arange(n), tcfg, folder, log=log, weights=weights)

@@ -124,10 +124,16 @@ class Resources:
         self._memo: dict = {}
 
     # --- the default models -------------------------------------------------------------------------
-    def model(self, which: str) -> Path:
-        """Checkpoint of the ``target-model`` or ``source-model`` (supervised, through the one training loop)."""
+    def model(self, which: str, positions: np.ndarray | None = None) -> Path:
+        """Checkpoint of the ``target-model`` or ``source-model`` (supervised, through the one training loop).
+
+        ``positions``: train on these examples of the side only (a model that never saw the others, for scorers
+        that must score out of fold).
+        """
         side = "target" if which == "target-model" else "source"
         ds, idx = self.data[side]
+        if positions is not None:
+            idx = idx[np.asarray(positions, np.int64)]
         if not (ds.labels[idx] >= 0).any():
             raise ThresherError(
                 f"the {which} is trained on the labels of {ds.spec}, which has none; give --features (an embedding "
@@ -146,12 +152,13 @@ class Resources:
             runtime=self.cfg.runtime,
         )
         # named by everything the run folder fingerprints, so runs sharing --cache never collide
-        folder = self.cache / f"{which}-{fingerprint(tcfg, {'data': data_identity(ds, idx)})[:12]}"
-        if which not in self._memo:
-            self.log(f"{which}: training {m.backbone} on {ds.spec} ({folder})")
+        key = fingerprint(tcfg, {"data": data_identity(ds, idx)})[:12]
+        folder = self.cache / (f"{which}-{key}" if positions is None else f"{which}-part-{key}")
+        if key not in self._memo:
+            self.log(f"{which}: training {m.backbone} on {len(idx)} examples of {ds.spec} ({folder})")
             train_on(ds, idx, tcfg, folder, log=self.log)
-            self._memo[which] = folder / "checkpoint.pt"
-        return self._memo[which]
+            self._memo[key] = folder / "checkpoint.pt"
+        return self._memo[key]
 
     def embeddings(self, side: str, checkpoint: Path, backbone: str, resolution: int) -> EmbeddingStore:
         ds, idx = self.data[side]
