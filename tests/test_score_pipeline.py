@@ -157,3 +157,81 @@ def test_runs_sharing_a_cache_never_collide(problem, tmp_path):
     used = sorted(yaml.safe_load((p / "config.yaml").read_text())["inputs"]["data"]["used"] for p in parts)
     assert used == [30, 30, 40, 40]  # half of the 60- and of the 80-image pools
     assert sum(n.startswith("domain-fold0") and not n.endswith("heldout") for n in names) == 2
+
+
+def test_unreadable_pool_and_target_images_are_left_out(tmp_path):
+    """A corrupt pool image gets NaN scores and an 'unreadable' flag, and is never selected; scoring goes on."""
+    from PIL import Image
+
+    from thresher.select_run import SelectConfig, run_select
+
+    rng = np.random.default_rng(0)
+    for side, classes, n in (("pool", (0, 1, 2, 3), 10), ("tgt", (0, 1), 8)):
+        for k, c in enumerate(classes):
+            d = tmp_path / side / f"c{k}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = np.clip(COLOURS[c] + rng.integers(-30, 30, (12, 12, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(d / f"{i}.png")
+    (tmp_path / "pool" / "c0" / "3.png").write_bytes(b"broken")
+    (tmp_path / "tgt" / "c1" / "0.png").write_bytes(b"")
+    msgs = []
+    c = cfg(
+        tmp_path / "pool",
+        tmp_path / "tgt",
+        ["knn", "cluster-min", "domain-classifier"],
+        source={"spec": f"folder:{tmp_path / 'pool'}"},
+        target={"spec": f"folder:{tmp_path / 'tgt'}"},
+        params={"cluster-min": {"k": 2}, "domain-classifier": {"folds": 2, "epochs": 1}},
+    )
+    path = score(c, tmp_path / "s", log=msgs.append)
+    t = pq.read_table(path)
+    bad = t.column("unreadable").to_numpy()
+    assert list(t.column("id").to_numpy(zero_copy_only=False)[bad]) == ["c0/3.png"]
+    for m in ("knn", "cluster-min", "domain-classifier"):
+        s = t.column(m).to_numpy()
+        assert np.isnan(s[bad]).all() and np.isfinite(s[~bad]).all()
+    assert any("1 unreadable pool image" in m for m in msgs) and any("1 unreadable target image" in m for m in msgs)
+    m = run_select(
+        build_config(
+            SelectConfig,
+            values={"scores": str(tmp_path / "s"), "method": "knn", "budget": 39, "include_near_duplicates": True},
+        ),
+        tmp_path / "sel",
+        log=lambda *_: None,
+    )
+    assert "c0/3.png" not in set(m.ids) and m.n_unique == 39
+
+
+def test_given_checkpoint_embeds_both_sides_and_trains_nothing(problem, tmp_path):
+    """--features RUN: a thresher run (its checkpoint and backbone) embeds source and target; no default model."""
+    from thresher.pretrain.config import TrainConfig
+    from thresher.pretrain.run import pretrain
+
+    src, tgt = problem
+    pretrain(
+        build_config(
+            TrainConfig,
+            values={
+                "data": {"spec": f"npz:{src}"},
+                "backbone": "small-cnn",
+                "resolution": 12,
+                "epochs": 1,
+                "batch_size": 16,
+                "runtime": {"progress": False},
+            },
+        ),
+        tmp_path / "run",
+        log=lambda *_: None,
+    )
+    path = score(
+        cfg(src, tgt, ["knn", "cluster-min", "domain-classifier"], features=str(tmp_path / "run"), resolution=12),
+        tmp_path / "s",
+        log=lambda *_: None,
+    )
+    cache = [p.name for p in (tmp_path / "s" / "cache").iterdir()]
+    assert not any(n.startswith(("source-model", "target-model", "domain-fold")) for n in cache)  # nothing trained
+    assert sum(n.startswith("embed-") for n in cache) == 2
+    report = json.loads((tmp_path / "s" / "scores.json").read_text())
+    assert report["reports"]["domain-classifier"]["mode"] == "embedding"
+    assert np.isfinite(pq.read_table(path).column("knn").to_numpy()).all()

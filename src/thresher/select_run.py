@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 from .config import Section
 from .data.manifest import Manifest, file_sha256
 from .errors import ThresherError
-from .runs import RunFolder
+from .runs import RunFolder, read_run_config
 from .selection import SELECTORS, parse_budget, select
 
 SCORES_FILE = "scores.parquet"
@@ -71,7 +71,9 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
     path = scores_path(cfg.scores)
     table, report = read_scores(path)
     methods = [
-        c for c in table.column_names if c not in ("id", "label", "index", "max_target_cosine", "near_duplicate")
+        c
+        for c in table.column_names
+        if c not in ("id", "label", "index", "max_target_cosine", "near_duplicate", "unreadable")
     ]
     if cfg.mode != "classes" and cfg.method is None:
         raise ThresherError(f"name the score column with --method (available: {', '.join(methods)})")
@@ -91,6 +93,9 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
             report.get("near_duplicates", {}).get("excluded_by_default", True) and not cfg.include_near_duplicates
         )
         exclude = dup if (dup is not None and excluding) else None
+        if "unreadable" in table.column_names:  # images that could not be read are never selected
+            bad = table.column("unreadable").to_numpy()
+            exclude = bad if exclude is None else (exclude | bad)
         sel = select(
             scores,
             budget=cfg.budget,
@@ -101,11 +106,16 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
             class_names=report.get("classes"),
             **cfg.params,
         )
+        score_run = path.parent / "config.yaml"
+        score_fp = read_run_config(path.parent)["thresher"]["fingerprint"] if score_run.is_file() else None
         meta = {
             "source": report.get("source"),
+            "source_data_root": report.get("source_data_root"),
             "target": report.get("target"),
             "method": cfg.method,
+            "scorer_params": report.get("reports", {}).get(cfg.method, {}).get("params") if cfg.method else None,
             "scores_path": str(path.resolve()),
+            "score_run_fingerprint": score_fp,
             "inputs": inputs,
         }
         manifest = sel.to_manifest(table.column("id").to_numpy(zero_copy_only=False), labels, scores, meta)
@@ -161,6 +171,7 @@ def inspect_selection(folder: str | Path, *, log=print, sheet_count: int = 32) -
         s = table.column(method).to_numpy().astype(np.float64)
         if manifest.meta.get("selection", {}).get("excluded") and "near_duplicate" in table.column_names:
             s = np.where(table.column("near_duplicate").to_numpy(), -np.inf, s)  # rank what selection could pick
+        s = np.where(np.isnan(s), -np.inf, s)  # unreadable images
         rank = np.argsort(-s, kind="stable")
         rank = rank[np.isfinite(s[rank])]  # excluded rows are in neither sheet
         index = table.column("index").to_numpy()

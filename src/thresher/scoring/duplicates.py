@@ -15,15 +15,19 @@ from ..data.loader import iterate_batches
 from .neighbors import knn_similarity
 
 
-def pixel_descriptors(ds: ImageDataset, indices: np.ndarray, size: int = 16, batch: int = 4096) -> np.ndarray:
-    """(n, 3*size*size) float32 tiny-image descriptors, centred per image (unreadable images: all zeros)."""
+def pixel_descriptors(
+    ds: ImageDataset, indices: np.ndarray, size: int = 16, batch: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 3*size*size) float32 tiny-image descriptors centred per image, and which images could be read at all."""
     out = np.zeros((len(indices), 3 * size * size), np.float32)
+    readable = np.zeros(len(indices), bool)
     batches = [indices[i : i + batch] for i in range(0, len(indices), batch)]
     for k, (_, x, ok) in enumerate(iterate_batches(ds, batches, size)):
         rows = np.flatnonzero(ok) + k * batch
         v = x.float().reshape(len(x), -1)
         out[rows] = (v - v.mean(1, keepdim=True)).numpy()
-    return out
+        readable[rows] = True
+    return out, readable
 
 
 def near_duplicates(source_desc, target_desc, threshold: float) -> tuple[np.ndarray, np.ndarray]:

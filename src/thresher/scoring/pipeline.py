@@ -287,7 +287,20 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             log(f"{run.path}: already complete, nothing to do")
             return done_file
         cache = Path(cfg.cache) if cfg.cache else run.path / "cache"
-        res = Resources(cfg, cache, source, target, log)
+        # one decoding pass over both sides: the near-duplicate descriptors, and which images can be read at all;
+        # every scorer then sees the readable images only (unreadable pool rows get NaN and are never selected)
+        desc_s, ok_s = pixel_descriptors(*source)
+        desc_t, ok_t = pixel_descriptors(*target)
+        if not ok_t.any():
+            raise ThresherError(f"no image of the target {cfg.target.spec} can be read")
+        for side, (ds, idx), ok in (("pool", source, ok_s), ("target", target, ok_t)):
+            if not ok.all():
+                log(
+                    f"warning: {int((~ok).sum())} unreadable {side} image(s) left out of scoring "
+                    f"(first: {', '.join(map(str, ds.ids[idx[~ok][:5]]))})"
+                )
+        readable_source, readable_target = (source[0], source[1][ok_s]), (target[0], target[1][ok_t])
+        res = Resources(cfg, cache, readable_source, readable_target, log)
         parts = run.file(".scores")
         parts.mkdir(exist_ok=True)
         reports: dict = {}
@@ -301,7 +314,8 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                 continue
             t0 = time.perf_counter()
             src, tgt = res.sides(scorer)
-            values = check_scores(name, scorer.fit(src, tgt).score(src), len(src))
+            values = np.full(len(ok_s), np.nan)
+            values[ok_s] = check_scores(name, scorer.fit(src, tgt).score(src), len(src))
             reports[name] = {
                 "params": scorer.get_params(),
                 **scorer.report(),
@@ -310,12 +324,14 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             atomic.save_npy(part, values)
             atomic.write_json(rep_file, _jsonable(reports[name]))
             columns[name] = values
-            log(f"{name}: scored {len(values)} examples in {reports[name]['seconds']:.1f} s")
+            log(f"{name}: scored {len(src)} examples in {reports[name]['seconds']:.1f} s")
         if cfg.near_duplicates.descriptor == "pixels":
-            dup_src, dup_tgt = pixel_descriptors(*source), pixel_descriptors(*target)
+            dup_src, dup_tgt = desc_s[ok_s], desc_t[ok_t]
         else:
             dup_src, dup_tgt = res.duplicate_features()
-        sim, flagged = near_duplicates(dup_src, dup_tgt, cfg.near_duplicates.threshold)
+        sim_ok, flagged_ok = near_duplicates(dup_src, dup_tgt, cfg.near_duplicates.threshold)
+        sim, flagged = np.full(len(ok_s), np.nan), np.zeros(len(ok_s), bool)
+        sim[ok_s], flagged[ok_s] = sim_ok, flagged_ok
         src_ds, src_idx = source
         table = {
             "id": pa.array(src_ds.ids[src_idx].tolist(), pa.string()),
@@ -323,6 +339,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             "index": pa.array(src_idx, pa.int64()),
             "max_target_cosine": pa.array(sim.astype(np.float64)),
             "near_duplicate": pa.array(flagged),
+            "unreadable": pa.array(~ok_s),
         }
         table.update({name: pa.array(col) for name, col in columns.items()})
         summary = {
