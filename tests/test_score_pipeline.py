@@ -235,3 +235,12 @@ def test_given_checkpoint_embeds_both_sides_and_trains_nothing(problem, tmp_path
     report = json.loads((tmp_path / "s" / "scores.json").read_text())
     assert report["reports"]["domain-classifier"]["mode"] == "embedding"
     assert np.isfinite(pq.read_table(path).column("knn").to_numpy()).all()
+
+
+def test_importance_alone_does_not_embed_the_pool(problem, tmp_path):
+    """Importance reads the source model's head on the target only: the pool is never embedded for it."""
+    src, tgt = problem
+    score(cfg(src, tgt, ["importance"]), tmp_path / "s", log=lambda *_: None)
+    names = [p.name for p in (tmp_path / "s" / "cache").iterdir()]
+    assert [n for n in names if n.startswith("embed-")] == [n for n in names if n.startswith("embed-target")]
+    assert len(names) == 2  # the source model and the target's embeddings

@@ -59,6 +59,9 @@ class Scorer:
     name: ClassVar[str] = ""
     uses: ClassVar[str] = "features"
     features_from: ClassVar[str | None] = "source-model"
+    #: with the default model, does the scorer read the pool's embeddings? (importance reads only the target's
+    #: logits, so the pool is not embedded for it)
+    reads_source_features: ClassVar[bool] = True
 
     def resolve_inputs(self, features_given: bool) -> None:
         """Settle 'auto' hyper-parameters that depend on what the user gave (e.g. image vs embedding mode)."""

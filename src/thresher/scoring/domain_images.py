@@ -8,13 +8,13 @@ is a weaker cue) and scores only the held-out source fold, so no source image is
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..config import DataConfig, fingerprint
 from ..data.loader import data_identity
 from ..data.views import ConcatView
 from ..embed import EmbedConfig, embed_dataset
 from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
+from ..pretrain.objectives.supervised import head_logits
 from ..pretrain.run import train_on
 from ..runs import file_digest
 from .base import Side
@@ -91,7 +91,8 @@ def fit_domain_images(source: Side, target: Side, *, folds: int, epochs: int, se
         )
         store = embed_dataset(held, np.arange(len(held)), ecfg, workdir / f"{folder.name}-heldout", log=log)
         p = np.full(len(held), np.nan)  # rows of unreadable images stay NaN
-        p[store.indices] = _p_target(folder / "checkpoint.pt", np.asarray(store))
+        logits = head_logits(folder / "checkpoint.pt", store)  # in blocks, no whole-fold copy
+        p[store.indices] = np.exp(logits[:, 1] - np.logaddexp(logits[:, 0], logits[:, 1]))  # softmax P(target)
         oof[ho_s] = p[: len(ho_s)]
         ps, pt = p[: len(ho_s)], p[len(ho_s) :]
         accs.append(0.5 * ((ps[~np.isnan(ps)] < 0.5).mean() + (pt[~np.isnan(pt)] >= 0.5).mean()))
@@ -102,10 +103,3 @@ def fit_domain_images(source: Side, target: Side, *, folds: int, epochs: int, se
         "fold_accuracy": [float(a) for a in accs],
         "unreadable_scored_zero": unreadable,
     }
-
-
-def _p_target(checkpoint, features: np.ndarray) -> np.ndarray:
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    w, b = ckpt["model"]["head.weight"].double(), ckpt["model"]["head.bias"].double()
-    logits = torch.from_numpy(features.astype(np.float64)) @ w.T + b
-    return torch.softmax(logits, dim=1)[:, 1].numpy()

@@ -27,6 +27,7 @@ from ..data.spec import absolute_spec
 from ..embed import EmbedConfig, EmbeddingStore, embed_dataset
 from ..errors import ThresherError
 from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
+from ..pretrain.objectives.supervised import head_logits
 from ..pretrain.run import train_on
 from ..runs import RunFolder, file_digest
 from . import SCORERS
@@ -174,16 +175,6 @@ class Resources:
             self._memo[key] = embed_dataset(ds, idx, ecfg, self.cache / f"embed-{side}-{key}", log=self.log)
         return self._memo[key]
 
-    @staticmethod
-    def head_logits(checkpoint: Path, features) -> np.ndarray:
-        """Logits of the supervised model's own linear head on its backbone features (no second image pass)."""
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        w, b = ckpt["model"]["head.weight"].double().numpy(), ckpt["model"]["head.bias"].double().numpy()
-        out = np.empty((len(features), w.shape[0]), np.float64)
-        for start in range(0, len(features), 65536):
-            out[start : start + 65536] = np.asarray(features[start : start + 65536], np.float64) @ w.T + b
-        return out
-
     # --- what a scorer sees ---------------------------------------------------------------------------
     def given_features(self) -> tuple[Any, Any]:
         """Embeddings from --features (a store, with --target-features) or from a --features checkpoint."""
@@ -221,12 +212,13 @@ class Resources:
         elif scorer.features_from in ("target-model", "source-model"):
             ckpt = self.model(scorer.features_from)
             m = self.cfg.models
-            src.features = self.embeddings("source", ckpt, m.backbone, m.resolution)
+            if scorer.features_from == "target-model" or scorer.reads_source_features:
+                src.features = self.embeddings("source", ckpt, m.backbone, m.resolution)
             tgt.features = self.embeddings("target", ckpt, m.backbone, m.resolution)
             if scorer.features_from == "target-model":  # the target model's own predictions on the source
-                src.logits = self.head_logits(ckpt, src.features)
+                src.logits = head_logits(ckpt, src.features)
             else:  # the source model's own predictions on the target
-                tgt.logits = self.head_logits(ckpt, tgt.features)
+                tgt.logits = head_logits(ckpt, tgt.features)
         return src, tgt
 
     def duplicate_features(self) -> tuple[Any, Any]:
