@@ -14,10 +14,8 @@ from .config import Section
 from .data.manifest import Manifest, file_sha256
 from .errors import ThresherError
 from .runs import RunFolder, read_run_config
+from .scoring.base import REPORT_FILE, SCORES_FILE, TABLE_COLUMNS
 from .selection import SELECTORS, parse_budget, select
-
-SCORES_FILE = "scores.parquet"
-REPORT_FILE = "scores.json"
 
 
 class SelectConfig(Section):
@@ -70,11 +68,7 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
     """Select from a score table into ``out`` (manifest.parquet + manifest.json); re-running is a no-op."""
     path = scores_path(cfg.scores)
     table, report = read_scores(path)
-    methods = [
-        c
-        for c in table.column_names
-        if c not in ("id", "label", "index", "max_target_cosine", "near_duplicate", "unreadable")
-    ]
+    methods = [c for c in table.column_names if c not in TABLE_COLUMNS]
     if cfg.mode != "classes" and cfg.method is None:
         raise ThresherError(f"name the score column with --method (available: {', '.join(methods)})")
     if cfg.method is not None and cfg.method not in methods:

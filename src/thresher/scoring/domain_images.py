@@ -18,6 +18,7 @@ from ..pretrain.objectives.supervised import head_logits
 from ..pretrain.run import train_on
 from ..runs import file_digest
 from .base import Side
+from .domain_classifier import balanced_accuracy, balanced_weights
 
 
 def fold_ids(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -54,7 +55,7 @@ def fit_domain_images(source: Side, target: Side, *, folds: int, epochs: int, se
         )
         # each side carries half the total weight (000: classes balanced); mean weight 1 keeps the loss scale
         n = len(view)
-        weights = np.concatenate([np.full(len(tr_s), n / (2 * len(tr_s))), np.full(len(tr_t), n / (2 * len(tr_t)))])
+        weights = balanced_weights(np.arange(n) >= len(tr_s))
         start = init(tr_s) if init else None  # a pool model that never saw source fold f
         tcfg = TrainConfig(
             data=DataConfig(spec=view.spec),
@@ -94,8 +95,8 @@ def fit_domain_images(source: Side, target: Side, *, folds: int, epochs: int, se
         logits = head_logits(folder / "checkpoint.pt", store)  # in blocks, no whole-fold copy
         p[store.indices] = np.exp(logits[:, 1] - np.logaddexp(logits[:, 0], logits[:, 1]))  # softmax P(target)
         oof[ho_s] = p[: len(ho_s)]
-        ps, pt = p[: len(ho_s)], p[len(ho_s) :]
-        accs.append(0.5 * ((ps[~np.isnan(ps)] < 0.5).mean() + (pt[~np.isnan(pt)] >= 0.5).mean()))
+        seen = ~np.isnan(p)
+        accs.append(balanced_accuracy(p[seen], (np.arange(len(held)) >= len(ho_s))[seen]))
     unreadable = int(np.isnan(oof).sum())
     return {
         "oof": np.nan_to_num(oof, nan=0.0),

@@ -31,11 +31,8 @@ from ..pretrain.objectives.supervised import head_logits
 from ..pretrain.run import train_on
 from ..runs import RunFolder, file_digest
 from . import SCORERS
-from .base import Side, check_scores
+from .base import REPORT_FILE, SCORES_FILE, Side, check_scores
 from .duplicates import near_duplicates, pixel_descriptors
-
-SCORES_FILE = "scores.parquet"
-REPORT_FILE = "scores.json"
 
 
 class FeatureModelConfig(Section):
