@@ -33,6 +33,7 @@ METHODS = [
 def real_scores(tmp_path_factory):
     from thresher.config import build_config
     from thresher.scoring.pipeline import ScoreConfig, score
+    from thresher.selection import select
 
     cfg = build_config(
         ScoreConfig,
@@ -52,9 +53,8 @@ def real_scores(tmp_path_factory):
     like = np.isin(labels, CIFAR_LIKE)
     keep = ~table.column("near_duplicate").to_numpy()
     shares = {"pool_share": float(like.mean()), "near_duplicates": int((~keep).sum())}
-    for m in METHODS:
-        s = np.where(keep, table.column(m).to_numpy(), -np.inf)
-        top = np.argsort(-s, kind="stable")[: int(0.1 * len(s))]
+    for m in METHODS:  # what `thresher select --mode top --budget 0.1` picks (near-duplicates excluded)
+        top = select(table.column(m).to_numpy(), budget=0.1, mode="top", exclude=~keep, seed=0).positions
         shares[m] = float(like[top].mean())
     (out / "shares.json").write_text(json.dumps(shares, indent=2))
     print("top-10% share of cifar10-like classes:", json.dumps(shares))

@@ -90,10 +90,18 @@ def test_resume_skips_finished_methods_and_refuses_other_config(problem, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         score(cfg(src, tgt, ["random", "knn"]), out, log=lambda *_: None)
     monkeypatch.setattr(pipe, "check_scores", lambda name, *a: calls.append(name) or real(name, *a))
-    score(cfg(src, tgt, ["random", "knn"]), out, log=lambda *_: None)
+    resumed = pq.read_table(score(cfg(src, tgt, ["random", "knn"]), out, log=lambda *_: None))
     assert calls == ["random", "knn", "knn"]  # random was not recomputed
+    whole = pq.read_table(score(cfg(src, tgt, ["random", "knn"]), tmp_path / "whole", log=lambda *_: None))
+    assert resumed.equals(whole)  # resuming gives the uninterrupted table
     with pytest.raises(ThresherError, match="--force"):
         score(cfg(src, tgt, ["random", "cluster-min"]), out, log=lambda *_: None)
+    # --force replaces the results but keeps the content-addressed cache: the source model is not retrained
+    (ckpt,) = (out / "cache").glob("source-model-*/checkpoint.pt")
+    before = ckpt.stat().st_mtime_ns
+    score(cfg(src, tgt, ["knn", "cluster-min"]), out, force=True, log=lambda *_: None)
+    assert ckpt.stat().st_mtime_ns == before
+    assert set(pq.read_table(out / "scores.parquet").column_names) >= {"knn", "cluster-min"}
 
 
 def test_given_features_store_and_checkpoint(problem, tmp_path):
@@ -113,6 +121,15 @@ def test_given_features_store_and_checkpoint(problem, tmp_path):
     )
     t = pq.read_table(path)
     assert t.column("knn").to_numpy().shape == (96,)
+    # a store in another order (or a superset) is read through a lazy row view, never copied whole
+    from thresher.data.spec import open_dataset
+    from thresher.embed import EmbeddingStore, RowView
+    from thresher.scoring.pipeline import align
+
+    ds = open_dataset(f"npz:{src}")
+    rev = np.arange(len(ds))[::-1][:50].copy()
+    view = align(EmbeddingStore(es.path), (ds, rev), "--features")
+    assert isinstance(view, RowView) and np.array_equal(np.asarray(view), EmbeddingStore(es.path)[rev])
     with pytest.raises(ThresherError, match="--target-features"):
         score(cfg(src, tgt, ["knn"], features=str(es.path)), tmp_path / "s2", log=lambda *_: None)
 
@@ -159,11 +176,26 @@ def test_runs_sharing_a_cache_never_collide(problem, tmp_path):
     assert sum(n.startswith("domain-fold0") and not n.endswith("heldout") for n in names) == 2
 
 
-def test_unreadable_pool_and_target_images_are_left_out(tmp_path):
-    """A corrupt pool image gets NaN scores and an 'unreadable' flag, and is never selected; scoring goes on."""
+def test_unreadable_pool_and_target_images_are_left_out(tmp_path, monkeypatch):
+    """A corrupt pool image gets NaN scores and an 'unreadable' flag, and is never selected; scoring goes on.
+
+    Every image file is decoded exactly once, although three models are trained and both sides embedded.
+    """
+    from collections import Counter
+
     from PIL import Image
 
+    from thresher.data.folder import FolderDataset
     from thresher.select_run import SelectConfig, run_select
+
+    loads = Counter()
+    real_load = FolderDataset.load
+
+    def counting_load(self, index):
+        loads[(self.spec, index)] += 1
+        return real_load(self, index)
+
+    monkeypatch.setattr(FolderDataset, "load", counting_load)
 
     rng = np.random.default_rng(0)
     for side, classes, n in (("pool", (0, 1, 2, 3), 10), ("tgt", (0, 1), 8)):
@@ -185,6 +217,7 @@ def test_unreadable_pool_and_target_images_are_left_out(tmp_path):
         params={"cluster-min": {"k": 2}, "domain-classifier": {"folds": 2, "epochs": 1}},
     )
     path = score(c, tmp_path / "s", log=msgs.append)
+    assert len(loads) == 40 + 16 and set(loads.values()) == {1}, loads.most_common(3)
     t = pq.read_table(path)
     bad = t.column("unreadable").to_numpy()
     assert list(t.column("id").to_numpy(zero_copy_only=False)[bad]) == ["c0/3.png"]

@@ -266,6 +266,10 @@ class EmbeddingStore:
         arr = self._shards[0] if len(self._shards) == 1 else np.concatenate(self._shards)
         return np.asarray(arr, dtype=dtype)
 
+    def take(self, rows: np.ndarray) -> RowView:
+        """A lazy view of ``rows`` in that order: nothing is read until it is sliced (no second copy of the pool)."""
+        return RowView(self, rows)
+
     def iter_chunks(self, rows: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start_row, block)`` without loading the whole store (for pools larger than memory)."""
         for start in range(0, len(self), rows):
@@ -273,3 +277,41 @@ class EmbeddingStore:
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+class RowView:
+    """Rows ``rows`` of an ``EmbeddingStore`` (or any row-indexable array) in that order, read only when sliced.
+
+    Array-like (``shape``, ``dtype``, ``len``, numpy indexing, ``np.asarray``), so scorers read it block by block
+    like the store itself.
+    """
+
+    def __init__(self, base, rows: np.ndarray):
+        self.base = base
+        self.rows = np.asarray(rows, np.int64)
+        n = len(base)
+        if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= n):
+            raise IndexError(f"row index out of range for {n} rows")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.rows), int(self.base.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key) -> np.ndarray:
+        row_key, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        picked = self.rows[row_key]
+        block = self.base[picked]
+        return block[(slice(None), *rest)] if rest and np.ndim(picked) else (block[rest] if rest else block)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.asarray(self.base[self.rows], dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"RowView({self.base!r}, rows={len(self.rows)})"

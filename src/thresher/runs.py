@@ -49,8 +49,10 @@ class RunFolder:
         force: bool = False,
         inputs: dict | None = None,
         device: str | None = None,
+        keep: tuple[str, ...] = (),
     ):
         self.path = Path(path)
+        self.keep = keep  # entries a --force replacement leaves in place (content-addressed caches)
         self.kind = kind
         self.config = config
         self.force = force
@@ -126,6 +128,8 @@ class RunFolder:
             if not self.force:
                 raise ThresherError(self._refusal(old))
             for p in others:
+                if p.name in self.keep:
+                    continue
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         elif others:
             raise ThresherError(

@@ -9,6 +9,7 @@ embeddings or a given backbone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from pydantic import Field, field_validator
 
 from .. import atomic
 from ..config import DataConfig, RuntimeConfig, Section, fingerprint, runtime
+from ..data.decoded import decode_once
 from ..data.loader import data_identity, open_data
 from ..data.spec import absolute_spec
 from ..embed import EmbedConfig, EmbeddingStore, embed_dataset
@@ -32,7 +34,7 @@ from ..pretrain.run import train_on
 from ..runs import RunFolder, file_digest
 from . import SCORERS
 from .base import REPORT_FILE, SCORES_FILE, Side, check_scores
-from .duplicates import near_duplicates, pixel_descriptors
+from .duplicates import PixelDescriptors, near_duplicates
 
 
 class FeatureModelConfig(Section):
@@ -230,6 +232,14 @@ class Resources:
         )
 
 
+def _decode_size(cfg: ScoreConfig) -> int:
+    """The resolution the pool is decoded at once: the largest any model or embedding of this run reads."""
+    size = cfg.models.resolution
+    if cfg.features and not (Path(cfg.features) / "meta.json").is_file():  # a checkpoint embedded here
+        size = max(size, cfg.resolution)
+    return size
+
+
 def _thresher_backbone(ckpt: Path) -> str:
     try:
         meta = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -241,7 +251,7 @@ def _thresher_backbone(ckpt: Path) -> str:
 
 
 def align(store: EmbeddingStore, data: tuple, flag: str):
-    """The store's rows in the order of the side's examples (the store itself when already aligned: no copy)."""
+    """The store's rows in the order of the side's examples: the store itself when aligned, else a lazy row view."""
     ds, idx = data
     want = ds.ids[idx]
     have = store.ids
@@ -254,7 +264,7 @@ def align(store: EmbeddingStore, data: tuple, flag: str):
             f"{flag} {store.path} lacks {len(missing)} of the {len(want)} examples of {ds.spec} "
             f"(first: {', '.join(map(str, missing[:3]))}); embed that dataset"
         )
-    return store[np.fromiter((pos[k] for k in want), np.int64, len(want))]
+    return store.take(np.fromiter((pos[k] for k in want), np.int64, len(want)))
 
 
 def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) -> Path:
@@ -270,16 +280,23 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             p = Path(p)
             f = p / "meta.json" if (p / "meta.json").is_file() else (p / "checkpoint.pt" if p.is_dir() else p)
             inputs[f"{key}_sha256"] = file_digest(f)
-    with RunFolder(out, "score", cfg, force=force, inputs=inputs) as run:
+    # the cache is addressed by the fingerprints of what it holds: --force keeps it, so models are not retrained
+    with RunFolder(out, "score", cfg, force=force, inputs=inputs, keep=("cache",)) as run:
         done_file = run.file(SCORES_FILE)
         if done_file.is_file():
             log(f"{run.path}: already complete, nothing to do")
             return done_file
         cache = Path(cfg.cache) if cfg.cache else run.path / "cache"
-        # one decoding pass over both sides: the near-duplicate descriptors, and which images can be read at all;
-        # every scorer then sees the readable images only (unreadable pool rows get NaN and are never selected)
-        desc_s, ok_s = pixel_descriptors(*source)
-        desc_t, ok_t = pixel_descriptors(*target)
+        # one decoding pass per side (none for array datasets): which images can be read at all, and the pixels
+        # every later pass reads (models, embeddings, near-duplicates), so no image is decoded twice. Scorers see
+        # the readable images only; unreadable pool rows get NaN and are never selected.
+        size = _decode_size(cfg)
+        decoded = {}
+        for side, data in (("source", source), ("target", target)):
+            key = hashlib.sha256(json.dumps([data_identity(*data), size], sort_keys=True).encode()).hexdigest()
+            folder = cache / f"decoded-{side}-{key[:12]}"
+            decoded[side] = decode_once(*data, size, folder, num_workers=cfg.runtime.num_workers, log=log)
+        (dec_s, rows_s, ok_s), (dec_t, rows_t, ok_t) = decoded["source"], decoded["target"]
         if not ok_t.any():
             raise ThresherError(f"no image of the target {cfg.target.spec} can be read")
         for side, (ds, idx), ok in (("pool", source, ok_s), ("target", target, ok_t)):
@@ -288,7 +305,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                     f"warning: {int((~ok).sum())} unreadable {side} image(s) left out of scoring "
                     f"(first: {', '.join(map(str, ds.ids[idx[~ok][:5]]))})"
                 )
-        readable_source, readable_target = (source[0], source[1][ok_s]), (target[0], target[1][ok_t])
+        readable_source, readable_target = (dec_s, rows_s[ok_s]), (dec_t, rows_t[ok_t])
         res = Resources(cfg, cache, readable_source, readable_target, log)
         parts = run.file(".scores")
         parts.mkdir(exist_ok=True)
@@ -315,7 +332,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             columns[name] = values
             log(f"{name}: scored {len(src)} examples in {reports[name]['seconds']:.1f} s")
         if cfg.near_duplicates.descriptor == "pixels":
-            dup_src, dup_tgt = desc_s[ok_s], desc_t[ok_t]
+            dup_src, dup_tgt = PixelDescriptors(*readable_source), PixelDescriptors(*readable_target)
         else:
             dup_src, dup_tgt = res.duplicate_features()
         sim_ok, flagged_ok = near_duplicates(dup_src, dup_tgt, cfg.near_duplicates.threshold)
