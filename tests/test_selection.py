@@ -14,21 +14,18 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from thresher import selection as sel_mod
+from thresher import hierarchy as hierarchy_mod
 from thresher.data.manifest import Manifest, file_sha256
 from thresher.errors import ThresherError
+from thresher.hierarchy import classes_under, read_hierarchy, resolve_class_list, wordnet_hierarchy
 from thresher.selection import (
     SELECTORS,
     Pool,
     Selection,
-    classes_under,
     parse_budget,
-    read_hierarchy,
     resolve_budget,
-    resolve_class_list,
     select,
     to_weights,
-    wordnet_hierarchy,
 )
 
 
@@ -445,7 +442,7 @@ def test_wordnet_hypernyms_parsed_from_data_noun(tmp_path):
 
 
 def test_wordnet_missing_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(sel_mod, "WORDNET_CANDIDATES", ("/nonexistent/wordnet/data.noun",))
+    monkeypatch.setattr(hierarchy_mod, "WORDNET_CANDIDATES", ("/nonexistent/wordnet/data.noun",))
     with pytest.raises(ThresherError, match="--hierarchy.*wordnet-base"):
         classes_under("n01503061", WNIDS)
     with pytest.raises(ThresherError, match="not found"):
