@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..config import DataConfig, RuntimeConfig, Section, runtime
 
@@ -22,9 +22,13 @@ class OptimConfig(Section):
 class LRScheduleConfig(Section):
     """Learning-rate schedule by registry name, with linear warm-up."""
 
-    name: str = Field("cosine", description="cosine or constant")
+    name: str = Field("cosine", description="cosine, step or constant")
     warmup_epochs: float = Field(1.0, ge=0)
-    min_factor: float = Field(0.0, ge=0, le=1, description="final rate as a fraction of the base rate")
+    min_factor: float = Field(0.0, ge=0, le=1, description="cosine: final rate as a fraction of the base rate")
+    milestones: list[int] | None = Field(
+        None, description="step: epochs at which the rate is multiplied by gamma (default: 1/3 and 2/3 of the run)"
+    )
+    gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor at each milestone")
 
     @field_validator("name")
     @classmethod
@@ -47,7 +51,18 @@ class TrainConfig(Section):
     init: str | None = runtime(
         None, description="checkpoint to initialise the backbone from (fingerprinted by content)"
     )
-    objective: str = Field("supervised", description="objective registry name")
+    objective: str = Field("supervised", description="objective registry name: supervised, moco, simclr, byol")
+    objective_params: dict[str, Any] = Field(
+        default_factory=dict, description="the objective's hyper-parameters, e.g. {temperature: 0.2, queue_size: 4096}"
+    )
+    manifest: str | None = runtime(
+        None, description="selection manifest folder: train on its ids, each repeated by its count (fingerprinted)"
+    )
+    schedule: str = Field("full", description="data schedule: full or drop-and-pick (003)")
+    schedule_params: dict[str, Any] = Field(
+        default_factory=dict, description="the data schedule's settings, e.g. {warmup: 4, interval: 1, keep: 0.9}"
+    )
+    train: str = Field("all", description="parameters to train: all, or bn (batch-norm affine only, 001's HPT-BN)")
     resolution: int = Field(32, ge=8, le=1024)
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=2)
@@ -62,3 +77,28 @@ class TrainConfig(Section):
     checkpoint_minutes: float = runtime(10.0, gt=0, description="also checkpoint when this much time passed")
     log_every: int = runtime(20, ge=1, description="log a JSONL line every N steps")
     runtime: RuntimeConfig = RuntimeConfig()
+
+    @model_validator(mode="after")
+    def _check_named(self) -> TrainConfig:
+        """Registry names and their parameters are checked here, so a typo fails before any work."""
+        from ..errors import ThresherError
+        from .data_schedules import DATA_SCHEDULES, schedule_params
+        from .objectives import OBJECTIVES, objective_params
+        from .trainable import PARAMETER_SETS
+
+        try:
+            OBJECTIVES.get(self.objective)
+            DATA_SCHEDULES.get(self.schedule)
+            PARAMETER_SETS.get(self.train)
+        except ThresherError as exc:
+            raise ValueError(str(exc)) from None
+        for what, name, given, accepted in (
+            ("objective", self.objective, self.objective_params, objective_params(self.objective)),
+            ("data schedule", self.schedule, self.schedule_params, schedule_params(self.schedule)),
+        ):
+            unknown = sorted(set(given) - set(accepted))
+            if unknown:
+                raise ValueError(
+                    f"{what} {name} has no parameter {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'none'}"
+                )
+        return self

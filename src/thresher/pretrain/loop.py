@@ -1,8 +1,10 @@
-"""The one training loop: any objective, any dataset, resumable to identical weights on CPU.
+"""The one training loop: any objective, any data schedule, any dataset, resumable to identical weights on CPU.
 
-Data order is a function of (seed, epoch), augmentation of (seed, step); model, optimizer, scheduler, RNG state,
-running statistics and cost are checkpointed atomically, so a killed run re-started on its folder continues exactly
-where the last checkpoint left it.
+The examples of an epoch come from the data schedule (full, drop-and-pick), their order is a function of
+(seed, epoch) and augmentation of (seed, step); the learning rate is a function of the progress in epochs. Model,
+optimizer, data schedule, RNG state, position and cost are checkpointed atomically, so a killed run re-started on its
+folder continues exactly where the last checkpoint left it. The loop never asks which objective it runs: it reads
+``loss`` and ``per_sample_loss`` (fed to the data schedule) from the objective's output.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import resource
+import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +30,9 @@ from ..device import autocast, memory_format
 from ..errors import ThresherError
 from ..progress import progress_bar
 from .config import TrainConfig
-from .lr_schedules import LR_SCHEDULES
+from .data_schedules import DataSchedule, build_schedule
+from .lr_schedules import LR_SCHEDULES, default_milestones
+from .trainable import trainable_parameters
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -39,6 +44,8 @@ class TrainState:
     """Everything besides weights that a resumed run needs to continue identically."""
 
     step: int = 0
+    epoch: int = 0  # the epoch being trained (from 0)
+    pos: int = 0  # batches of it already done
     images: int = 0
     seconds: float = 0.0
     flops_per_image: float = 0.0
@@ -51,6 +58,39 @@ class TrainState:
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The permutation of positions for ``epoch``: a pure function of (seed, epoch)."""
     return np.random.default_rng([seed, epoch, 0x7EED]).permutation(n)
+
+
+@dataclass
+class Plan:
+    """What a run will do, known before it starts: its data schedule, batch size and steps per epoch."""
+
+    schedule: DataSchedule
+    batch_size: int
+    steps: list[int]
+
+    @property
+    def total_steps(self) -> int:
+        return sum(self.steps)
+
+
+def plan(cfg: TrainConfig, n: int) -> Plan:
+    """The data schedule of a run on ``n`` examples and its steps (the last partial batch of an epoch is dropped)."""
+    if n < 2:
+        raise ThresherError(f"training needs at least 2 examples (batch norm), got {n}")
+    lr = cfg.lr_schedule
+    decay = (lr.milestones or default_milestones(cfg.epochs)) if lr.name == "step" else None
+    schedule = build_schedule(cfg.schedule, cfg.schedule_params, num_examples=n, epochs=cfg.epochs, decay_epochs=decay)
+    batch = min(cfg.batch_size, n)
+    steps = [size // min(batch, size) if size >= 2 else 0 for size in schedule.planned_sizes()]
+    return Plan(schedule, batch, steps)
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak memory: allocated CUDA memory on a GPU, else the process's peak resident set size."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -81,7 +121,10 @@ def count_flops_per_image(objective: nn.Module, batch: dict) -> float:
 
 
 class Trainer:
-    """Trains ``objective`` on ``dataset[indices]`` following ``cfg`` into the run folder ``root``."""
+    """Trains ``objective`` on ``dataset[indices]`` following ``cfg`` into the run folder ``root``.
+
+    ``indices`` may repeat an example (a manifest's counts); ``weights`` are optional per-position loss weights.
+    """
 
     def __init__(
         self,
@@ -93,27 +136,28 @@ class Trainer:
         device: torch.device,
         *,
         log=print,
-        parameters=None,
         weights: np.ndarray | None = None,
     ):
         self.objective = objective.to(device).to(memory_format=memory_format(device))
         self.ds, self.indices, self.cfg, self.root, self.device, self.log = dataset, indices, cfg, root, device, log
         n = len(indices)
-        if n < 2:
-            raise ThresherError(f"training needs at least 2 examples (batch norm), {dataset.spec} gives {n}")
-        self.batch_size = min(cfg.batch_size, n)
-        self.steps_per_epoch = n // self.batch_size  # drop the last partial batch, as usual for BN training
-        self.total_steps = self.steps_per_epoch * cfg.epochs
-        params = list(parameters) if parameters is not None else [p for p in objective.parameters() if p.requires_grad]
+        self.plan = plan(cfg, n)
+        self.schedule = self.plan.schedule
+        self.batch_size = self.plan.batch_size
+        self.total_steps = self.plan.total_steps
+        params = trainable_parameters(self.objective, cfg.train)
         self.optimizer = build_optimizer(params, cfg)
-        warmup = int(round(cfg.lr_schedule.warmup_epochs * self.steps_per_epoch))
-        factor = LR_SCHEDULES.create(
-            cfg.lr_schedule.name,
-            total_steps=self.total_steps,
-            warmup_steps=min(warmup, self.total_steps),
-            min_factor=cfg.lr_schedule.min_factor,
+        for group in self.optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        ls = cfg.lr_schedule
+        self.lr_factor = LR_SCHEDULES.create(
+            ls.name,
+            epochs=cfg.epochs,
+            warmup_epochs=min(ls.warmup_epochs, cfg.epochs),
+            min_factor=ls.min_factor,
+            milestones=ls.milestones,
+            gamma=ls.gamma,
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         overrides = {"scale": tuple(cfg.crop_scale)} if cfg.crop_scale else {}
         kind = cfg.transform or getattr(objective, "transform", "train")
         self.transform = build_transform(kind, cfg.resolution, **overrides)
@@ -122,7 +166,7 @@ class Trainer:
         self.skipped = BadImageLog()
         labels = dataset.labels[indices]
         self.labels = torch.from_numpy(labels)
-        if weights is not None:  # per-example loss weights (class balance, manifest weights), aligned with indices
+        if weights is not None:  # per-example loss weights (class balance), aligned with indices
             weights = np.asarray(weights, dtype=np.float32)
             if weights.shape != (n,) or not np.isfinite(weights).all() or (weights < 0).any():
                 raise ThresherError(f"example weights must be {n} finite non-negative numbers")
@@ -149,7 +193,7 @@ class Trainer:
             "thresher_version": __version__,
             "model": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "data_schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -174,7 +218,7 @@ class Trainer:
             raise ThresherError(f"cannot read {path} ({type(exc).__name__}); move it away to restart the run") from None
         self.objective.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.schedule.load_state_dict(ckpt["data_schedule"])
         if self.scaler and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -216,10 +260,13 @@ class Trainer:
         self.objective.train()
         bar = progress_bar(self.total_steps, "train", enabled=cfg.runtime.progress, initial=st.step, unit="step")
         last_ckpt = tick = time.perf_counter()
-        while st.step < self.total_steps:
-            epoch, pos = divmod(st.step, self.steps_per_epoch)
-            order = epoch_order(cfg.seed, epoch, len(self.indices))
-            batches = [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(pos, self.steps_per_epoch)]
+        while st.epoch < cfg.epochs:
+            epoch = st.epoch
+            active = self.schedule.active(epoch)
+            order = active[epoch_order(cfg.seed, epoch, len(active))]
+            bs = min(self.batch_size, len(order))
+            steps = self.plan.steps[epoch]
+            batches = [order[b * bs : (b + 1) * bs] for b in range(st.pos, steps)]
             data = iterate_batches(
                 self.ds,
                 [self.indices[b] for b in batches],
@@ -229,10 +276,12 @@ class Trainer:
                 pin_memory=self.device.type == "cuda",
             )
             for b, (idx, x, ok) in zip(batches, data, strict=True):
-                if epoch == 0:  # every example is seen once per epoch: count unreadable ones once
+                if epoch == 0:  # every example is seen in the first epoch: count unreadable ones once
                     self.skipped.add(self.ds.ids[idx[~ok]])
-                loss, acc, n = self._step(x, b[ok])
+                progress = epoch + (st.pos + 1) / max(1, steps)
+                loss, acc, n = self._step(x, b[ok], progress)
                 st.step += 1
+                st.pos += 1
                 if n:
                     st.images += n
                     st.epoch_loss_sum += loss * n
@@ -250,29 +299,32 @@ class Trainer:
                             "epoch": epoch,
                             "loss": round(loss, 6),
                             "acc": round(acc, 4),
-                            "lr": self.scheduler.get_last_lr()[0],
+                            "lr": self.optimizer.param_groups[0]["lr"],
                         }
                     )
-                epoch_end = st.step % self.steps_per_epoch == 0
-                if epoch_end:
-                    self._append_log(
-                        {
-                            "step": st.step,
-                            "epoch": epoch,
-                            "epoch_end": True,
-                            "loss": st.epoch_loss_sum / max(1, st.epoch_count),
-                            "acc": st.epoch_correct / max(1, st.epoch_count),
-                            "images": st.images,
-                        }
-                    )
-                    st.epoch_loss_sum = st.epoch_correct = 0.0
-                    st.epoch_count = 0
                 due = cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0
                 timed = time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60
-                if epoch_end or due or timed:
-                    st.done = st.step >= self.total_steps
+                if (due or timed) and st.pos < steps:
                     self.save()
                     last_ckpt = time.perf_counter()
+            self.schedule.end_epoch(epoch)
+            self._append_log(
+                {
+                    "step": st.step,
+                    "epoch": epoch,
+                    "epoch_end": True,
+                    "loss": st.epoch_loss_sum / max(1, st.epoch_count),
+                    "acc": st.epoch_correct / max(1, st.epoch_count),
+                    "examples": len(active),
+                    "images": st.images,
+                }
+            )
+            st.epoch_loss_sum = st.epoch_correct = 0.0
+            st.epoch_count = 0
+            st.epoch, st.pos = epoch + 1, 0
+            st.done = st.epoch >= cfg.epochs
+            self.save()
+            last_ckpt = time.perf_counter()
         bar.close()
         return self._finish()
 
@@ -283,12 +335,15 @@ class Trainer:
         atomic.write_json(self.root / SUMMARY, summary)
         return summary
 
-    def _step(self, x: torch.Tensor, pos: np.ndarray) -> tuple[float, float, int]:
-        """One optimisation step on images ``x`` of the examples at positions ``pos`` of ``indices``."""
+    def _step(self, x: torch.Tensor, pos: np.ndarray, progress: float) -> tuple[float, float, int]:
+        """One optimisation step on images ``x`` of the examples at positions ``pos`` of ``indices``.
+
+        ``progress``: epochs done after this step (the learning rate's clock).
+        """
+        factor = self.lr_factor(progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
         if len(x) < 2:  # unreadable images left (almost) nothing: no update, but the schedule moves on
-            with warnings.catch_warnings():  # the rate is a function of the step count, so order is harmless
-                warnings.simplefilter("ignore", UserWarning)
-                self.scheduler.step()
             return math.nan, math.nan, 0
         dev = self.device
         gen = step_generator(self.cfg.seed, self.state.step, dev)
@@ -319,7 +374,7 @@ class Trainer:
         else:
             loss.backward()
             self.optimizer.step()
-        self.scheduler.step()
+        self.schedule.record(pos, out["per_sample_loss"].detach().float().cpu().numpy())
         acc = float(out["accuracy"]) if "accuracy" in out else math.nan
         return float(loss.detach()), acc, len(x)
 
@@ -329,10 +384,13 @@ class Trainer:
             [json.loads(ln) for ln in (self.root / LOG).read_text().splitlines()] if (self.root / LOG).is_file() else []
         )
         epochs = [r for r in log if r.get("epoch_end")]
+        # the full schedule's images under the same batching (the last partial batch of an epoch is dropped)
+        full = self.cfg.epochs * (len(self.indices) // self.batch_size) * self.batch_size
         return {
             "steps": st.step,
             "epochs": self.cfg.epochs,
             "examples": len(self.indices),
+            "schedule": {"name": self.cfg.schedule, **self.schedule.report()},
             "epoch_loss": [round(r["loss"], 6) for r in epochs],
             "epoch_acc": [round(r["acc"], 6) for r in epochs],
             "skipped": {"count": self.skipped.count, "first": self.skipped.first},
@@ -341,5 +399,8 @@ class Trainer:
                 "seconds": round(st.seconds, 3),
                 "flops": max(0.0, st.flops_per_image) * st.images,
                 "flops_per_image": max(0.0, st.flops_per_image),
+                "peak_memory_bytes": peak_memory_bytes(self.device),
+                # examples processed over the full schedule's (003); unreadable images are not processed
+                "computation": round(st.images / max(1, full), 6),
             },
         }

@@ -10,19 +10,35 @@ import torch
 
 from ..data.base import ImageDataset
 from ..data.loader import data_identity, open_data
+from ..data.manifest import Manifest
 from ..device import resolve_device, set_threads
+from ..errors import ThresherError
 from ..models import build_backbone
 from ..runs import RunFolder, file_digest
 from .config import TrainConfig
-from .loop import Trainer
-from .objectives import OBJECTIVES
+from .loop import Trainer, plan
+from .objectives import build_objective
 
 
 def pretrain(cfg: TrainConfig, out: str | Path, *, force: bool = False, log=print) -> dict:
     """Run (or resume) a training run into ``out``; returns its summary (losses per epoch, cost)."""
-    OBJECTIVES.get(cfg.objective)  # fail on a typo before opening data
     ds, indices = open_data(cfg.data)
+    if cfg.manifest:
+        indices = manifest_indices(cfg.manifest, ds, indices)
     return train_on(ds, indices, cfg, out, force=force, log=log)
+
+
+def manifest_indices(folder: str | Path, ds: ImageDataset, allowed: np.ndarray) -> np.ndarray:
+    """The training multiset of a selection manifest: dataset indices, each repeated ``count`` times (000, 004)."""
+    manifest = Manifest.read(folder)
+    positions, _, counts = manifest.resolve(ds.ids)
+    outside = ~np.isin(positions, allowed)
+    if outside.any():
+        raise ThresherError(
+            f"{int(outside.sum())} manifest ids are outside the data's subset (first: {manifest.ids[outside][0]}); "
+            "drop the subset or select from the same data"
+        )
+    return np.repeat(positions, counts)
 
 
 def train_on(
@@ -41,10 +57,20 @@ def train_on(
     inputs = {"data": data_identity(ds, indices)}
     if cfg.init:
         inputs["init_sha256"] = file_digest(cfg.init)
+    if cfg.manifest:
+        inputs["manifest_sha256"] = file_digest(Path(cfg.manifest) / "manifest.parquet")
     # everything that can fail on bad input fails before the run folder is claimed
+    steps = plan(cfg, len(indices)).total_steps
     backbone = build_backbone(cfg.backbone, cfg.init, cfg.seed)
     torch.manual_seed(cfg.seed + 1)
-    objective = OBJECTIVES.create(cfg.objective, backbone=backbone, num_classes=max(1, ds.num_classes))
+    objective = build_objective(
+        cfg.objective,
+        backbone,
+        cfg.objective_params,
+        num_classes=max(1, ds.num_classes),
+        num_examples=len(indices),
+        total_steps=steps,
+    )
     if weights is not None:
         inputs["weights_sha256"] = hashlib.sha256(np.ascontiguousarray(weights, np.float64).tobytes()).hexdigest()
     with RunFolder(out, "pretrain", cfg, force=force, inputs=inputs, device=str(device)) as run:

@@ -1,13 +1,50 @@
 """Pre-training objectives: ``nn.Module``s whose ``forward(batch)`` returns ``loss`` and ``per_sample_loss``.
 
-Each objective names the augmentation it needs (``transform``: a key of the transform registry); the training loop
-builds that transform and never asks which objective it runs.
+Each objective names the augmentation it needs (``transform``: a key of the transform registry) and whether it
+needs labels; the training loop builds that transform and never asks which objective it runs. A new objective is one
+file with one ``@OBJECTIVES.register("name")`` class; its keyword arguments are its hyper-parameters
+(``objective_params`` in the config), except the run facts the loop offers every objective (``CONTEXT``).
 """
 
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from ...errors import ThresherError
 from ...registry import Registry
 
 OBJECTIVES: Registry = Registry("objective")
 
-from . import supervised  # noqa: E402,F401  (registers "supervised")
+#: facts of the run any objective may take as a keyword argument (not user parameters)
+CONTEXT = ("num_classes", "num_examples", "total_steps")
 
-__all__ = ["OBJECTIVES"]
+
+def objective_params(name: str) -> list[str]:
+    """The user-settable hyper-parameters of objective ``name``."""
+    sig = inspect.signature(OBJECTIVES.get(name))
+    return [p for p in sig.parameters if p not in ("self", "backbone", *CONTEXT)]
+
+
+def build_objective(name: str, backbone: nn.Module, params: dict[str, Any] | None = None, **context: Any) -> nn.Module:
+    """Instantiate objective ``name`` on ``backbone`` with the user's ``params`` and the context it accepts."""
+    cls = OBJECTIVES.get(name)
+    accepted = inspect.signature(cls).parameters
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(objective_params(name)))
+    if unknown:
+        raise ThresherError(
+            f"objective {name} has no parameter {', '.join(unknown)}; it accepts: {', '.join(objective_params(name))}"
+        )
+    kwargs = {k: v for k, v in context.items() if k in accepted}
+    try:
+        return cls(backbone=backbone, **kwargs, **params)
+    except (TypeError, ValueError) as exc:
+        raise ThresherError(f"objective {name}: {exc}") from None
+
+
+from . import byol, moco, simclr, supervised  # noqa: E402,F401  (register the objectives)
+
+__all__ = ["CONTEXT", "OBJECTIVES", "build_objective", "objective_params"]

@@ -1,0 +1,212 @@
+"""Data schedules: which training examples each epoch sees (``full``; ``drop-and-pick``, 003 Algorithm 1).
+
+A schedule is deterministic from its settings and the per-sample losses it is shown, identical on every rank (losses
+are summed across ranks before it decides), and checkpointed with ``state_dict`` / ``load_state_dict``. Epochs are
+counted from 1 in the settings, as in the paper (``tau = 1..E``); the loop's epoch ``e`` (from 0) is ``tau = e + 1``.
+A new schedule is one class with one ``@DATA_SCHEDULES.register("name")``; its keyword arguments are its settings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ThresherError
+from ..registry import Registry
+
+DATA_SCHEDULES: Registry = Registry("data schedule")
+
+#: facts of the run a schedule may take (not user settings): examples, epochs, the LR schedule's decay epochs
+CONTEXT = ("num_examples", "epochs", "decay_epochs")
+
+
+class DataSchedule:
+    """The full schedule: every example in every epoch. Base class of the others."""
+
+    def __init__(self, num_examples: int, epochs: int, **_: Any):
+        self.n, self.epochs = int(num_examples), int(epochs)
+        self.active_positions = np.arange(self.n, dtype=np.int64)
+        # the latest loss of each example (+inf until seen: never dropped before it was measured)
+        self.last_loss = np.full(self.n, np.inf)
+        self.epoch_loss_sum = np.zeros(self.n)
+        self.epoch_loss_count = np.zeros(self.n)
+
+    def active(self, epoch: int) -> np.ndarray:
+        """Positions (sorted) trained on in loop epoch ``epoch`` (from 0); call in increasing epoch order."""
+        return self.active_positions
+
+    def record(self, positions: np.ndarray, losses: np.ndarray) -> None:
+        """Per-sample losses of the examples at ``positions``, measured on the fly (with augmentation)."""
+        np.add.at(self.epoch_loss_sum, positions, np.asarray(losses, np.float64))
+        np.add.at(self.epoch_loss_count, positions, 1.0)
+
+    def end_epoch(self, epoch: int, all_reduce: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        """Fold this epoch's losses in (summed over ranks by ``all_reduce``) and decide the next epoch's examples."""
+        s, c = self.epoch_loss_sum, self.epoch_loss_count
+        if all_reduce is not None:
+            s, c = all_reduce(s), all_reduce(c)
+        seen = c > 0
+        self.last_loss[seen] = s[seen] / c[seen]
+        self.epoch_loss_sum = np.zeros(self.n)
+        self.epoch_loss_count = np.zeros(self.n)
+        self._decide(epoch + 1)
+
+    def _decide(self, tau: int) -> None:
+        """After epoch ``tau`` (from 1): set ``active_positions`` for epoch ``tau + 1``."""
+
+    def planned_sizes(self) -> list[int]:
+        """Examples per epoch over the whole run (known in advance: only which examples depends on the losses)."""
+        return [self.n] * self.epochs
+
+    def computation(self) -> float:
+        """Examples processed over the full schedule's (003's reported computation)."""
+        return sum(self.planned_sizes()) / max(1, self.n * self.epochs)
+
+    def report(self) -> dict:
+        return {"computation": round(self.computation(), 6), "examples_per_epoch": self.planned_sizes()}
+
+    def state_dict(self) -> dict:
+        return {
+            "active": torch.from_numpy(self.active_positions.copy()),
+            "last_loss": torch.from_numpy(self.last_loss.copy()),
+            "epoch_loss_sum": torch.from_numpy(self.epoch_loss_sum.copy()),
+            "epoch_loss_count": torch.from_numpy(self.epoch_loss_count.copy()),
+            **self._extra_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.active_positions = state["active"].numpy().astype(np.int64)
+        self.last_loss = state["last_loss"].numpy().astype(np.float64)
+        self.epoch_loss_sum = state["epoch_loss_sum"].numpy().astype(np.float64)
+        self.epoch_loss_count = state["epoch_loss_count"].numpy().astype(np.float64)
+        self._load_extra_state(state)
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _load_extra_state(self, state: dict) -> None:
+        pass
+
+
+DATA_SCHEDULES.register("full")(DataSchedule)
+
+
+@DATA_SCHEDULES.register("drop-and-pick")
+class DropAndPick(DataSchedule):
+    """003 Algorithm 1: warm up on all data for ``warmup`` epochs; then every ``interval`` epochs keep the ``keep``
+    fraction of the current examples with the highest loss, for at most ``active`` epochs after the cycle's start;
+    at each epoch in ``pick`` take all data back and start a new cycle.
+
+    Defaults follow 003's CIFAR setting (W=40, I=10, p=0.9, no active limit, R={150} = the first LR decay), scaled to
+    the run: ``pick`` = the first decay epoch of a step LR schedule, else the middle of the run; ``warmup`` = 4/15 of
+    the first pick epoch (40/150); ``interval`` = 1/15 of it (10/150), at least 1.
+
+    One deviation from the printed pseudo-code: a pick also restarts the interval count (``T_previous = tau``), as
+    the text describes ("reuse all training examples followed by another drop stage"); taken literally, an
+    ``active``-limited cycle would never drop again after the first pick.
+    """
+
+    def __init__(
+        self,
+        num_examples: int,
+        epochs: int,
+        decay_epochs: list[int] | None = None,
+        warmup: int | None = None,
+        interval: int | None = None,
+        keep: float = 0.9,
+        active: int | None = None,
+        pick: list[int] | None = None,
+    ):
+        super().__init__(num_examples, epochs)
+        if not 0 < keep <= 1:
+            raise ThresherError(f"drop-and-pick keep must be in (0, 1], got {keep}")
+        if pick is None:
+            first = min(decay_epochs) if decay_epochs else max(1, epochs // 2)
+            pick = [first]
+        first_pick = min(pick) if pick else epochs
+        self.pick = sorted({int(p) for p in pick})
+        self.warmup = round(first_pick * 40 / 150) if warmup is None else int(warmup)
+        self.interval = max(1, round(first_pick * 10 / 150)) if interval is None else int(interval)
+        self.keep = float(keep)
+        self.active_epochs = None if active is None else int(active)
+        for name, v in (("warmup", self.warmup), ("interval", self.interval)):
+            if v < 0 or (name == "interval" and v < 1):
+                raise ThresherError(f"drop-and-pick {name} must be >= {0 if name == 'warmup' else 1}, got {v}")
+        if self.active_epochs is not None and self.active_epochs < 1:
+            raise ThresherError(f"drop-and-pick active must be >= 1 (or unset for no limit), got {active}")
+        self.t_start = self.t_previous = self.warmup
+
+    def _drop_due(self, tau: int) -> bool:
+        return (
+            tau > self.warmup
+            and tau - self.t_previous == self.interval
+            and (self.active_epochs is None or tau - self.t_start < self.active_epochs)
+        )
+
+    def _kept(self, size: int) -> int:
+        return max(1, math.ceil(self.keep * size - 1e-9))
+
+    def _decide(self, tau: int) -> None:
+        if self._drop_due(tau):
+            self.t_previous = tau
+            current = self.active_positions
+            k = self._kept(len(current))
+            # highest loss first; ties (and never-measured examples, +inf) broken by position for determinism
+            order = np.lexsort((current, -self.last_loss[current]))
+            self.active_positions = np.sort(current[order[:k]])
+        if tau in self.pick:
+            self.t_start = self.t_previous = tau
+            self.active_positions = np.arange(self.n, dtype=np.int64)
+
+    def planned_sizes(self) -> list[int]:
+        """Replays the schedule's counters (sizes only), so cost and LR progress are known before training."""
+        t_start, t_previous, size, sizes = self.warmup, self.warmup, self.n, []
+        for tau in range(1, self.epochs + 1):
+            sizes.append(size)
+            if (
+                tau > self.warmup
+                and tau - t_previous == self.interval
+                and (self.active_epochs is None or tau - t_start < self.active_epochs)
+            ):
+                t_previous, size = tau, self._kept(size)
+            if tau in self.pick:
+                t_start = t_previous = tau
+                size = self.n
+        return sizes
+
+    def report(self) -> dict:
+        return {
+            **super().report(),
+            "warmup": self.warmup,
+            "interval": self.interval,
+            "keep": self.keep,
+            "active": self.active_epochs,
+            "pick": self.pick,
+        }
+
+    def _extra_state(self) -> dict:
+        return {"t_start": self.t_start, "t_previous": self.t_previous}
+
+    def _load_extra_state(self, state: dict) -> None:
+        self.t_start, self.t_previous = int(state["t_start"]), int(state["t_previous"])
+
+
+def schedule_params(name: str) -> list[str]:
+    import inspect
+
+    return [p for p in inspect.signature(DATA_SCHEDULES.get(name)).parameters if p not in ("self", "_", *CONTEXT)]
+
+
+def build_schedule(name: str, params: dict | None = None, **context: Any) -> DataSchedule:
+    """Instantiate schedule ``name`` with the user's ``params`` (unknown names are a clear error) and the context."""
+    cls = DATA_SCHEDULES.get(name)
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(schedule_params(name)))
+    if unknown:
+        accepted = ", ".join(schedule_params(name)) or "no parameters"
+        raise ThresherError(f"data schedule {name} has no parameter {', '.join(unknown)}; it accepts: {accepted}")
+    return cls(**context, **params)
