@@ -15,7 +15,7 @@ from thresher.pretrain.data_schedules import DropAndPick, build_schedule
 from thresher.pretrain.run import pretrain
 
 
-def reference_dap(n, epochs, W, I, p, alpha, R, losses_of):
+def reference_dap(n, epochs, W, interval, p, alpha, R, losses_of):
     """Algorithm 1 of 003 transcribed line by line (plus: a pick restarts T_previous, see DropAndPick)."""
     t_start = t_prev = W
     xs = list(range(n))
@@ -23,7 +23,7 @@ def reference_dap(n, epochs, W, I, p, alpha, R, losses_of):
     for tau in range(1, epochs + 1):
         history.append(sorted(xs))
         losses = losses_of(tau)
-        if tau > W and tau - t_prev == I and (alpha is None or tau - t_start < alpha):
+        if tau > W and tau - t_prev == interval and (alpha is None or tau - t_start < alpha):
             t_prev = tau
             ranked = sorted(xs, key=lambda i: (-losses[i], i))
             xs = ranked[: int(np.ceil(p * len(xs) - 1e-9))]
@@ -44,16 +44,16 @@ def run_schedule(s, n, epochs, losses_of):
 
 
 @pytest.mark.parametrize(
-    "W,I,p,alpha,R,epochs",
+    "W,interval,p,alpha,R,epochs",
     [(2, 1, 0.8, None, [6], 10), (3, 2, 0.9, 4, [8, 12], 16), (0, 1, 0.5, 2, [3], 7), (10, 2, 0.9, 10, [30, 60], 70)],
 )
-def test_drop_and_pick_matches_algorithm_1(W, I, p, alpha, R, epochs):
+def test_drop_and_pick_matches_algorithm_1(W, interval, p, alpha, R, epochs):
     n = 50
     rng = np.random.default_rng(0)
     table = {tau: rng.normal(size=n) for tau in range(1, epochs + 1)}
-    s = DropAndPick(n, epochs, warmup=W, interval=I, keep=p, active=alpha, pick=R)
+    s = DropAndPick(n, epochs, warmup=W, interval=interval, keep=p, active=alpha, pick=R)
     got = run_schedule(s, n, epochs, table.__getitem__)
-    assert got == reference_dap(n, epochs, W, I, p, alpha, R, table.__getitem__)
+    assert got == reference_dap(n, epochs, W, interval, p, alpha, R, table.__getitem__)
     assert [len(g) for g in got] == s.planned_sizes()
 
 

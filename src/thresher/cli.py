@@ -162,7 +162,7 @@ def embed(
     typer.echo(f"{store.path}: {store.shape[0]} x {store.shape[1]} {store.dtype}")
 
 
-# --- pretrain (the one training loop; the pre-training issue adds objectives and schedules) -----------------
+# --- pretrain (the one training loop: objectives, data schedules, HPT chains) ---------------------------------
 
 
 @app.command()
@@ -182,6 +182,14 @@ def pretrain(
     checkpoint_every: Annotated[
         int | None, typer.Option(help="Checkpoint every N steps (default: each epoch, and every 10 minutes).")
     ] = None,
+    manifest: Annotated[
+        str | None, typer.Option(help="Selection manifest folder: train on its ids, repeated by their counts.")
+    ] = None,
+    schedule: Annotated[str | None, typer.Option(help="Data schedule: full (default) or drop-and-pick.")] = None,
+    train: Annotated[str | None, typer.Option(help="Parameters to train: all (default) or bn (HPT-BN).")] = None,
+    chain: Annotated[
+        Path | None, typer.Option(help="Chain YAML (base, defaults, stages): run each stage from the previous one.")
+    ] = None,
     subset: SubsetOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -191,11 +199,30 @@ def pretrain(
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
 ) -> None:
-    """Train a backbone with the one training loop; re-running on the same --out resumes."""
+    """Pre-train a backbone with the one training loop; re-running on the same --out resumes."""
     from .config import build_config
     from .pretrain.config import TrainConfig
     from .pretrain.run import pretrain as run_pretrain
 
+    if chain is not None:
+        from .pretrain.chain import ChainConfig, run_chain
+
+        if spec or config or manifest:
+            raise ThresherError("--chain takes its data from the chain file; drop the dataset, --config and --manifest")
+        ccfg = build_config(ChainConfig, file=chain, overrides=set_)
+        result = run_chain(
+            ccfg,
+            out,
+            force=force,
+            log=typer.echo,
+            runtime_values=_values(runtime__device=device, runtime__num_workers=workers),
+        )
+        cost = result["cost"]
+        typer.echo(f"{out}: {len(result['stages'])} stages, {cost['images']} images in {cost['seconds']:.1f} s")
+        typer.echo(f"final checkpoint: {result['checkpoint']}")
+        return
+    if manifest and not spec:
+        spec = _manifest_source(manifest)
     values = _values(
         data__spec=spec,
         data__subset=subset,
@@ -210,15 +237,19 @@ def pretrain(
         optim__lr=lr,
         seed=seed,
         checkpoint_every=checkpoint_every,
+        manifest=manifest,
+        schedule=schedule,
+        train=train,
         runtime__device=device,
         runtime__num_workers=workers,
     )
     cfg = build_config(TrainConfig, file=config, values=values, overrides=set_)
     summary = run_pretrain(cfg, out, force=force, log=typer.echo)
     losses = ", ".join(f"{v:.3f}" for v in summary["epoch_loss"])
+    cost = summary["cost"]
     typer.echo(
-        f"{out}: {summary['steps']} steps, loss per epoch [{losses}], "
-        f"{summary['cost']['images']} images in {summary['cost']['seconds']:.1f} s"
+        f"{out}: {summary['steps']} steps, loss per epoch [{losses}], {cost['images']} images in "
+        f"{cost['seconds']:.1f} s, computation {cost['computation']:.0%} of the full schedule"
     )
 
 
@@ -350,6 +381,16 @@ def demo(
     from .demo import run_demo
 
     run_demo(out, quick=quick, data_root=data_root, force=force, echo=typer.echo)
+
+
+def _manifest_source(folder: str) -> str:
+    """The source spec a manifest was selected from (manifest.json), when no dataset is given."""
+    from .data.manifest import Manifest
+
+    source = Manifest.read(folder).meta.get("source")
+    if not source:
+        raise ThresherError(f"{folder}/manifest.json names no source; give the dataset spec")
+    return source
 
 
 def _checkpoint_file(path: str | None) -> str | None:
