@@ -31,9 +31,9 @@ SSL = ("moco", "simclr", "byol")
 
 @pytest.fixture(autouse=True, scope="module")
 def _few_threads():
-    """Keep CPU use modest and restore the session's setting afterwards."""
+    """One thread: these models are tiny (more threads only contend) and CPU use stays modest; restored after."""
     saved = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
 
@@ -90,6 +90,10 @@ def ref_byol(p: np.ndarray, z: np.ndarray) -> np.ndarray:
         cos = dot(p[i], z[i]) / math.sqrt(dot(p[i], p[i]) * dot(z[i], z[i]))
         out[i] = 2 - 2 * cos
     return out
+
+
+def val(t: torch.Tensor) -> float:
+    return float(t.detach())
 
 
 def np64(t: torch.Tensor) -> np.ndarray:
@@ -275,18 +279,19 @@ def test_byol_forward_matches_numpy():
 # 5. MoCo
 
 
-def moco(num_examples: int = 64, seed: int = 0, **params) -> MoCo:
+def moco(num_examples: int = 640, seed: int = 0, **params) -> MoCo:
     params = {"dim": 8, "hidden": 16, "momentum": 0.9, "temperature": 0.2, **params}
     model = build("moco", params, seed=seed, num_examples=num_examples)
     assert isinstance(model, MoCo)
     return model
 
 
-def test_moco_queue_capped_by_num_examples():
-    assert moco(num_examples=10, queue_size=65536).queue_size == 10
-    assert moco(num_examples=10, queue_size=65536).queue.shape == (10, 8)
+def test_moco_queue_capped_at_a_tenth_of_the_examples():
+    assert moco(num_examples=100, queue_size=65536).queue_size == 10
+    assert moco(num_examples=100, queue_size=65536).queue.shape == (10, 8)
     assert moco(num_examples=100, queue_size=7).queue_size == 7
-    model = build("moco", {}, num_examples=100_000)
+    assert moco(num_examples=1000, queue_size=65536).queue_size == 100  # a tenth of the examples
+    model = build("moco", {}, num_examples=1_000_000)
     assert model.queue_size == 65536  # paper default when the dataset is large enough
     norms = model.queue.norm(dim=1)
     torch.testing.assert_close(norms, torch.ones_like(norms))
@@ -304,7 +309,7 @@ def test_moco_loss_is_info_nce_of_its_encoders_eval():
         k = np64(model.keys(batch["images"][1]))
     expected = ref_info_nce(unit_rows(q), unit_rows(k), np64(queue), model.temperature)
     np.testing.assert_allclose(np64(out["per_sample_loss"]), expected, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(float(out["loss"]), expected.mean(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(val(out["loss"]), expected.mean(), rtol=RTOL, atol=ATOL)
     # eval: nothing enqueued, key encoder frozen in place
     torch.testing.assert_close(model.queue, queue, rtol=0, atol=0)
     assert int(model.queue_ptr) == int(ptr)
@@ -313,7 +318,7 @@ def test_moco_loss_is_info_nce_of_its_encoders_eval():
 
 
 def test_moco_training_forward_loss_momentum_and_enqueue():
-    model = moco(num_examples=64, momentum=0.75).train()
+    model = moco(num_examples=640, momentum=0.75).train()
     perturb(model.backbone, 6)
     perturb(model.head, 7)
     m = model.momentum
@@ -333,7 +338,7 @@ def test_moco_training_forward_loss_momentum_and_enqueue():
         k = np64(model.keys(batch["images"][1]))
     expected = ref_info_nce(q, k, np64(queue), model.temperature)
     np.testing.assert_allclose(np64(out["per_sample_loss"]), expected, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(float(out["loss"]), expected.mean(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(val(out["loss"]), expected.mean(), rtol=RTOL, atol=ATOL)
     # the batch's keys were written at the old pointer
     np.testing.assert_allclose(np64(model.queue[ptr : ptr + 6]), k, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(np64(model.queue[ptr + 6 :]), np64(queue[ptr + 6 :]), rtol=0, atol=0)
@@ -346,7 +351,7 @@ def test_moco_training_forward_loss_momentum_and_enqueue():
 
 
 def test_moco_queue_wraps_around():
-    model = moco(num_examples=10, queue_size=65536).train()
+    model = moco(num_examples=100, queue_size=65536).train()
     assert model.queue_size == 10
     initial = np64(model.queue)
     expected = initial.copy()
@@ -361,11 +366,11 @@ def test_moco_queue_wraps_around():
         ptr = (ptr + 4) % 10
         assert int(model.queue_ptr) == ptr
         np.testing.assert_allclose(np64(model.queue), expected, rtol=RTOL, atol=ATOL)
-    assert [int(model.queue_ptr)] == [6]
+    assert int(model.queue_ptr) == 6
 
 
 def test_moco_batch_larger_than_queue():
-    model = moco(num_examples=5).train()
+    model = moco(num_examples=50).train()
     model.queue_ptr.fill_(3)
     batch = ssl_batch(7, 20)
     model(batch)
@@ -404,7 +409,7 @@ def test_objective_contract(name, mode):
     loss, per = out["loss"], out["per_sample_loss"]
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert per.shape == (n,) and torch.isfinite(per).all() and not per.requires_grad
-    np.testing.assert_allclose(float(per.mean()), float(loss), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(float(per.mean()), val(loss), rtol=RTOL, atol=ATOL)
     loss.backward()
     grads = [p.grad for p in model.backbone.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
@@ -422,13 +427,13 @@ def test_supervised_matches_numpy_and_weights():
     for i, row in enumerate(logits):
         ce[i] = -(row[labels[i]] - math.log(sum(math.exp(v) for v in row)))
     np.testing.assert_allclose(np64(out["per_sample_loss"]), ce, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(float(out["loss"]), ce.mean(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(val(out["loss"]), ce.mean(), rtol=RTOL, atol=ATOL)
     acc = sum(int(np.argmax(logits[i]) == labels[i]) for i in range(6)) / 6
     assert float(out["accuracy"]) == pytest.approx(acc)
     w = torch.tensor([1.0, 0.0, 2.0, 0.5, 3.0, 1.0])
     weighted = model({**batch, "weights": w})
     expected = sum(float(w[i]) * ce[i] for i in range(6)) / float(w.sum())
-    np.testing.assert_allclose(float(weighted["loss"]), expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(val(weighted["loss"]), expected, rtol=RTOL, atol=ATOL)
 
 
 def test_simclr_forward_matches_numpy():
@@ -482,14 +487,12 @@ def test_run_facts_are_not_user_parameters():
         build_objective("nope", tiny_backbone(), {})
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason="src bug: hidden < 0 escapes as a torch RuntimeError")
 @pytest.mark.parametrize("name", ["moco", "simclr"])
 def test_negative_hidden_is_a_thresher_error(name):
     with pytest.raises(ThresherError):
         build(name, {"hidden": -1})
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: label_smoothing is not validated when the objective is built")
 @pytest.mark.parametrize("value", [-0.1, 1.5])
 def test_bad_label_smoothing_is_a_thresher_error(value):
     with pytest.raises(ThresherError):
@@ -511,7 +514,7 @@ def test_bad_label_smoothing_is_a_thresher_error(value):
 def test_sgd_lowers_ssl_loss(name, params):
     torch.manual_seed(0)
     steps = 30
-    model = build(name, params, num_examples=16, total_steps=steps).train()
+    model = build(name, params, num_examples=160, total_steps=steps).train()  # moco: a 16-key queue
     batch = ssl_batch(16, 42)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
     losses = []
@@ -520,10 +523,12 @@ def test_sgd_lowers_ssl_loss(name, params):
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        losses.append(float(out["loss"]))
+        losses.append(val(out["loss"]))
     assert all(math.isfinite(v) for v in losses)
-    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
-    assert last < 0.9 * first, (name, losses)
+    # step 0 is skipped: MoCo's first negatives are the random initial queue (an easy, low loss); from step 1 on
+    # the queue holds real keys. Observed last/first ratios are 0.15-0.72 over seeds; 0.85 leaves a margin.
+    first, last = np.mean(losses[1:6]), np.mean(losses[-5:])
+    assert last < 0.85 * first, (name, losses)
 
 
 def test_objective_deepcopy_is_independent():

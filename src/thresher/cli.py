@@ -245,6 +245,10 @@ def pretrain(
     )
     cfg = build_config(TrainConfig, file=config, values=values, overrides=set_)
     summary = run_pretrain(cfg, out, force=force, log=typer.echo)
+    from .distributed import info
+
+    if not info().main:  # under torchrun, rank 0 reports
+        return
     losses = ", ".join(f"{v:.3f}" for v in summary["epoch_loss"])
     cost = summary["cost"]
     typer.echo(

@@ -61,12 +61,14 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------------------------
 # Randomness helpers
 # ----------------------------------------------------------------------------------------------------------------
-def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+def step_generator(seed: int, step: int, device: torch.device | str = "cpu", stream: int = 0) -> torch.Generator:
     """A generator seeded by a hash of ``(seed, step)``, so a resumed run redraws exactly the same augmentations.
 
     Keep the default CPU device unless you want draws made on the GPU: CPU draws are identical for CPU and CUDA images.
+    ``stream`` separates independent draws of one step (the ranks of a distributed run; 0 = a single process).
     """
-    digest = hashlib.blake2b(f"thresher/augment/{int(seed)}/{int(step)}".encode(), digest_size=8).digest()
+    key = f"thresher/augment/{int(seed)}/{int(step)}" + (f"/{int(stream)}" if stream else "")
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     gen = torch.Generator(device=device)
     gen.manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
     return gen

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .. import SCHEMA_VERSION, __version__, atomic
+from .. import distributed as dist_utils
 from ..data.base import BadImageLog, ImageDataset
 from ..data.loader import iterate_batches
 from ..data.transforms import build_transform, step_generator
@@ -140,12 +141,25 @@ class Trainer:
     ):
         self.objective = objective.to(device).to(memory_format=memory_format(device))
         self.ds, self.indices, self.cfg, self.root, self.device, self.log = dataset, indices, cfg, root, device, log
+        self.dist = dist_utils.info()
         n = len(indices)
         self.plan = plan(cfg, n)
+        if self.dist.active and self.plan.batch_size % self.dist.world:
+            raise ThresherError(
+                f"batch size {self.plan.batch_size} does not split evenly over {self.dist.world} processes; "
+                f"use a multiple of {self.dist.world}"
+            )
         self.schedule = self.plan.schedule
         self.batch_size = self.plan.batch_size
         self.total_steps = self.plan.total_steps
         params = trainable_parameters(self.objective, cfg.train)
+        # DistributedDataParallel all-reduces gradients under torchrun; the objective itself stays the saved module
+        self.model: nn.Module = self.objective
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.objective, device_ids=ids)
         self.optimizer = build_optimizer(params, cfg)
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
@@ -179,7 +193,9 @@ class Trainer:
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save(self) -> None:
-        """Write the checkpoint atomically; weights that went non-finite never replace the last good one."""
+        """Write the checkpoint atomically (rank 0); weights that went non-finite never replace the last good one."""
+        if not self.dist.main:
+            return
         for name, t in self.objective.state_dict().items():
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise ThresherError(
@@ -226,7 +242,8 @@ class Trainer:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         self.state.__dict__.update(TrainState(**ckpt["state"]).__dict__)  # in place: callers may hold it
         self.skipped = BadImageLog(count=ckpt["skipped"]["count"], first=list(ckpt["skipped"]["first"]))
-        self._truncate_log(self.state.step)
+        if self.dist.main:
+            self._truncate_log(self.state.step)
         return True
 
     def _truncate_log(self, step: int) -> None:
@@ -244,6 +261,8 @@ class Trainer:
         atomic.write_text(f, "".join(k + "\n" for k in keep))
 
     def _append_log(self, record: dict) -> None:
+        if not self.dist.main:
+            return
         with open(self.root / LOG, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -258,7 +277,9 @@ class Trainer:
                 return self._finish()
             self.log(f"{self.root}: resuming at step {st.step} of {self.total_steps}")
         self.objective.train()
-        bar = progress_bar(self.total_steps, "train", enabled=cfg.runtime.progress, initial=st.step, unit="step")
+        bar = progress_bar(
+            self.total_steps, "train", enabled=cfg.runtime.progress and self.dist.main, initial=st.step, unit="step"
+        )
         last_ckpt = tick = time.perf_counter()
         while st.epoch < cfg.epochs:
             epoch = st.epoch
@@ -266,7 +287,8 @@ class Trainer:
             order = active[epoch_order(cfg.seed, epoch, len(active))]
             bs = min(self.batch_size, len(order))
             steps = self.plan.steps[epoch]
-            batches = [order[b * bs : (b + 1) * bs] for b in range(st.pos, steps)]
+            rank, world = self.dist.rank, self.dist.world  # each process takes its share of every global batch
+            batches = [order[b * bs : (b + 1) * bs][rank::world] for b in range(st.pos, steps)]
             data = iterate_batches(
                 self.ds,
                 [self.indices[b] for b in batches],
@@ -307,7 +329,7 @@ class Trainer:
                 if (due or timed) and st.pos < steps:
                     self.save()
                     last_ckpt = time.perf_counter()
-            self.schedule.end_epoch(epoch)
+            self.schedule.end_epoch(epoch, dist_utils.all_reduce_sum if self.dist.active else None)
             self._append_log(
                 {
                     "step": st.step,
@@ -331,8 +353,10 @@ class Trainer:
     def _finish(self) -> dict:
         if self.skipped.count:
             self.log(f"warning: {self.skipped.summary()}")
+        dist_utils.barrier()  # rank 0's last log lines are written
         summary = self.summary()
-        atomic.write_json(self.root / SUMMARY, summary)
+        if self.dist.main:
+            atomic.write_json(self.root / SUMMARY, summary)
         return summary
 
     def _step(self, x: torch.Tensor, pos: np.ndarray, progress: float) -> tuple[float, float, int]:
@@ -343,10 +367,13 @@ class Trainer:
         factor = self.lr_factor(progress)
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
-        if len(x) < 2:  # unreadable images left (almost) nothing: no update, but the schedule moves on
+        too_few = len(x) < 2  # unreadable images left (almost) nothing: no update, but the schedule moves on
+        if self.dist.active:  # every rank skips together or none does (DDP's gradient all-reduce needs all)
+            too_few = dist_utils.all_reduce_sum(np.array([float(too_few)]))[0] > 0
+        if too_few:
             return math.nan, math.nan, 0
         dev = self.device
-        gen = step_generator(self.cfg.seed, self.state.step, dev)
+        gen = step_generator(self.cfg.seed, self.state.step, dev, stream=self.dist.rank)
         images = self.transform(x.to(dev, non_blocking=True), gen)
         if isinstance(images, tuple):
             images = tuple(v.contiguous(memory_format=memory_format(dev)) for v in images)
@@ -359,11 +386,17 @@ class Trainer:
         if self.state.flops_per_image == 0.0:  # once per run (on a copy: no side effects); -1 = not countable
             self.state.flops_per_image = count_flops_per_image(self.objective, batch) or -1.0
         with autocast(dev):
-            out = self.objective(batch)
+            out = self.model(batch)
         loss = out["loss"]
-        if not torch.isfinite(loss):
+        n = len(x)
+        loss_value = float(loss.detach())
+        acc = float(out["accuracy"]) if "accuracy" in out else math.nan
+        if self.dist.active:  # the global batch's numbers, identical on every rank
+            total = dist_utils.all_reduce_sum(np.array([loss_value * n, acc * n, n], np.float64))
+            loss_value, acc, n = total[0] / total[2], total[1] / total[2], int(total[2])
+        if not math.isfinite(loss_value):
             raise ThresherError(
-                f"loss became {loss.item()} at step {self.state.step}; the last good checkpoint "
+                f"loss became {loss_value} at step {self.state.step}; the last good checkpoint "
                 f"({self.root / CHECKPOINT}) is kept; lower the learning rate and re-run"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -375,14 +408,12 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
         self.schedule.record(pos, out["per_sample_loss"].detach().float().cpu().numpy())
-        acc = float(out["accuracy"]) if "accuracy" in out else math.nan
-        return float(loss.detach()), acc, len(x)
+        return loss_value, acc, n
 
     def summary(self) -> dict:
         st = self.state
-        log = (
-            [json.loads(ln) for ln in (self.root / LOG).read_text().splitlines()] if (self.root / LOG).is_file() else []
-        )
+        log_file = self.root / LOG
+        log = [json.loads(ln) for ln in log_file.read_text().splitlines()] if log_file.is_file() else []
         epochs = [r for r in log if r.get("epoch_end")]
         # the full schedule's images under the same batching (the last partial batch of an epoch is dropped)
         full = self.cfg.epochs * (len(self.indices) // self.batch_size) * self.batch_size

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from ..data.base import ImageDataset
 from ..data.loader import data_identity, open_data
 from ..data.manifest import Manifest
 from ..device import resolve_device, set_threads
+from ..distributed import agree, init_from_env
 from ..errors import ThresherError
 from ..models import build_backbone
 from ..runs import RunFolder, file_digest
@@ -51,9 +54,17 @@ def train_on(
     log=print,
     weights: np.ndarray | None = None,
 ) -> dict:
-    """Train on ``ds[indices]`` (any dataset or view, optionally weighted per example) into the run folder ``out``."""
-    set_threads(cfg.runtime.threads)
+    """Train on ``ds[indices]`` (any dataset or view, optionally weighted per example) into the run folder ``out``.
+
+    Under ``torchrun`` every process calls this; rank 0 owns the run folder and writes, all ranks train.
+    """
     device = resolve_device(cfg.runtime.device)
+    dinfo = init_from_env(device)
+    local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    set_threads(cfg.runtime.threads or max(1, len(os.sched_getaffinity(0)) // local_procs))
+    if dinfo.active and device.type == "cuda":
+        device = torch.device("cuda", dinfo.local_rank)
+        torch.cuda.set_device(device)
     inputs = {"data": data_identity(ds, indices)}
     if cfg.init:
         inputs["init_sha256"] = file_digest(cfg.init)
@@ -73,5 +84,17 @@ def train_on(
     )
     if weights is not None:
         inputs["weights_sha256"] = hashlib.sha256(np.ascontiguousarray(weights, np.float64).tobytes()).hexdigest()
-    with RunFolder(out, "pretrain", cfg, force=force, inputs=inputs, device=str(device)) as run:
-        return Trainer(objective, ds, indices, cfg, run.path, device, log=log, weights=weights).run()
+    folder = RunFolder(out, "pretrain", cfg, force=force, inputs=inputs, device=str(device))
+    if not dinfo.active:
+        with folder as run:
+            return Trainer(objective, ds, indices, cfg, run.path, device, log=log, weights=weights).run()
+    with contextlib.ExitStack() as stack:  # rank 0 claims the folder; every rank learns whether it could
+        error = None
+        if dinfo.main:
+            try:
+                stack.enter_context(folder)
+            except ThresherError as exc:
+                error = str(exc)
+        agree(error)
+        quiet = log if dinfo.main else (lambda *_: None)
+        return Trainer(objective, ds, indices, cfg, folder.path, device, log=quiet, weights=weights).run()

@@ -34,8 +34,8 @@ class SimCLR(nn.Module):
 
     def __init__(self, backbone: nn.Module, dim: int = 128, temperature: float = 0.5, hidden: int | None = None):
         super().__init__()
-        if temperature <= 0 or dim < 1:
-            raise ValueError("simclr needs temperature > 0 and dim >= 1")
+        if temperature <= 0 or dim < 1 or (hidden is not None and hidden < 1):
+            raise ValueError("simclr needs temperature > 0, dim >= 1 and hidden >= 1")
         self.backbone = backbone
         self.head = mlp(backbone.feature_dim, hidden or backbone.feature_dim, dim)
         self.temperature = temperature

@@ -18,6 +18,8 @@ class Supervised(nn.Module):
 
     def __init__(self, backbone: nn.Module, num_classes: int, label_smoothing: float = 0.0):
         super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.backbone = backbone
         self.head = nn.Linear(backbone.feature_dim, num_classes)
         self.label_smoothing = label_smoothing
