@@ -234,13 +234,17 @@ class Trainer:
             raise ThresherError(f"cannot read {path} ({type(exc).__name__}); move it away to restart the run") from None
         self.objective.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.schedule.load_state_dict(ckpt["data_schedule"])
+        if "data_schedule" in ckpt:
+            self.schedule.load_state_dict(ckpt["data_schedule"])
         if self.scaler and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if torch.cuda.is_available() and ckpt["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-        self.state.__dict__.update(TrainState(**ckpt["state"]).__dict__)  # in place: callers may hold it
+        state = dict(ckpt["state"])
+        if "epoch" not in state:  # a checkpoint from before data schedules: the full schedule's position
+            state["epoch"], state["pos"] = divmod(state["step"], max(1, self.plan.steps[0]))
+        self.state.__dict__.update(TrainState(**state).__dict__)  # in place: callers may hold it
         self.skipped = BadImageLog(count=ckpt["skipped"]["count"], first=list(ckpt["skipped"]["first"]))
         if self.dist.main:
             self._truncate_log(self.state.step)

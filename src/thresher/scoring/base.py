@@ -101,3 +101,8 @@ def check_scores(name: str, scores: np.ndarray, n: int) -> np.ndarray:
     if bad.any():
         raise ThresherError(f"scorer {name} produced {int(bad.sum())} non-finite scores (NaN or inf)")
     return scores
+
+
+def fold_ids(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """A fold number in 0..k-1 for each of n examples (cross-fitting), fold sizes within 1, in random order."""
+    return rng.permutation(np.arange(n) % k)

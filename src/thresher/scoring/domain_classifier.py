@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ThresherError
 from . import SCORERS
-from .base import Scorer, Side
+from .base import Scorer, Side, fold_ids
 from .linear import LinearModel, fit_linear
 from .neighbors import check_dims, check_k, check_target, feature_shape, iter_rows, side_features
 
@@ -37,13 +37,6 @@ def balanced_weights(is_target: np.ndarray) -> np.ndarray:
     if n_t == 0 or n_t == n:
         raise ThresherError("balanced weights need examples of both sides")
     return np.where(is_target, n / (2.0 * n_t), n / (2.0 * (n - n_t)))
-
-
-def stratified_folds(n: int, folds: int, rng: np.random.Generator) -> np.ndarray:
-    """Fold id of each of ``n`` examples: a seeded permutation dealt round-robin (fold sizes differ by at most 1)."""
-    out = np.empty(n, dtype=np.int64)
-    out[rng.permutation(n)] = np.arange(n) % folds
-    return out
 
 
 def balanced_accuracy(p_target: np.ndarray, is_target: np.ndarray) -> float:
@@ -148,8 +141,8 @@ class DomainClassifier(Scorer):
         both = _Stacked(xs, xt)  # rows [0, n_s) are the source, [n_s, n_s + n_t) the target; nothing is copied
         folds = min(folds, n_s, n_t)
         rng = np.random.default_rng(self.seed)
-        self.source_fold_ = stratified_folds(n_s, folds, rng)
-        self.target_fold_ = stratified_folds(n_t, folds, rng)
+        self.source_fold_ = fold_ids(n_s, folds, rng)
+        self.target_fold_ = fold_ids(n_t, folds, rng)
         hidden = self.hidden if self.head == "mlp" else 0
         # the MLP memorises its training pool at a weak penalty, which makes held-out P(target) noisy: regularise more
         self.l2_ = float(self.l2) if self.l2 is not None else (DEFAULT_L2_MLP if hidden else DEFAULT_L2_LOGISTIC)

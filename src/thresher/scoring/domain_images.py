@@ -17,13 +17,8 @@ from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
 from ..pretrain.objectives.supervised import head_logits
 from ..pretrain.run import train_on
 from ..runs import file_digest
-from .base import Side
+from .base import Side, fold_ids
 from .domain_classifier import balanced_accuracy, balanced_weights
-
-
-def fold_ids(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """A fold number in 0..k-1 for each of n examples, as equal in size as possible, in random order."""
-    return rng.permutation(np.arange(n) % k)
 
 
 def fit_domain_images(source: Side, target: Side, *, folds: int, epochs: int, seed: int, init=None, log=print) -> dict:
