@@ -374,6 +374,61 @@ def inspect(folder: Annotated[Path, typer.Argument(help="A select run folder (ho
     inspect_selection(folder, log=typer.echo)
 
 
+@app.command("evaluate")
+def evaluate_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for metrics.json and predictions.npz.")] = ...,
+    checkpoint: Annotated[
+        str | None, typer.Option("--checkpoint", help="Pre-trained checkpoint or run folder to evaluate.")
+    ] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone name (needed for non-thresher checkpoints).")] = None,
+    random_init: Annotated[
+        bool, typer.Option("--random-init", help="Baseline: the backbone with random weights (needs --backbone).")
+    ] = False,
+    train: Annotated[str | None, typer.Option("--train", help="Target training split spec.")] = None,
+    test: Annotated[str | None, typer.Option("--test", help="Target test split spec.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="linear (default), finetune, fewshot or lpft.")] = None,
+    shots: Annotated[int | None, typer.Option(help="fewshot: labels in total, every class at least once.")] = None,
+    shots_per_class: Annotated[int | None, typer.Option(help="fewshot: labels per class instead.")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Repeats (default 3): mean, std and 95% interval.")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Square input resolution in pixels.")] = None,
+    cache: Annotated[str | None, typer.Option(help="Folder for cached features and fine-tuning runs.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    force: ForceOpt = False,
+    data_root: DataRootOpt = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """Measure what a checkpoint buys on a target: linear probe, fine-tune, few-shot or LP-FT, over seeds."""
+    from .config import build_config
+    from .evaluate.config import EvalConfig
+    from .evaluate.run import evaluate
+
+    values = _values(
+        checkpoint=_checkpoint_file(checkpoint),
+        backbone=backbone,
+        random_init=random_init or None,
+        train__spec=train,
+        train__data_root=data_root,
+        test__spec=test,
+        test__data_root=data_root,
+        protocol=protocol,
+        shots=shots,
+        shots_per_class=shots_per_class,
+        seeds=seeds,
+        resolution=resolution,
+        cache=cache,
+        runtime__device=device,
+        runtime__num_workers=workers,
+    )
+    cfg = build_config(EvalConfig, file=config, values=values, overrides=set_)
+    doc = evaluate(cfg, out, force=force, log=typer.echo)
+    top1 = doc["summary"]["top1"]
+    spread = f" +/- {top1['std']:.4f} (95% CI {top1['ci95'][0]:.4f}-{top1['ci95'][1]:.4f})" if top1["std"] else ""
+    tuned = "" if doc["tuned"] else " [fixed default hyper-parameters: validation split too small]"
+    typer.echo(f"{out}: {doc['protocol']} top-1 {top1['mean']:.4f}{spread} over {top1['n']} seed(s){tuned}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's runs.")] = Path("runs/demo"),

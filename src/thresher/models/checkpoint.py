@@ -237,3 +237,14 @@ def _mismatch_message(
         " Use the backbone the checkpoint was trained with, or strict=False to load only the tensors that fit"
     )
     return one_line(text, limit=1500)
+
+
+def checkpoint_backbone(path: str | os.PathLike[str]) -> str:
+    """The backbone name a thresher checkpoint records (other checkpoints need the name given explicitly)."""
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ThresherError(f"cannot read checkpoint {path}: {type(exc).__name__}") from None
+    if isinstance(meta, dict) and isinstance(meta.get("backbone"), str):
+        return meta["backbone"]
+    raise ThresherError(f"{path} is not a thresher checkpoint; name its backbone (--backbone / --features-backbone)")

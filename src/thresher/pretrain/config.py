@@ -51,6 +51,7 @@ class TrainConfig(Section):
     init: str | None = runtime(
         None, description="checkpoint to initialise the backbone from (fingerprinted by content)"
     )
+    init_head: bool = Field(False, description="also start the objective's head from --init (LP-FT: the probe's head)")
     objective: str = Field("supervised", description="objective registry name: supervised, moco, simclr, byol")
     objective_params: dict[str, Any] = Field(
         default_factory=dict, description="the objective's hyper-parameters, e.g. {temperature: 0.2, queue_size: 4096}"

@@ -44,6 +44,23 @@ def manifest_indices(folder: str | Path, ds: ImageDataset, allowed: np.ndarray) 
     return np.repeat(positions, counts)
 
 
+def load_head(objective: torch.nn.Module, path: str | None) -> None:
+    """Copy ``head.*`` from a thresher checkpoint into the objective's head (LP-FT: fine-tuning from the probe)."""
+    if not path:
+        raise ThresherError("init_head needs --init, the checkpoint holding the head")
+    model = torch.load(path, map_location="cpu", weights_only=True).get("model", {})
+    head = {k.removeprefix("head."): v for k, v in model.items() if k.startswith("head.")}
+    target = getattr(objective, "head", None)
+    if target is None or not head:
+        raise ThresherError(f"init_head: {path} has no head weights, or the objective has no head")
+    try:
+        target.load_state_dict(head)
+    except RuntimeError as exc:
+        raise ThresherError(
+            f"init_head: the head in {path} does not fit this objective's ({' '.join(str(exc).split())[:200]})"
+        ) from None
+
+
 def train_on(
     ds: ImageDataset,
     indices: np.ndarray,
@@ -82,6 +99,8 @@ def train_on(
         num_examples=len(indices),
         total_steps=steps,
     )
+    if cfg.init_head:
+        load_head(objective, cfg.init)
     if weights is not None:
         inputs["weights_sha256"] = hashlib.sha256(np.ascontiguousarray(weights, np.float64).tobytes()).hexdigest()
     folder = RunFolder(out, "pretrain", cfg, force=force, inputs=inputs, device=str(device))

@@ -102,6 +102,7 @@ class DomainClassifier(Scorer):
         max_iter: int = 100,
         epochs: int = 4,
         init: str = "source-model",
+        lr: float | None = None,
     ):
         self.mode = mode
         self.head = head
@@ -112,6 +113,7 @@ class DomainClassifier(Scorer):
         self.max_iter = max_iter
         self.epochs = epochs  # image mode only: CNN training epochs per fold
         self.init = init  # image mode: "source-model" (start from a pool model that never saw the fold) or "none"
+        self.lr = lr  # image mode: learning rate (default: a fifth of the feature models' rate from a pool model)
 
     def fit(self, source: Side, target: Side) -> DomainClassifier:
         if self.mode not in MODES:
@@ -184,8 +186,9 @@ class DomainClassifier(Scorer):
         init = (lambda pos: model("source-model", pos)) if self.init == "source-model" and model else None
         epochs = check_k(self.epochs, self.name, "epochs")
         res = fit_domain_images(
-            source, target, folds=folds, epochs=epochs, init=init, seed=self.seed, log=source.extra.get("log", print)
-        )
+            source, target, folds=folds, epochs=epochs, init=init, seed=self.seed, lr=self.lr,
+            log=source.extra.get("log", print),
+        )  # fmt: skip
         self.models_ = []  # the CNN checkpoints live in the pipeline's cache; a new pool cannot be scored here
         self.oof_scores_ = np.asarray(res["oof"], dtype=np.float64)
         self.fold_accuracies_ = [float(a) for a in res["fold_accuracy"]]

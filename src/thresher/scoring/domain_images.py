@@ -20,8 +20,15 @@ from ..runs import file_digest
 from .base import Side, fold_ids
 from .domain_classifier import balanced_accuracy, balanced_weights
 
+#: a fold model that starts from a pool model is fine-tuned at a fifth of the feature models' rate: measured on
+#: tiny-imagenet vs cifar10 (seed 0), top-10% share of cifar-like classes 0.14 at the full rate 0.1, 0.22 at 0.02 and
+#: 0.22 at 0.005 (held-out accuracy 0.62 -> 0.65): the full rate wipes out what the pool model learned
+FINETUNE_LR_FACTOR = 0.2
 
-def fit_domain_images(source: Side, target: Side, *, folds: int, epochs: int, seed: int, init=None, log=print) -> dict:
+
+def fit_domain_images(
+    source: Side, target: Side, *, folds: int, epochs: int, seed: int, init=None, lr: float | None = None, log=print
+) -> dict:
     """Out-of-fold P(target) for every source example and the balanced held-out accuracy of the fold models.
 
     ``init``: None (each fold's CNN from scratch) or a function ``positions -> checkpoint`` giving a model trained on
@@ -58,7 +65,7 @@ def fit_domain_images(source: Side, target: Side, *, folds: int, epochs: int, se
             resolution=train.resolution,
             epochs=epochs,
             batch_size=train.batch_size,
-            optim=OptimConfig(lr=train.lr),
+            optim=OptimConfig(lr=lr or (train.lr * FINETUNE_LR_FACTOR if start else train.lr)),
             lr_schedule=LRScheduleConfig(),
             seed=seed + f,
             transform="domain",  # randomises compression and colour cues on both sides (000: guard the shortcut)

@@ -18,7 +18,6 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 from pydantic import Field, field_validator
 
 from .. import atomic
@@ -28,6 +27,7 @@ from ..data.loader import data_identity, open_data
 from ..data.spec import absolute_spec
 from ..embed import EmbedConfig, EmbeddingStore, embed_dataset
 from ..errors import ThresherError
+from ..models.checkpoint import checkpoint_backbone
 from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
 from ..pretrain.objectives.supervised import head_logits
 from ..pretrain.run import train_on
@@ -189,7 +189,7 @@ class Resources:
             )
         else:
             ckpt = path / "checkpoint.pt" if path.is_dir() else path
-            backbone = self.cfg.features_backbone or _thresher_backbone(ckpt)
+            backbone = self.cfg.features_backbone or checkpoint_backbone(ckpt)
             pair = tuple(self.embeddings(s, ckpt, backbone, self.cfg.resolution) for s in ("source", "target"))
         self._memo["given"] = pair
         return pair
@@ -238,16 +238,6 @@ def _decode_size(cfg: ScoreConfig) -> int:
     if cfg.features and not (Path(cfg.features) / "meta.json").is_file():  # a checkpoint embedded here
         size = max(size, cfg.resolution)
     return size
-
-
-def _thresher_backbone(ckpt: Path) -> str:
-    try:
-        meta = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ThresherError(f"cannot read --features checkpoint {ckpt}: {type(exc).__name__}") from None
-    if isinstance(meta, dict) and isinstance(meta.get("backbone"), str):
-        return meta["backbone"]
-    raise ThresherError(f"{ckpt} is not a thresher checkpoint; name its backbone with --features-backbone")
 
 
 def align(store: EmbeddingStore, data: tuple, flag: str):

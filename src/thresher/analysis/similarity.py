@@ -1,0 +1,43 @@
+"""Representation similarity (001 appendix C.7): IoU of two models' errors, and RV2 between two activations.
+
+RV2 (modified RV coefficient, Smilde et al. 2009): for activations X (n x p) and Y (n x q) of the same n inputs,
+column-centred, A = X X' and B = Y Y' with zeroed diagonals; RV2 = tr(AB) / sqrt(tr(AA) tr(BB)). It is 1 for
+identical representations and invariant to orthogonal transforms and isotropic scaling of either side. Computed
+through p x q cross-products, so n may be large.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import ThresherError
+
+
+def error_iou(wrong_a, wrong_b) -> float:
+    """|A and B| / |A or B| of the sets of misclassified test examples (boolean masks over one test set)."""
+    a, b = np.asarray(wrong_a, bool), np.asarray(wrong_b, bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ThresherError("error IoU needs two equal-length masks over the same test examples")
+    union = int((a | b).sum())
+    return math.nan if union == 0 else float((a & b).sum() / union)
+
+
+def _gram_terms(x: np.ndarray, y: np.ndarray) -> float:
+    """tr(AB) with A = XX', B = YY' and zeroed diagonals: ||X'Y||_F^2 - sum_i |x_i|^2 |y_i|^2."""
+    return float(((x.T @ y) ** 2).sum() - ((x**2).sum(1) * (y**2).sum(1)).sum())
+
+
+def rv2(x, y) -> float:
+    """RV2 between activations ``x`` (n, p) and ``y`` (n, q) of the same n inputs (flattened beyond axis 1)."""
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    if len(x) != len(y) or len(x) < 2:
+        raise ThresherError(f"RV2 needs activations of the same n >= 2 inputs, got {len(x)} and {len(y)}")
+    x = x - x.mean(0)
+    y = y - y.mean(0)
+    xy, xx, yy = _gram_terms(x, y), _gram_terms(x, x), _gram_terms(y, y)
+    if xx <= 0 or yy <= 0:
+        raise ThresherError("RV2 is undefined for a constant representation")
+    return xy / math.sqrt(xx * yy)

@@ -1,0 +1,236 @@
+"""``thresher evaluate``: a protocol over seeds on a target's train/test split, written to ``metrics.json``.
+
+Frozen features are computed once per (model, split) and cached; fine-tuning runs go through the one training loop
+and are cached as run folders, so a killed evaluation resumes seed by seed. ``metrics.json`` holds every seed's top-1,
+mean per-class accuracy, one-vs-rest AUROC and confusion matrix, their mean, standard deviation and 95% interval,
+the hyper-parameters chosen (or the note that defaults were used), the cost of the evaluation and, read from the
+run that produced the checkpoint, the cost of pre-training. ``predictions.npz`` keeps the test ids, labels and
+every seed's probabilities for ``thresher compare``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import atomic
+from ..config import fingerprint
+from ..data.loader import data_identity, open_data
+from ..embed import EmbedConfig, EmbeddingStore, embed_dataset
+from ..errors import ThresherError
+from ..models import build_backbone
+from ..models.checkpoint import checkpoint_backbone
+from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
+from ..pretrain.objectives.supervised import head_logits
+from ..pretrain.run import train_on
+from ..runs import RunFolder, file_digest
+from . import metrics as M
+from .config import EvalConfig
+from .protocols import PROTOCOLS, Outcome
+
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.npz"
+
+
+def resolve_checkpoint(path: str | None) -> Path | None:
+    """A run folder stands for its checkpoint.pt; a chain folder for its last stage's."""
+    if not path:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        if (p / "checkpoint.pt").is_file():
+            return p / "checkpoint.pt"
+        chain = p / "chain.json"
+        if chain.is_file():
+            return Path(json.loads(chain.read_text())["checkpoint"])
+        raise ThresherError(f"{p} holds no checkpoint.pt; give a checkpoint file or a finished run folder")
+    if not p.is_file():
+        raise ThresherError(f"checkpoint {p} does not exist")
+    return p
+
+
+def pretraining_cost(checkpoint: Path | None) -> dict | None:
+    """The cost a thresher run recorded for producing ``checkpoint`` (its summary.json), if any."""
+    if checkpoint is None:
+        return None
+    for name in ("summary.json", "chain.json"):
+        f = checkpoint.parent / name
+        if f.is_file():
+            return json.loads(f.read_text()).get("cost")
+    return None
+
+
+class EvalContext:
+    """What protocols share: the splits, cached frozen features, cached fine-tuning runs, predictions."""
+
+    def __init__(self, cfg: EvalConfig, train: tuple, test: tuple, checkpoint: Path | None, backbone: str, cache: Path,
+                 log=print):  # fmt: skip
+        self.cfg, self.cache, self.log = cfg, cache, log
+        self.checkpoint, self.backbone = checkpoint, backbone
+        (self.train_ds, idx), (self.test_ds, tidx) = train, test
+        self.train_idx = idx[self.train_ds.labels[idx] >= 0]  # unlabeled training examples cannot be used
+        self.test_idx = tidx
+        self.train_labels = self.train_ds.labels[self.train_idx]
+        self.test_labels = self.test_ds.labels[self.test_idx]
+        self.num_classes = int(max(self.train_ds.num_classes, self.train_labels.max() + 1))
+        self._memo: dict = {}
+
+    def train_positions(self) -> np.ndarray:
+        return np.arange(len(self.train_idx))
+
+    def _side(self, side: str) -> tuple[Any, np.ndarray, Any]:
+        if side == "train":
+            return self.train_ds, self.train_idx, self.cfg.train
+        return self.test_ds, self.test_idx, self.cfg.test
+
+    def _embed(self, side: str, checkpoint: Path | None, rows: np.ndarray | None, tag: str) -> EmbeddingStore:
+        ds, idx, data_cfg = self._side(side)
+        idx = idx if rows is None else idx[rows]
+        ecfg = EmbedConfig(
+            data=data_cfg,
+            backbone=self.backbone,
+            checkpoint=str(checkpoint) if checkpoint else None,
+            resolution=self.cfg.resolution,
+            seed=self.cfg.seed,
+            runtime=self.cfg.runtime,
+        )
+        ident = {"data": data_identity(ds, idx), "checkpoint": file_digest(checkpoint) if checkpoint else None}
+        key = fingerprint(ecfg, ident)[:12]
+        if key not in self._memo:
+            self._memo[key] = embed_dataset(ds, idx, ecfg, self.cache / f"{tag}-{side}-{key}", log=self.log)
+        return self._memo[key]
+
+    def features(self, side: str) -> EmbeddingStore:
+        """Frozen features of the whole split (the pre-trained, or randomly initialised, backbone), cached."""
+        return self._embed(side, self.checkpoint, None, "features")
+
+    def predict(self, checkpoint: Path, side: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Logits of a fine-tuned model (its own head) on the split's rows."""
+        store = self._embed(side, checkpoint, rows, "predict")
+        return head_logits(checkpoint, store)
+
+    def finetune_run(self, rows: np.ndarray, lr: float, seed: int, head_init: dict | None = None) -> dict:
+        """Fine-tune all layers on the training rows (the one loop); returns the run's summary and checkpoint."""
+        fc = self.cfg.finetune
+        init = str(self.checkpoint) if self.checkpoint else None
+        if head_init is not None:  # LP-FT: a checkpoint holding the backbone and the probe's head
+            init = str(self._head_checkpoint(head_init, seed))
+        tcfg = TrainConfig(
+            data=self.cfg.train,
+            backbone=self.backbone,
+            init=init,
+            init_head=head_init is not None,
+            resolution=self.cfg.resolution,
+            epochs=fc.epochs,
+            batch_size=fc.batch_size,
+            optim=OptimConfig(lr=lr, weight_decay=fc.weight_decay),
+            lr_schedule=LRScheduleConfig(),
+            transform=fc.transform,
+            seed=seed,
+            runtime=self.cfg.runtime,
+        )
+        idx = self.train_idx[rows]
+        ident = {"data": data_identity(self.train_ds, idx), "init": file_digest(init) if init else None}
+        folder = self.cache / f"finetune-{fingerprint(tcfg, ident)[:12]}"
+        summary = train_on(self.train_ds, idx, tcfg, folder, log=self.log)
+        return {**summary, "checkpoint": folder / "checkpoint.pt"}
+
+    def _head_checkpoint(self, head: dict, seed: int) -> Path:
+        backbone = build_backbone(self.backbone, str(self.checkpoint) if self.checkpoint else None, self.cfg.seed)
+        model = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+        model.update({f"head.{k}": v for k, v in head.items()})
+        digest = fingerprint(self.cfg, {"head": float(head["weight"].double().sum()), "seed": seed})[:12]
+        path = self.cache / f"lpft-init-{digest}.pt"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic.torch_save(path, {"format": "thresher-checkpoint", "backbone": self.backbone, "model": model})
+        return path
+
+
+def _check_splits(cfg: EvalConfig, train: tuple, test: tuple) -> None:
+    tr_ds, tr_idx = train
+    te_ds, te_idx = test
+    if not (tr_ds.labels[tr_idx] >= 0).any():
+        raise ThresherError(f"the training split {cfg.train.spec} has no labels; evaluation needs a labeled target")
+    if len(te_idx) == 0 or (te_ds.labels[te_idx] < 0).any():
+        raise ThresherError(f"the test split {cfg.test.spec} must be non-empty and fully labeled")
+    known = int(tr_ds.labels[tr_idx].max()) + 1
+    if int(te_ds.labels[te_idx].max()) >= max(known, tr_ds.num_classes):
+        raise ThresherError(f"{cfg.test.spec} has labels the training split {cfg.train.spec} never shows")
+    if set(tr_ds.ids[tr_idx]) & set(te_ds.ids[te_idx]) and tr_ds.source == te_ds.source:
+        raise ThresherError("the training and test splits share examples; give disjoint splits")
+
+
+def seed_metrics(outcome: Outcome, labels: np.ndarray, num_classes: int) -> dict:
+    pred = outcome.probs.argmax(1)
+    onehot = np.eye(num_classes)[labels]
+    return {
+        "top1": M.top1(labels, pred),
+        "mean_per_class": M.mean_per_class_accuracy(labels, pred),
+        "auroc_ovr": M.macro_auroc(onehot, outcome.probs),
+        "confusion": M.confusion_matrix(labels, pred, num_classes).tolist(),
+        "hparams": outcome.hparams,
+        "tuned": outcome.tuned,
+        "note": outcome.note,
+        "cost": {k: float(v) for k, v in outcome.cost.items()},
+    }
+
+
+def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print) -> dict:
+    """Run (or resume) an evaluation into ``out``; returns the metrics document."""
+    checkpoint = None if cfg.random_init else resolve_checkpoint(cfg.checkpoint)
+    backbone = cfg.backbone or checkpoint_backbone(checkpoint)
+    train, test = open_data(cfg.train), open_data(cfg.test)
+    _check_splits(cfg, train, test)
+    inputs = {"train": data_identity(*train), "test": data_identity(*test)}
+    if checkpoint:
+        inputs["checkpoint_sha256"] = file_digest(checkpoint)
+    protocol = PROTOCOLS.get(cfg.protocol)
+    with RunFolder(out, "evaluate", cfg, force=force, inputs=inputs) as run:
+        cache = Path(cfg.cache) if cfg.cache else run.path / "cache"
+        ctx = EvalContext(cfg, train, test, checkpoint, backbone, cache, log=log)
+        parts = run.file(".seeds")
+        parts.mkdir(exist_ok=True)
+        per_seed, probs = [], []
+        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+            doc_file, probs_file = parts / f"{seed}.json", parts / f"{seed}.npy"
+            if doc_file.is_file() and probs_file.is_file():
+                per_seed.append(json.loads(doc_file.read_text()))
+                probs.append(np.load(probs_file))
+                continue
+            torch.manual_seed(seed)
+            outcome = protocol(ctx, seed)
+            doc = {"seed": seed, **seed_metrics(outcome, ctx.test_labels, ctx.num_classes)}
+            atomic.save_npy(probs_file, outcome.probs.astype(np.float32))
+            atomic.write_json(doc_file, doc)
+            per_seed.append(doc)
+            probs.append(outcome.probs.astype(np.float32))
+            log(f"{cfg.protocol} seed {seed}: top-1 {doc['top1']:.4f} ({'tuned' if doc['tuned'] else 'defaults'})")
+        cost_eval = {k: sum(d["cost"].get(k, 0.0) for d in per_seed) for k in ("images", "seconds", "flops")}
+        doc = {
+            "protocol": cfg.protocol,
+            "model": {
+                "checkpoint": str(checkpoint) if checkpoint else None,
+                "backbone": backbone,
+                "random_init": cfg.random_init,
+            },
+            "target": {"train": cfg.train.spec, "test": cfg.test.spec, "classes": ctx.num_classes},
+            "test_identity": inputs["test"],
+            "summary": {m: M.summarize([d[m] for d in per_seed]) for m in ("top1", "mean_per_class", "auroc_ovr")},
+            "seeds": per_seed,
+            "tuned": all(d["tuned"] for d in per_seed),
+            "cost": {"evaluation": cost_eval, "pretraining": pretraining_cost(checkpoint)},
+        }
+        test_ds, test_idx = test
+
+        def write_predictions(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a path
+                np.savez(f, ids=test_ds.ids[test_idx].astype(str), labels=ctx.test_labels, probs=np.stack(probs))
+
+        atomic.write_with(run.file(PREDICTIONS), write_predictions)
+        atomic.write_json(run.file(METRICS), json.loads(json.dumps(doc, default=float)))
+        return doc
