@@ -43,3 +43,27 @@ def test_drop_and_pick_on_real_images_processes_less(tmp_path):
     s = pretrain(cfg(schedule="drop-and-pick", schedule_params=params), tmp_path / "dap", log=print)
     assert s["schedule"]["examples_per_epoch"] == [2048, 2048, 1434, 2048]
     assert s["cost"]["computation"] < 0.95 and s["epoch_loss"][-1] < s["epoch_loss"][0]
+
+
+def test_pretrained_backbone_beats_random_init_under_the_linear_protocol(tmp_path):
+    """Issue 5's realdata check: brief supervised pre-training on the pool vs random weights, cifar10 linear probe."""
+    from thresher.evaluate.config import EvalConfig
+    from thresher.evaluate.run import evaluate
+
+    pool = {"spec": "builtin:tiny-imagenet-32:train", "subset": 10000}
+    pretrain(cfg(data=pool, epochs=4), tmp_path / "pt", log=print)
+    common = {
+        "train": {"spec": "builtin:cifar10:train"},
+        "test": {"spec": "builtin:cifar10:test"},
+        "seeds": 1,
+        "runtime": {"progress": False},
+    }
+    ev = {}
+    for name, model in (
+        ("pretrained", {"checkpoint": str(tmp_path / "pt" / "checkpoint.pt")}),
+        ("random", {"backbone": "small-cnn", "random_init": True}),
+    ):
+        doc = evaluate(build_config(EvalConfig, values={**common, **model}), tmp_path / name, log=print)
+        ev[name] = doc["summary"]["top1"]["mean"]
+    print("cifar10 linear-probe top-1:", ev)
+    assert ev["pretrained"] > ev["random"] + 0.02, ev

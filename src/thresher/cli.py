@@ -429,6 +429,69 @@ def evaluate_cmd(
     typer.echo(f"{out}: {doc['protocol']} top-1 {top1['mean']:.4f}{spread} over {top1['n']} seed(s){tuned}")
 
 
+@app.command("search-source")
+def search_source_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for ranking.json.")] = ...,
+    candidate: Annotated[
+        list[str] | None, typer.Option("--candidate", help="Candidate source: dataset spec or checkpoint (repeatable).")
+    ] = None,
+    base: Annotated[str | None, typer.Option(help="Base checkpoint every candidate starts from.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone (default: recorded in the base checkpoint).")] = None,
+    train: Annotated[str | None, typer.Option("--train", "--target", help="Target training split spec.")] = None,
+    test: Annotated[str | None, typer.Option("--test", help="Target test split spec.")] = None,
+    proxy: Annotated[str | None, typer.Option(help="none (linear probe, default), logme, or both.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    force: ForceOpt = False,
+    device: DeviceOpt = None,
+) -> None:
+    """Rank candidate sources for a target: short pre-training from the base, then a linear probe (or LogME)."""
+    from .config import build_config
+    from .evaluate.search import SearchConfig, search_source
+
+    values = _values(
+        base=_checkpoint_file(base),
+        backbone=backbone,
+        candidates=candidate or None,
+        train__spec=train,
+        test__spec=test,
+        proxy=proxy,
+        runtime__device=device,
+    )
+    cfg = build_config(SearchConfig, file=config, values=values, overrides=set_)
+    result = search_source(cfg, out, force=force, log=typer.echo)
+    typer.echo(f"ranked by {result['ranked_by']}:")
+    for r in result["rows"]:
+        top1 = f"top-1 {r['top1']['mean']:.4f}" if "top1" in r else ""
+        lm = f"LogME {r['logme']:.4f}" if "logme" in r else ""
+        typer.echo(f"  {r['rank']}. {r['candidate']}  {top1}  {lm}".rstrip())
+
+
+@app.command("compare")
+def compare_cmd(
+    run_a: Annotated[Path, typer.Argument(help="A thresher evaluate folder.")],
+    run_b: Annotated[Path, typer.Argument(help="Another, on the same test set.")],
+    test: Annotated[str | None, typer.Option("--test", help="The test split spec: adds RV2 of the features.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write comparison.json here.")] = None,
+) -> None:
+    """Two evaluated models on one test set: paired bootstrap, error IoU and (with --test) RV2 of their features."""
+    import json as _json
+
+    from . import atomic
+    from .evaluate.compare import compare
+
+    res = compare(run_a, run_b, test=test, log=lambda *_: None)
+    pb = res["paired_bootstrap"]
+    typer.echo(f"A {run_a}: top-1 {res['a']['top1']['mean']:.4f}   B {run_b}: top-1 {res['b']['top1']['mean']:.4f}")
+    typer.echo(
+        f"A - B = {pb['difference']:+.4f} (95% CI {pb['ci95'][0]:+.4f} to {pb['ci95'][1]:+.4f}, paired bootstrap "
+        f"p = {pb['p_value']:.4f}); error IoU {res['error_iou']:.3f}"
+        + (f"; RV2 of features {res['rv2']:.3f}" if "rv2" in res else "")
+    )
+    if out:
+        atomic.write_json(Path(out) / "comparison.json", _json.loads(_json.dumps(res, default=float)))
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's runs.")] = Path("runs/demo"),

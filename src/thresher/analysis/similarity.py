@@ -35,9 +35,10 @@ def rv2(x, y) -> float:
     y = np.asarray(y, np.float64).reshape(len(y), -1)
     if len(x) != len(y) or len(x) < 2:
         raise ThresherError(f"RV2 needs activations of the same n >= 2 inputs, got {len(x)} and {len(y)}")
+    for a in (x, y):  # constant up to rounding (a column mean is rarely exact): RV2 is undefined
+        if np.abs(a - a.mean(0)).max() <= 1e-9 * max(1.0, float(np.abs(a).max())):
+            raise ThresherError("RV2 is undefined for a constant representation")
     x = x - x.mean(0)
     y = y - y.mean(0)
     xy, xx, yy = _gram_terms(x, y), _gram_terms(x, x), _gram_terms(y, y)
-    if xx <= 0 or yy <= 0:
-        raise ThresherError("RV2 is undefined for a constant representation")
     return xy / math.sqrt(xx * yy)

@@ -52,7 +52,13 @@ def logme(features: np.ndarray, labels: np.ndarray, *, max_iter: int = 100, tol:
 def _class_evidence(u: np.ndarray, sigma: np.ndarray, y: np.ndarray, d: int, max_iter: int, tol: float) -> float:
     n = len(y)
     z = u.T @ y  # coordinates of y in the column space of F
-    outside = float(y @ y - z @ z)  # the part of y no weight vector can reach
+    if len(sigma) == n and sigma.min() > 1e-10 * sigma.max():
+        # full row rank (n <= d): y is fitted exactly, the evidence grows towards beta -> inf, where it becomes
+        # log N(y; 0, F F' / alpha), maximised at alpha = n / y' (F F')^-1 y
+        q = float((z**2 / sigma).sum())
+        alpha = n / q
+        return -n / 2 * math.log(2 * math.pi) - float(np.log(sigma).sum()) / 2 + n / 2 * math.log(alpha) - n / 2
+    outside = max(0.0, float(y @ y - z @ z))  # the part of y no weight vector can reach (>= 0 up to rounding)
     alpha, beta = 1.0, 1.0
     for _ in range(max_iter):
         t = alpha + beta * sigma

@@ -35,6 +35,8 @@ def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
     """(classes x classes) counts, rows = true class, columns = predicted class."""
     y_true, y_pred = _labels(y_true, y_pred)
     k = num_classes or int(max(y_true.max(), y_pred.max())) + 1
+    if min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= k:
+        raise ThresherError(f"confusion matrix: labels must lie in [0, {k}) (-1 = unlabeled cannot be scored)")
     out = np.zeros((k, k), np.int64)
     np.add.at(out, (y_true, y_pred), 1)
     return out

@@ -34,6 +34,10 @@ class Outcome:
 
 def stratified_split(labels: np.ndarray, positions: np.ndarray, fraction: float, seed: int) -> tuple:
     """(fit, val) positions: ``fraction`` of each class (at least one when the class has two or more) to val."""
+    if len(positions) == 0:
+        from ..errors import ThresherError
+
+        raise ThresherError("no labeled training examples to split")
     rng = np.random.default_rng([seed, 0x5A1])
     fit, val = [], []
     for c in np.unique(labels[positions]):
@@ -52,6 +56,8 @@ def fewshot_draw(
     ``per_class`` labels of every class (002); classes with fewer examples give all they have."""
     from ..errors import ThresherError
 
+    if (total is None) == (per_class is None) or (total or per_class) < 1:
+        raise ThresherError("a few-shot draw needs exactly one of total >= 1 or per_class >= 1")
     rng = np.random.default_rng([seed, 0xF5])
     labeled = np.flatnonzero(labels >= 0)
     classes = np.unique(labels[labeled])
@@ -85,8 +91,8 @@ def linear_probe(ctx, seed: int, positions: np.ndarray | None = None) -> Outcome
 
     lc = ctx.cfg.linear
     positions = ctx.train_positions() if positions is None else positions
+    xtr, xte = ctx.features("train"), ctx.features("test")  # cached; their cost is the context's
     t0 = time.perf_counter()
-    xtr, xte = ctx.features("train"), ctx.features("test")
     y = ctx.train_labels
 
     def fit(rows, l2):

@@ -11,6 +11,7 @@ every seed's probabilities for ``thresher compare``.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ class EvalContext:
         self.test_labels = self.test_ds.labels[self.test_idx]
         self.num_classes = int(max(self.train_ds.num_classes, self.train_labels.max() + 1))
         self._memo: dict = {}
+        self.embed_cost = {"images": 0.0, "seconds": 0.0}  # feature and prediction passes run by this process
 
     def train_positions(self) -> np.ndarray:
         return np.arange(len(self.train_idx))
@@ -101,7 +103,10 @@ class EvalContext:
         ident = {"data": data_identity(ds, idx), "checkpoint": file_digest(checkpoint) if checkpoint else None}
         key = fingerprint(ecfg, ident)[:12]
         if key not in self._memo:
+            t0 = time.perf_counter()
             self._memo[key] = embed_dataset(ds, idx, ecfg, self.cache / f"{tag}-{side}-{key}", log=self.log)
+            self.embed_cost["images"] += len(idx)
+            self.embed_cost["seconds"] += time.perf_counter() - t0
         return self._memo[key]
 
     def features(self, side: str) -> EmbeddingStore:
@@ -211,12 +216,16 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
             probs.append(outcome.probs.astype(np.float32))
             log(f"{cfg.protocol} seed {seed}: top-1 {doc['top1']:.4f} ({'tuned' if doc['tuned'] else 'defaults'})")
         cost_eval = {k: sum(d["cost"].get(k, 0.0) for d in per_seed) for k in ("images", "seconds", "flops")}
+        cost_eval["forward_images"] = ctx.embed_cost["images"]  # frozen features and predictions (this process)
+        cost_eval["seconds"] += ctx.embed_cost["seconds"]
         doc = {
             "protocol": cfg.protocol,
             "model": {
                 "checkpoint": str(checkpoint) if checkpoint else None,
                 "backbone": backbone,
                 "random_init": cfg.random_init,
+                "resolution": cfg.resolution,
+                "seed": cfg.seed,  # the random-init baseline's weights
             },
             "target": {"train": cfg.train.spec, "test": cfg.test.spec, "classes": ctx.num_classes},
             "test_identity": inputs["test"],

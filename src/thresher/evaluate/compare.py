@@ -1,0 +1,87 @@
+"""``thresher compare RUN_A RUN_B``: are two evaluated models different on the same test set, and how?
+
+Reads two ``thresher evaluate`` folders: the paired bootstrap of their per-example correctness (averaged over seeds),
+the IoU of their misclassified test examples and the RV2 similarity of their frozen features on the test images
+(001 appendix C.7), with top-1 of each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..analysis.similarity import error_iou, rv2
+from ..config import DataConfig, RuntimeConfig
+from ..data.loader import data_identity, open_data
+from ..embed import EmbedConfig, embed_dataset
+from ..errors import ThresherError
+from . import metrics as M
+from .run import METRICS, PREDICTIONS
+
+
+def _load(run: Path) -> tuple[dict, dict]:
+    run = Path(run)
+    if not (run / METRICS).is_file() or not (run / PREDICTIONS).is_file():
+        raise ThresherError(f"{run} is not a finished thresher evaluate folder (no {METRICS} / {PREDICTIONS})")
+    with np.load(run / PREDICTIONS, allow_pickle=False) as z:
+        pred = {k: z[k] for k in z.files}
+    return json.loads((run / METRICS).read_text()), pred
+
+
+def compare(
+    run_a: str | Path,
+    run_b: str | Path,
+    *,
+    test: str | None = None,
+    rv2_examples: int = 5000,
+    cache: str | Path | None = None,
+    seed: int = 0,
+    log=print,
+) -> dict:
+    """Paired bootstrap, error IoU and (with ``test``, the test split's spec) RV2 of two evaluated models."""
+    (ma, pa), (mb, pb) = _load(run_a), _load(run_b)
+    if ma["test_identity"]["ids_sha256"] != mb["test_identity"]["ids_sha256"] or not np.array_equal(
+        pa["ids"], pb["ids"]
+    ):
+        raise ThresherError(f"{run_a} and {run_b} were evaluated on different test sets; compare on the same one")
+    labels = pa["labels"]
+    prob_a, prob_b = pa["probs"].mean(0), pb["probs"].mean(0)  # seed-averaged predictions
+    right_a = (pa["probs"].argmax(2) == labels).mean(0)  # per-example fraction of seeds that got it right
+    right_b = (pb["probs"].argmax(2) == labels).mean(0)
+    result = {
+        "a": {"run": str(run_a), "top1": ma["summary"]["top1"], "model": ma["model"]},
+        "b": {"run": str(run_b), "top1": mb["summary"]["top1"], "model": mb["model"]},
+        "paired_bootstrap": M.paired_bootstrap(right_a, right_b, seed=seed),
+        "error_iou": error_iou(prob_a.argmax(1) != labels, prob_b.argmax(1) != labels),
+    }
+    if test:
+        result["rv2"] = _features_rv2(ma, mb, test, rv2_examples, cache, seed, log)
+    return result
+
+
+def _features_rv2(ma: dict, mb: dict, test: str, limit: int, cache, seed: int, log) -> float:
+    """RV2 of the two models' pooled features on (up to ``limit`` of) the test images."""
+    ds, idx = open_data(DataConfig(spec=test))
+    if data_identity(ds, idx)["ids_sha256"] != ma["test_identity"]["ids_sha256"]:
+        raise ThresherError(f"--test {test} is not the test split both runs were evaluated on")
+    rows = np.sort(np.random.default_rng(seed).permutation(len(idx))[:limit])
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(cache) if cache else Path(tmp)
+        feats = []
+        for m in (ma, mb):
+            model = m["model"]
+            cfg = EmbedConfig(
+                data=DataConfig(spec=test),
+                backbone=model["backbone"],
+                checkpoint=model["checkpoint"],
+                resolution=int(model.get("resolution", 32)),
+                seed=int(model.get("seed", 0)),
+                runtime=RuntimeConfig(progress=False),
+            )
+            key = hashlib.sha256(json.dumps([model, rows.tolist()], sort_keys=True).encode()).hexdigest()[:12]
+            feats.append(np.asarray(embed_dataset(ds, idx[rows], cfg, root / f"features-{key}", log=log)))
+        return rv2(feats[0], feats[1])

@@ -1,0 +1,182 @@
+"""thresher evaluate / compare / search-source end to end on tiny synthetic targets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from thresher.cli import main
+from thresher.config import build_config
+from thresher.errors import ThresherError
+from thresher.evaluate.config import EvalConfig
+from thresher.evaluate.run import evaluate
+from thresher.pretrain.config import TrainConfig
+from thresher.pretrain.run import pretrain
+
+from conftest import make_npz
+
+QUIET = {"log": lambda *_: None}
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    """A 4-class target (train 160, test 64) and a checkpoint pre-trained briefly on another draw of it."""
+    root = tmp_path_factory.mktemp("target")
+    train = make_npz(root / "train" / "train.npz", n=160, seed=0)
+    test = make_npz(root / "test" / "train.npz", n=64, seed=1)
+    src = make_npz(root / "src" / "train.npz", n=96, seed=2)
+    tcfg = {"data": {"spec": f"npz:{src}"}, "backbone": "small-cnn", "resolution": 12, "epochs": 2, "batch_size": 16}
+    pretrain(build_config(TrainConfig, values={**tcfg, "runtime": {"progress": False}}), root / "pt", **QUIET)
+    return {"train": train, "test": test, "src": src, "ckpt": root / "pt" / "checkpoint.pt", "root": root}
+
+
+def ecfg(t, **kw):
+    values = {
+        "checkpoint": str(t["ckpt"]),
+        "train": {"spec": f"npz:{t['train']}"},
+        "test": {"spec": f"npz:{t['test']}"},
+        "seeds": 2,
+        "resolution": 12,
+        "finetune": {"epochs": 2, "batch_size": 16},
+        "runtime": {"progress": False},
+    }
+    values.update(kw)
+    return build_config(EvalConfig, values=values)
+
+
+def test_linear_protocol_writes_metrics_with_spread_and_resumes(target, tmp_path, monkeypatch):
+    doc = evaluate(ecfg(target), tmp_path / "ev", **QUIET)
+    assert doc["tuned"] and doc["summary"]["top1"]["n"] == 2
+    s = doc["summary"]["top1"]
+    assert s["ci95"][0] <= s["mean"] <= s["ci95"][1] and s["std"] is not None
+    for d in doc["seeds"]:
+        assert np.asarray(d["confusion"]).sum() == 64 and d["hparams"]["l2"] in ecfg(target).linear.l2_grid
+        assert 0 <= d["top1"] <= 1 and 0 <= d["mean_per_class"] <= 1 and 0 <= d["auroc_ovr"] <= 1
+    assert doc["cost"]["pretraining"]["images"] == 2 * 96 and doc["cost"]["evaluation"]["forward_images"] == 160 + 64
+    with np.load(tmp_path / "ev" / "predictions.npz") as z:
+        assert z["probs"].shape == (2, 64, 4) and len(z["ids"]) == 64
+    import thresher.evaluate.run as run_mod
+
+    def never(*_):
+        raise AssertionError("a finished seed was recomputed")
+
+    monkeypatch.setattr(run_mod.PROTOCOLS, "get", lambda name: never)  # resuming a finished evaluation
+    again = evaluate(ecfg(target), tmp_path / "ev", **QUIET)
+    assert again["summary"] == doc["summary"]
+
+
+def test_test_labels_and_images_never_reach_model_selection(target, tmp_path):
+    """The chosen penalty and every validation score are the same whatever the test split holds."""
+    base = evaluate(ecfg(target), tmp_path / "a", **QUIET)
+    with np.load(target["test"]) as z:
+        images, labels = z["images"], z["labels"]
+    rng = np.random.default_rng(5)
+    other = tmp_path / "other" / "train.npz"
+    other.parent.mkdir()
+    np.savez(other, images=rng.integers(0, 255, images.shape, dtype=np.uint8), labels=rng.permutation(labels))
+    swapped = evaluate(ecfg(target, test={"spec": f"npz:{other}"}), tmp_path / "b", **QUIET)
+    for x, y in zip(base["seeds"], swapped["seeds"], strict=True):
+        assert x["hparams"] == y["hparams"]
+    assert base["summary"]["top1"] != swapped["summary"]["top1"]  # the test split itself did change
+
+
+def test_fewshot_uses_documented_defaults_and_says_so(target, tmp_path, capsys):
+    code = _cli(
+        "evaluate", "--checkpoint", str(target["ckpt"]), "--train", f"npz:{target['train']}",
+        "--test", f"npz:{target['test']}", "--protocol", "fewshot", "--shots-per-class", "1", "--seeds", "2",
+        "--resolution", "12", "--out", str(tmp_path / "fs"),
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "fixed default hyper-parameters" in out.out
+    doc = json.loads((tmp_path / "fs" / "metrics.json").read_text())
+    assert not doc["tuned"] and all(d["hparams"]["shots"] == 4 for d in doc["seeds"])
+    assert "fixed default" in doc["seeds"][0]["note"]
+
+
+@pytest.mark.parametrize("protocol", ["finetune", "lpft"])
+def test_finetune_and_lpft_choose_the_rate_on_validation(target, tmp_path, protocol):
+    doc = evaluate(ecfg(target, protocol=protocol, seeds=1), tmp_path / protocol, **QUIET)
+    d = doc["seeds"][0]
+    assert doc["tuned"] and d["hparams"]["lr"] in (0.01, 0.03)
+    assert set(d["hparams"]["validation_accuracy"]) == {"0.01", "0.03"}
+    assert d["cost"]["images"] > 0 and d["cost"]["flops"] > 0
+    if protocol == "lpft":  # fine-tuning started from the probe's head
+        runs = [p for p in (tmp_path / protocol / "cache").iterdir() if p.name.startswith("finetune-")]
+        import yaml
+
+        assert all(yaml.safe_load((r / "config.yaml").read_text())["config"]["init_head"] for r in runs)
+        assert "probe_l2" in d["hparams"]
+
+
+def test_random_init_baseline_and_config_errors(target, tmp_path, capsys):
+    code = _cli(
+        "evaluate", "--backbone", "small-cnn", "--random-init", "--train", f"npz:{target['train']}",
+        "--test", f"npz:{target['test']}", "--seeds", "1", "--resolution", "12", "--out", str(tmp_path / "r"),
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert doc["model"]["random_init"] and doc["cost"]["pretraining"] is None
+    with pytest.raises(ThresherError, match="either --checkpoint or"):
+        ecfg(target, random_init=True, backbone="small-cnn")
+    with pytest.raises(ThresherError, match="fewshot needs exactly one"):
+        ecfg(target, protocol="fewshot")
+    with pytest.raises(ThresherError, match="evaluation protocol"):
+        ecfg(target, protocol="linaer")
+    unlabeled = tmp_path / "u" / "x.npy"
+    unlabeled.parent.mkdir()
+    np.save(unlabeled, np.zeros((8, 12, 12, 3), np.uint8))
+    with pytest.raises(ThresherError, match="has no labels"):
+        evaluate(ecfg(target, train={"spec": f"npz:{unlabeled}"}), tmp_path / "bad", **QUIET)
+
+
+def test_compare_two_models_on_one_test_set(target, tmp_path, capsys):
+    evaluate(ecfg(target, seeds=1), tmp_path / "a", **QUIET)
+    evaluate(ecfg(target, checkpoint=None, random_init=True, backbone="small-cnn", seeds=1), tmp_path / "b", **QUIET)
+    code = _cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--test", f"npz:{target['test']}",
+                "--out", str(tmp_path / "cmp"))  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    res = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert {"paired_bootstrap", "error_iou", "rv2"} <= set(res)
+    assert -1 <= res["paired_bootstrap"]["difference"] <= 1 and 0 <= res["rv2"] <= 1
+    other = make_npz(tmp_path / "t2" / "train.npz", n=32, seed=9)
+    evaluate(ecfg(target, test={"spec": f"npz:{other}"}, seeds=1), tmp_path / "c", **QUIET)
+    assert _cli("compare", str(tmp_path / "a"), str(tmp_path / "c")) == 2
+    assert "different test sets" in capsys.readouterr().err
+
+
+def test_search_source_ranks_candidates_with_probe_and_logme(target, tmp_path):
+    from thresher.evaluate.search import SearchConfig, search_source
+
+    other = make_npz(tmp_path / "cand2" / "train.npz", n=64, seed=4, classes=2)
+    cfg = build_config(
+        SearchConfig,
+        values={
+            "base": str(target["ckpt"]),
+            "candidates": [f"npz:{target['src']}", f"npz:{other}"],
+            "train": {"spec": f"npz:{target['train']}"},
+            "test": {"spec": f"npz:{target['test']}"},
+            "proxy": "both",
+            "resolution": 12,
+            "pretrain": {"objective": "supervised", "epochs": 1, "batch_size": 16},
+            "runtime": {"progress": False},
+        },
+    )
+    res = search_source(cfg, tmp_path / "s", **QUIET)
+    assert len(res["rows"]) == 3 and [r["rank"] for r in res["rows"]] == [1, 2, 3]
+    tops = [r["top1"]["mean"] for r in res["rows"]]
+    assert tops == sorted(tops, reverse=True)
+    assert all(np.isfinite(r["logme"]) for r in res["rows"]) and "spearman_logme_vs_top1" in res
+    assert res["rows"][0]["candidate"] in {"(base, no source)", f"npz:{target['src']}", f"npz:{other}"}
+    assert (tmp_path / "s" / "ranking.json").is_file()
+
+
+def _cli(*args) -> int:
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0
