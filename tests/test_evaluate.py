@@ -142,6 +142,15 @@ def test_compare_two_models_on_one_test_set(target, tmp_path, capsys):
     res = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert {"paired_bootstrap", "error_iou", "rv2"} <= set(res)
     assert -1 <= res["paired_bootstrap"]["difference"] <= 1 and 0 <= res["rv2"] <= 1
+    assert res["rv2_layer"] == "pooled features"
+    assert _cli("compare", str(tmp_path / "a"), str(tmp_path / "a"), "--test", f"npz:{target['test']}",
+                "--layer", "features.3", "--out", str(tmp_path / "self")) == 0  # fmt: skip
+    same = json.loads((tmp_path / "self" / "comparison.json").read_text())
+    assert same["rv2"] == pytest.approx(1.0)  # a model against itself, at an inner layer
+    assert same["error_iou"] == 1.0 or np.isnan(same["error_iou"])  # same errors (or none at all)
+    assert _cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--test", f"npz:{target['test']}",
+                "--layer", "nope") == 2  # fmt: skip
+    assert "no layer 'nope'" in capsys.readouterr().err
     other = make_npz(tmp_path / "t2" / "train.npz", n=32, seed=9)
     evaluate(ecfg(target, test={"spec": f"npz:{other}"}, seeds=1), tmp_path / "c", **QUIET)
     assert _cli("compare", str(tmp_path / "a"), str(tmp_path / "c")) == 2

@@ -472,6 +472,9 @@ def compare_cmd(
     run_a: Annotated[Path, typer.Argument(help="A thresher evaluate folder.")],
     run_b: Annotated[Path, typer.Argument(help="Another, on the same test set.")],
     test: Annotated[str | None, typer.Option("--test", help="The test split spec: adds RV2 of the features.")] = None,
+    layer: Annotated[
+        str | None, typer.Option(help="RV2 at this module (e.g. layer3, features.6); default the pooled features.")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write comparison.json here.")] = None,
 ) -> None:
     """Two evaluated models on one test set: paired bootstrap, error IoU and (with --test) RV2 of their features."""
@@ -480,7 +483,7 @@ def compare_cmd(
     from . import atomic
     from .evaluate.compare import compare
 
-    res = compare(run_a, run_b, test=test, log=lambda *_: None)
+    res = compare(run_a, run_b, test=test, layer=layer)
     pb = res["paired_bootstrap"]
     typer.echo(f"A {run_a}: top-1 {res['a']['top1']['mean']:.4f}   B {run_b}: top-1 {res['b']['top1']['mean']:.4f}")
     typer.echo(

@@ -42,3 +42,35 @@ def rv2(x, y) -> float:
     y = y - y.mean(0)
     xy, xx, yy = _gram_terms(x, y), _gram_terms(x, x), _gram_terms(y, y)
     return xy / math.sqrt(xx * yy)
+
+
+def layer_activations(model, layer: str | None, images, *, batch: int = 256) -> np.ndarray:
+    """(n, features) activations of the module named ``layer`` (``None``: the pooled features) on uint8 images
+    (n, 3, R, R), flattened per image; read through a forward hook, in eval mode, without gradients."""
+    import torch
+
+    from ..data.transforms import build_transform
+
+    modules = dict(model.named_modules())
+    if layer is not None and layer not in modules:
+        names = ", ".join(n for n in modules if n)[:300]
+        raise ThresherError(f"the model has no layer {layer!r}; layers: {names}")
+    transform = build_transform("eval", images.shape[-1])
+    captured: list[np.ndarray] = []
+    hook = None
+    if layer is not None:
+        hook = modules[layer].register_forward_hook(
+            lambda _m, _i, out: captured.append(out.detach().float().flatten(1).numpy())
+        )
+    model.eval()
+    outs = []
+    try:
+        with torch.inference_mode():
+            for s in range(0, len(images), batch):
+                feats = model.forward_features(transform(images[s : s + batch]))
+                if layer is None:
+                    outs.append(feats.float().numpy())
+    finally:
+        if hook is not None:
+            hook.remove()
+    return np.concatenate(captured if layer is not None else outs)

@@ -7,18 +7,16 @@ the IoU of their misclassified test examples and the RV2 similarity of their fro
 
 from __future__ import annotations
 
-import hashlib
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..analysis.similarity import error_iou, rv2
-from ..config import DataConfig, RuntimeConfig
+from ..analysis.similarity import error_iou, layer_activations, rv2
+from ..config import DataConfig
 from ..data.loader import data_identity, open_data
-from ..embed import EmbedConfig, embed_dataset
 from ..errors import ThresherError
+from ..models import build_backbone
 from . import metrics as M
 from .run import METRICS, PREDICTIONS
 
@@ -38,11 +36,11 @@ def compare(
     *,
     test: str | None = None,
     rv2_examples: int = 5000,
-    cache: str | Path | None = None,
+    layer: str | None = None,
     seed: int = 0,
-    log=print,
 ) -> dict:
-    """Paired bootstrap, error IoU and (with ``test``, the test split's spec) RV2 of two evaluated models."""
+    """Paired bootstrap, error IoU and (with ``test``, the test split's spec) RV2 of two evaluated models' activations
+    at ``layer`` (a module name such as ``layer3``; default the pooled features)."""
     (ma, pa), (mb, pb) = _load(run_a), _load(run_b)
     if ma["test_identity"]["ids_sha256"] != mb["test_identity"]["ids_sha256"] or not np.array_equal(
         pa["ids"], pb["ids"]
@@ -59,29 +57,23 @@ def compare(
         "error_iou": error_iou(prob_a.argmax(1) != labels, prob_b.argmax(1) != labels),
     }
     if test:
-        result["rv2"] = _features_rv2(ma, mb, test, rv2_examples, cache, seed, log)
+        result["rv2"] = _features_rv2(ma, mb, test, rv2_examples, layer, seed)
+        result["rv2_layer"] = layer or "pooled features"
     return result
 
 
-def _features_rv2(ma: dict, mb: dict, test: str, limit: int, cache, seed: int, log) -> float:
-    """RV2 of the two models' pooled features on (up to ``limit`` of) the test images."""
+def _features_rv2(ma: dict, mb: dict, test: str, limit: int, layer: str | None, seed: int) -> float:
+    """RV2 of the two models' activations (pooled features, or the module ``layer``) on up to ``limit`` test images."""
     ds, idx = open_data(DataConfig(spec=test))
     if data_identity(ds, idx)["ids_sha256"] != ma["test_identity"]["ids_sha256"]:
         raise ThresherError(f"--test {test} is not the test split both runs were evaluated on")
     rows = np.sort(np.random.default_rng(seed).permutation(len(idx))[:limit])
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(cache) if cache else Path(tmp)
-        feats = []
-        for m in (ma, mb):
-            model = m["model"]
-            cfg = EmbedConfig(
-                data=DataConfig(spec=test),
-                backbone=model["backbone"],
-                checkpoint=model["checkpoint"],
-                resolution=int(model.get("resolution", 32)),
-                seed=int(model.get("seed", 0)),
-                runtime=RuntimeConfig(progress=False),
-            )
-            key = hashlib.sha256(json.dumps([model, rows.tolist()], sort_keys=True).encode()).hexdigest()[:12]
-            feats.append(np.asarray(embed_dataset(ds, idx[rows], cfg, root / f"features-{key}", log=log)))
-        return rv2(feats[0], feats[1])
+    acts = []
+    for m in (ma, mb):
+        model = m["model"]
+        images, ok = ds.load_batch(idx[rows], int(model.get("resolution", 32)))
+        if not ok.all():
+            raise ThresherError(f"{int((~ok).sum())} test images cannot be read; RV2 needs the same images for both")
+        net = build_backbone(model["backbone"], model["checkpoint"], int(model.get("seed", 0)))
+        acts.append(layer_activations(net, layer, images))
+    return rv2(acts[0], acts[1])
