@@ -405,15 +405,15 @@ def test_domain_classifier_image_mode_hands_off_to_domain_images(blobs, monkeypa
     one_line_error(lambda: SCORERS.create("domain-classifier", mode="pixels").fit(source, target), "mode must be")
     seen = {}
 
-    def fake(src, tgt, *, folds, epochs, seed, init=None, log=print):
-        seen.update(folds=folds, epochs=epochs, seed=seed, init=init)
+    def fake(src, tgt, *, folds, epochs, seed, init=None, lr=None, log=print):
+        seen.update(folds=folds, epochs=epochs, seed=seed, init=init, lr=lr)
         return {"oof": np.linspace(0, 1, len(src)), "heldout_accuracy": 0.7, "fold_accuracy": [0.6, 0.8]}
 
     monkeypatch.setattr(di, "fit_domain_images", fake)
     src = Side(name="s", ids=source.ids, labels=source.labels, dataset=object(), indices=np.arange(len(source)))
     tgt = Side(name="t", ids=target.ids, labels=target.labels, dataset=object(), indices=np.arange(len(target)))
     scorer = SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7).fit(src, tgt)
-    assert seen == {"folds": 2, "epochs": 3, "seed": 7, "init": None}  # no model provider: from scratch
+    assert seen == {"folds": 2, "epochs": 3, "seed": 7, "init": None, "lr": None}  # no model provider: scratch
     src.extra["model"] = lambda which, pos=None: (which, len(pos))  # the pipeline's cached default models
     SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7).fit(src, tgt)
     assert seen["init"](np.arange(5)) == ("source-model", 5)  # a pool model per fold, on given positions only
