@@ -181,6 +181,8 @@ def test_search_source_ranks_candidates_with_probe_and_logme(target, tmp_path):
     assert all(np.isfinite(r["logme"]) for r in res["rows"]) and "spearman_logme_vs_top1" in res
     assert res["rows"][0]["candidate"] in {"(base, no source)", f"npz:{target['src']}", f"npz:{other}"}
     assert (tmp_path / "s" / "ranking.json").is_file()
+    table = (tmp_path / "s" / "ranking.md").read_text()
+    assert table.count("\n| ") == 3 + 1 and "Spearman" in table and "pre-training FLOPs" in table
 
 
 def _cli(*args) -> int:

@@ -3,7 +3,9 @@
 Each candidate dataset gets a short pre-training from the base checkpoint (001's HPT step), then a linear probe on the
 target; candidates that already are checkpoints are probed as they are. The base itself is always a row (no source
 pre-training). ``proxy: logme`` ranks by LogME on the target's training features instead of the probe (no probe
-training, no test predictions); ``both`` puts the two rankings side by side with their Spearman correlation.
+training, no test predictions; candidates given as checkpoints then need no training at all); ``both`` puts the two
+rankings side by side with their Spearman correlation. ``ranking.json`` and ``ranking.md`` hold the table with the
+cost of each candidate's pre-training and probe.
 """
 
 from __future__ import annotations
@@ -123,4 +125,32 @@ def search_source(cfg: SearchConfig, out: str | Path, *, force: bool = False, lo
                 [r["logme"] for r in ranked], [r["top1"]["mean"] for r in ranked]
             )
         atomic.write_json(run.file(RANKING), json.loads(json.dumps(result, default=float)))
+        atomic.write_text(run.file("ranking.md"), ranking_table(result))
         return result
+
+
+def ranking_table(result: dict) -> str:
+    """The ranking as a Markdown table: accuracy (mean +/- std), LogME, and what pre-training and probing cost."""
+
+    def num(v, fmt):
+        return format(v, fmt) if isinstance(v, (int, float)) else "-"
+
+    lines = [
+        f"Ranked by {result['ranked_by']}.",
+        "",
+        "| rank | candidate | linear top-1 | LogME | pre-training images | pre-training FLOPs | pre-training s "
+        "| probe s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        top1 = r.get("top1")
+        acc = "-" if not top1 else f"{top1['mean']:.4f}" + (f" +/- {top1['std']:.4f}" if top1.get("std") else "")
+        pt = r.get("pretraining") or {}
+        probe = r.get("probe_cost") or {}
+        lines.append(
+            f"| {r['rank']} | {r['candidate']} | {acc} | {num(r.get('logme'), '.4f')} | {num(pt.get('images'), ',')} "
+            f"| {num(pt.get('flops'), '.3g')} | {num(pt.get('seconds'), '.1f')} | {num(probe.get('seconds'), '.1f')} |"
+        )
+    if result.get("spearman_logme_vs_top1") is not None:
+        lines += ["", f"Spearman rank correlation of LogME and top-1: {result['spearman_logme_vs_top1']:.3f}"]
+    return "\n".join(lines) + "\n"
