@@ -67,6 +67,14 @@ def test_default_models_rank_target_like_classes_first(problem, tmp_path):
     report = json.loads((tmp_path / "s" / "scores.json").read_text())
     assert set(report["reports"]) == set(methods)
     assert "heldout_accuracy" in json.dumps(report["reports"]["domain-classifier"])
+    # each method's cost: every model and embedding it needed, as if it ran alone (000 counts scoring in the cost)
+    costs = {m: report["reports"][m]["cost"] for m in methods}
+    assert costs["random"]["images"] == 0 and costs["random"]["flops"] == 0
+    for m in ("knn", "cluster-min", "importance", "domain-classifier"):
+        assert costs[m]["images"] > 0 and costs[m]["flops"] > 0 and costs[m]["seconds"] > 0, (m, costs[m])
+    assert costs["cluster-min"] == pytest.approx(costs["cluster-avg"], rel=0.5)  # same target model and embeddings
+    # the domain classifier pays for its pool models and fold CNNs on top: more than kNN's source model
+    assert costs["domain-classifier"]["images"] > costs["knn"]["images"]
     # models and embeddings are cached as run folders and reused
     cache = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "s" / "cache").iterdir())
     assert cache.count("source-model") == 1 and cache.count("target-model") == 1

@@ -92,7 +92,22 @@ def embed_dataset(
             cost = {"images": len(shard_idx), "seconds": time.perf_counter() - started}
             _write_shard(run.path, s, feats.astype(cfg.dtype), ds, kept, np.setdiff1d(shard_idx, kept), cost)
         bar.close()
-        return _finalize(run.path, n_shards, cfg, ds, str(device), log)
+        return _finalize(run.path, n_shards, cfg, ds, str(device), log, forward_flops_per_image(model, cfg.resolution))
+
+
+def forward_flops_per_image(model: torch.nn.Module, resolution: int) -> float:
+    """Forward FLOPs of one image, counted by ``torch.utils.flop_counter`` on a 2-image batch (0 if not countable)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x = torch.zeros(2, 3, resolution, resolution, device=device)
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            model.forward_features(x)
+        return counter.get_total_flops() / 2
+    except Exception:  # some third-party modules cannot be traced: the cost then has images and seconds only
+        return 0.0
 
 
 @torch.inference_mode()
@@ -133,7 +148,9 @@ def _write_shard(root: Path, s: int, feats: np.ndarray, ds, kept: np.ndarray, ba
     atomic.write_json(parts / f"{s:05d}.done", marker)  # the commit marker of shard s, written last
 
 
-def _finalize(root: Path, n_shards: int, cfg: EmbedConfig, ds, device: str, log) -> EmbeddingStore:
+def _finalize(
+    root: Path, n_shards: int, cfg: EmbedConfig, ds, device: str, log, flops_per_image: float = 0.0
+) -> EmbeddingStore:
     parts = root / PARTS
     skipped = BadImageLog()
     images = seconds = 0.0
@@ -160,7 +177,7 @@ def _finalize(root: Path, n_shards: int, cfg: EmbedConfig, ds, device: str, log)
         "checkpoint": cfg.checkpoint,
         "resolution": cfg.resolution,
         "skipped": {"count": skipped.count, "first": skipped.first},
-        "cost": {"images": int(images), "seconds": round(seconds, 3)},
+        "cost": {"images": int(images), "seconds": round(seconds, 3), "flops": float(images * flops_per_image)},
         **environment(device),
     }
     atomic.write_json(root / META_FILE, meta)

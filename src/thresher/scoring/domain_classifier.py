@@ -194,6 +194,7 @@ class DomainClassifier(Scorer):
         self.fold_accuracies_ = [float(a) for a in res["fold_accuracy"]]
         self.heldout_accuracy_ = float(res["heldout_accuracy"])
         self.unreadable_scored_zero_ = int(res.get("unreadable_scored_zero", 0))
+        self.training_cost_ = dict(res.get("training_cost", {}))
         self.source_ids_ = np.asarray(source.ids).copy()
         self.l2_ = None
         if self.heldout_accuracy_ >= 0.99:
@@ -220,6 +221,7 @@ class DomainClassifier(Scorer):
                 rep["l2"] = self.l2_
             else:
                 rep["unreadable_scored_zero"] = self.unreadable_scored_zero_
+                rep["training_cost"] = getattr(self, "training_cost_", {})
             rep["heldout_accuracy"] = round(self.heldout_accuracy_, 6)  # balanced: mean of the per-side accuracies
             rep["fold_accuracies"] = [round(a, 6) for a in self.fold_accuracies_]
             if self.heldout_accuracy_ >= 0.99:

@@ -44,6 +44,7 @@ def fit_domain_images(
     fs, ft = fold_ids(len(source), folds, rng), fold_ids(len(target), folds, rng)
     oof = np.full(len(source), np.nan)
     accs = []
+    cost = {"images": 0.0, "flops": 0.0}  # the fold models' training and held-out passes
     for f in range(folds):
         tr_s, tr_t = np.flatnonzero(fs != f), np.flatnonzero(ft != f)
         view = ConcatView(
@@ -75,7 +76,9 @@ def fit_domain_images(
         ident = {"data": data_identity(view, np.arange(n)), "init_sha256": file_digest(start) if start else None}
         folder = workdir / f"domain-fold{f}-{fingerprint(tcfg, ident)[:12]}"
         log(f"domain-classifier: fold {f + 1}/{folds}, training {train.backbone} on {n} images ({folder})")
-        train_on(view, np.arange(n), tcfg, folder, log=log, weights=weights)
+        summary = train_on(view, np.arange(n), tcfg, folder, log=log, weights=weights)
+        cost["images"] += summary["cost"]["images"]
+        cost["flops"] += summary["cost"]["flops"]
         ho_s, ho_t = np.flatnonzero(fs == f), np.flatnonzero(ft == f)
         held = ConcatView(
             [
@@ -93,6 +96,8 @@ def fit_domain_images(
             runtime=runtime,
         )
         store = embed_dataset(held, np.arange(len(held)), ecfg, workdir / f"{folder.name}-heldout", log=log)
+        cost["images"] += store.meta["cost"]["images"]
+        cost["flops"] += store.meta["cost"].get("flops", 0.0)
         p = np.full(len(held), np.nan)  # rows of unreadable images stay NaN
         logits = head_logits(folder / "checkpoint.pt", store)  # in blocks, no whole-fold copy
         p[store.indices] = np.exp(logits[:, 1] - np.logaddexp(logits[:, 0], logits[:, 1]))  # softmax P(target)
@@ -105,4 +110,5 @@ def fit_domain_images(
         "heldout_accuracy": float(np.mean(accs)),
         "fold_accuracy": [float(a) for a in accs],
         "unreadable_scored_zero": unreadable,
+        "training_cost": cost,
     }

@@ -122,6 +122,11 @@ class Resources:
         self.data = {"source": source, "target": target}
         self.data_cfg = {"source": cfg.source, "target": cfg.target}
         self._memo: dict = {}
+        # cost of every model and embedding (training or forward: images, FLOPs, seconds), and which ones the
+        # current method used: a method's cost is that of everything it needed, as if it ran alone (000's Table 2)
+        self.costs: dict[str, dict] = {}
+        self.used: set[str] = set()
+        self.fresh_seconds = 0.0  # seconds spent computing resources during the current method
 
     # --- the default models -------------------------------------------------------------------------
     def model(self, which: str, positions: np.ndarray | None = None) -> Path:
@@ -156,8 +161,12 @@ class Resources:
         folder = self.cache / (f"{which}-{key}" if positions is None else f"{which}-part-{key}")
         if key not in self._memo:
             self.log(f"{which}: training {m.backbone} on {len(idx)} examples of {ds.spec} ({folder})")
-            train_on(ds, idx, tcfg, folder, log=self.log)
+            t0 = time.perf_counter()
+            summary = train_on(ds, idx, tcfg, folder, log=self.log)
+            self.fresh_seconds += time.perf_counter() - t0
+            self.costs[key] = {k: summary["cost"][k] for k in ("images", "flops", "seconds")}
             self._memo[key] = folder / "checkpoint.pt"
+        self.used.add(key)
         return self._memo[key]
 
     def embeddings(self, side: str, checkpoint: Path, backbone: str, resolution: int) -> EmbeddingStore:
@@ -171,8 +180,22 @@ class Resources:
         )
         key = fingerprint(ecfg, {"checkpoint_sha256": file_digest(checkpoint), "data": data_identity(ds, idx)})[:12]
         if key not in self._memo:
+            t0 = time.perf_counter()
             self._memo[key] = embed_dataset(ds, idx, ecfg, self.cache / f"embed-{side}-{key}", log=self.log)
+            self.fresh_seconds += time.perf_counter() - t0
+            self.costs[key] = {"images": 0, "flops": 0.0, "seconds": 0.0, **self._memo[key].meta.get("cost", {})}
+        self.used.add(key)
         return self._memo[key]
+
+    def method_cost(self, own_seconds: float, extra: dict | None = None) -> dict:
+        """Images, FLOPs and seconds of the resources the current method used, plus its own work."""
+        total = {"images": 0.0, "flops": 0.0, "seconds": own_seconds}
+        for key in self.used:
+            for k in total:
+                total[k] += float(self.costs.get(key, {}).get(k, 0.0))
+        for k in ("images", "flops"):  # the method's own training (its seconds are already in its wall time)
+            total[k] += float((extra or {}).get(k, 0.0))
+        return {k: round(v, 3) for k, v in total.items()}
 
     # --- what a scorer sees ---------------------------------------------------------------------------
     def given_features(self) -> tuple[Any, Any]:
@@ -309,13 +332,18 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                 reports[name] = json.loads(rep_file.read_text())
                 continue
             t0 = time.perf_counter()
+            res.used, res.fresh_seconds = set(), 0.0
             src, tgt = res.sides(scorer)
             values = np.full(len(ok_s), np.nan)
             values[ok_s] = check_scores(name, scorer.fit(src, tgt).score(src), len(src))
+            wall = time.perf_counter() - t0
+            report = scorer.report()
             reports[name] = {
                 "params": scorer.get_params(),
-                **scorer.report(),
-                "seconds": round(time.perf_counter() - t0, 3),
+                **report,
+                "seconds": round(wall, 3),
+                # what this method costs run alone: every model and embedding it used, its own fitting on top
+                "cost": res.method_cost(wall - res.fresh_seconds, report.get("training_cost")),
             }
             atomic.save_npy(part, values)
             atomic.write_json(rep_file, _jsonable(reports[name]))
