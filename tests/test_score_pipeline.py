@@ -285,3 +285,23 @@ def test_importance_alone_does_not_embed_the_pool(problem, tmp_path):
     names = [p.name for p in (tmp_path / "s" / "cache").iterdir()]
     assert [n for n in names if n.startswith("embed-")] == [n for n in names if n.startswith("embed-target")]
     assert len(names) == 2  # the source model and the target's embeddings
+
+
+def test_given_source_model_replaces_training_one(problem, tmp_path):
+    """A study's whole-pool model serves as the scorers' source model: nothing is trained on the source labels."""
+    from thresher.pretrain.config import TrainConfig
+    from thresher.pretrain.run import pretrain
+
+    src, tgt = problem
+    tcfg = {"data": {"spec": f"npz:{src}"}, "backbone": "small-cnn", "resolution": 12, "epochs": 3, "batch_size": 16}
+    pretrain(build_config(TrainConfig, values={**tcfg, "runtime": {"progress": False}}), tmp_path / "pool", log=print)
+    ckpt = str(tmp_path / "pool" / "checkpoint.pt")
+    path = score(cfg(src, tgt, ["importance", "knn"], source_model=ckpt), tmp_path / "s", log=lambda *_: None)
+    assert not any(p.name.startswith("source-model") for p in (tmp_path / "s" / "cache").iterdir())
+    report = json.loads((tmp_path / "s" / "scores.json").read_text())["reports"]
+    pool_images = json.loads((tmp_path / "pool" / "summary.json").read_text())["cost"]["images"]
+    assert report["importance"]["cost"]["images"] >= pool_images  # the given model's training is its cost
+    labels = pq.read_table(path).column("label").to_numpy()
+    assert auroc(pq.read_table(path).column("importance").to_numpy(), labels < 2) > 0.9
+    with pytest.raises(ThresherError, match="supervised thresher checkpoint of resnet18"):
+        score(cfg(src, tgt, ["knn"], source_model=ckpt, models={"backbone": "resnet18"}), tmp_path / "x", log=print)

@@ -495,6 +495,40 @@ def compare_cmd(
         atomic.write_json(Path(out) / "comparison.json", _json.loads(_json.dumps(res, default=float)))
 
 
+@app.command("study")
+def study_cmd(
+    config: Annotated[Path, typer.Argument(help="Study YAML: source, targets, methods, budgets, evaluation, ...")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Study folder (stages/, results.json, report).")] = ...,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan with its estimated cost; run nothing.")
+    ] = False,
+    set_: SetOpt = None,
+    force: ForceOpt = False,
+    device: DeviceOpt = None,
+    report: Annotated[bool, typer.Option(help="Write report.md and report.html when done.")] = True,
+) -> None:
+    """Run a whole comparison (every stage cached by its inputs; a killed study resumes), then report it."""
+    from .config import build_config
+    from .report import markdown_table, write_report
+    from .study import StudyConfig, run_study
+
+    cfg = build_config(StudyConfig, file=config, values=_values(runtime__device=device), overrides=set_)
+    results = run_study(cfg, out, force=force, dry_run=dry_run, log=typer.echo)
+    if dry_run:
+        return
+    typer.echo(markdown_table(results))
+    if report:
+        write_report(out, log=typer.echo)
+
+
+@app.command("report")
+def report_cmd(study: Annotated[Path, typer.Argument(help="A study folder (holding results.json).")]) -> None:
+    """Write report.md and a self-contained report.html (table and plots) for a finished study."""
+    from .report import write_report
+
+    write_report(study, log=typer.echo)
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's runs.")] = Path("runs/demo"),
@@ -502,7 +536,7 @@ def demo(
     data_root: DataRootOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """The most complete pipeline so far, on built-in real data: inspect, pre-train, embed the pool."""
+    """A small study on built-in real data: score, select, pre-train, fine-tune, report (under 15 min on 2 cores)."""
     from .demo import run_demo
 
     run_demo(out, quick=quick, data_root=data_root, force=force, echo=typer.echo)

@@ -36,6 +36,9 @@ class FinetuneConfig(Section):
     default_lr: float = Field(0.01, gt=0, description="used when the validation split is too small to choose")
     weight_decay: float = Field(5e-4, ge=0)
     transform: str = Field("train", description="augmentation of the target images")
+    crop_scale: tuple[float, float] = Field(
+        (0.35, 1.0), description="random-resized-crop area range: milder than pre-training's 0.08 for small targets"
+    )
 
     @field_validator("lr_grid")
     @classmethod

@@ -135,6 +135,7 @@ class EvalContext:
             optim=OptimConfig(lr=lr, weight_decay=fc.weight_decay),
             lr_schedule=LRScheduleConfig(),
             transform=fc.transform,
+            crop_scale=fc.crop_scale,
             seed=seed,
             runtime=self.cfg.runtime,
         )

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 from pydantic import Field, field_validator
 
 from .. import atomic
@@ -68,6 +69,11 @@ class ScoreConfig(Section):
     features: str | None = runtime(None, description="embedding store of the source, or a checkpoint for both sides")
     target_features: str | None = runtime(None, description="embedding store of the target (with a source store)")
     features_backbone: str | None = Field(None, description="backbone of --features when it is not a thresher run")
+    source_model: str | None = runtime(
+        None,
+        description="a thresher checkpoint trained on the source labels, used as the source model instead of "
+        "training one (a study's whole-pool model); fingerprinted by content",
+    )
     resolution: int = Field(32, ge=8, le=1024, description="embedding resolution for a --features checkpoint")
     models: FeatureModelConfig = FeatureModelConfig()
     near_duplicates: NearDuplicateConfig = NearDuplicateConfig()
@@ -136,6 +142,11 @@ class Resources:
         that must score out of fold).
         """
         side = "target" if which == "target-model" else "source"
+        if which == "source-model" and positions is None and self.cfg.source_model:
+            key = f"given-{file_digest(self.cfg.source_model)[:12]}"
+            self.costs.setdefault(key, _run_cost(Path(self.cfg.source_model)))
+            self.used.add(key)
+            return Path(self.cfg.source_model)
         ds, idx = self.data[side]
         if positions is not None:
             idx = idx[np.asarray(positions, np.int64)]
@@ -263,6 +274,31 @@ def _decode_size(cfg: ScoreConfig) -> int:
     return size
 
 
+def _check_source_model(cfg: ScoreConfig, ds) -> None:
+    """A given source model must be a supervised thresher checkpoint of the configured backbone, over the pool's
+    classes (scorers read its head)."""
+    path = Path(cfg.source_model)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ThresherError(f"cannot read --source-model {path}: {type(exc).__name__}") from None
+    head = ckpt.get("model", {}).get("head.weight") if isinstance(ckpt, dict) else None
+    if ckpt.get("backbone") != cfg.models.backbone or ckpt.get("objective") != "supervised" or head is None:
+        raise ThresherError(
+            f"--source-model {path} must be a supervised thresher checkpoint of {cfg.models.backbone} "
+            f"(it is {ckpt.get('objective')} on {ckpt.get('backbone')})"
+        )
+    if head.shape[0] != max(1, ds.num_classes):
+        raise ThresherError(f"--source-model {path} predicts {head.shape[0]} classes, the pool has {ds.num_classes}")
+
+
+def _run_cost(checkpoint: Path) -> dict:
+    """The training cost a thresher run recorded beside ``checkpoint`` (zeros when it has none)."""
+    summary = checkpoint.parent / "summary.json"
+    cost = json.loads(summary.read_text()).get("cost", {}) if summary.is_file() else {}
+    return {k: float(cost.get(k, 0.0)) for k in ("images", "flops", "seconds")}
+
+
 def align(store: EmbeddingStore, data: tuple, flag: str):
     """The store's rows in the order of the side's examples: the store itself when aligned, else a lazy row view."""
     ds, idx = data
@@ -284,10 +320,12 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
     """Run (or resume) ``thresher score`` into ``out``; returns the path of ``scores.parquet``."""
     scorers = build_scorers(cfg)
     source, target = open_data(cfg.source), open_data(cfg.target)
+    if cfg.source_model:
+        _check_source_model(cfg, source[0])
     if len(target[1]) == 0:
         raise ThresherError(f"the target {cfg.target.spec} is empty")
     inputs = {"source": data_identity(*source), "target": data_identity(*target)}
-    for key in ("features", "target_features"):
+    for key in ("features", "target_features", "source_model"):
         p = getattr(cfg, key)
         if p:
             p = Path(p)

@@ -1,0 +1,281 @@
+"""``thresher report STUDY_DIR``: the study's table (000's Table 2 shape) in Markdown and a self-contained HTML page.
+
+The table has one row per budget x method (plus no pre-training and the whole pool), one column per target
+(top-1 mean +/- std over seeds, the best of each column in bold, the fraction of the whole pool's gain over no
+pre-training it recovers, n/a where the two are within noise) and a cost column (scoring + pre-training, as 000
+counts it; fine-tuning apart). The HTML page adds the plots: accuracy against cost with the Pareto front, the score
+distributions of every method, the source classes each selection holds, the pre-training loss curves, and a contact
+sheet of each method's top-selected source images.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from . import atomic, svg
+from .errors import ThresherError
+from .study import RESULTS, gain_recovered
+
+BASELINES = ("no pre-training", "whole pool")
+
+
+def load_results(study: str | Path) -> dict:
+    f = Path(study) / RESULTS
+    if not f.is_file():
+        raise ThresherError(f"{study} holds no {RESULTS}; run thresher study first (it resumes where it stopped)")
+    return json.loads(f.read_text())
+
+
+def _variant_label(v: dict) -> str:
+    return ", ".join(f"{k} {v[k]}" for k in ("resolution", "objective", "schedule") if k in v)
+
+
+def table_rows(results: dict) -> dict[str, list[dict]]:
+    """Per variant: rows (arm, budget) with per-target cells and the mean cost over targets."""
+    by_variant: dict[str, dict] = defaultdict(lambda: defaultdict(dict))
+    for r in results["rows"]:
+        vl = _variant_label(r["variant"]) if r["arm"] != "no pre-training" else "*"
+        by_variant[vl][(r["arm"], r["budget"])][r["target"]] = r
+    scratch = by_variant.pop("*", {})
+    out = {}
+    for vl, rows in by_variant.items():
+        rows = {**scratch, **rows}
+        order = sorted(rows, key=lambda k: (k[0] not in BASELINES, BASELINES.index(k[0]) if k[0] in BASELINES else 0,
+                                             str(k[1]), k[0] != "random", k[0]))  # fmt: skip
+        out[vl] = [{"arm": a, "budget": b, "cells": rows[(a, b)]} for a, b in order]
+    return out
+
+
+def markdown_table(results: dict) -> str:
+    targets = results["targets"]
+    parts = []
+    for vl, rows in table_rows(results).items():
+        best = {t: max((r["cells"][t]["top1"]["mean"] for r in rows if t in r["cells"]), default=None) for t in targets}
+        pool_cost = np.mean([r["cells"][t]["cost"]["total"]["flops"] for r in rows if r["arm"] == "whole pool"
+                             for t in targets if t in r["cells"]] or [0.0])  # fmt: skip
+        head = (
+            "| budget | method | "
+            + " | ".join(targets)
+            + " | cost (TFLOPs) | cost / whole pool | fine-tuning (TFLOPs) |"
+        )
+        lines = [f"### {vl}" if vl else "", "", head, "|" + "---|" * (len(targets) + 5)]
+        for r in rows:
+            cells = []
+            for t in targets:
+                c = r["cells"].get(t)
+                if c is None:
+                    cells.append("-")
+                    continue
+                top = c["top1"]
+                text = f"{100 * top['mean']:.2f}" + (f" ± {100 * top['std']:.2f}" if top.get("std") else "")
+                if best[t] is not None and top["mean"] == best[t]:
+                    text = f"**{text}**"
+                if r["arm"] not in BASELINES:
+                    g = _gain(rows, t, top["mean"])
+                    text += f" ({'n/a' if g is None else f'{100 * g:.0f}%'})"
+                cells.append(text)
+            cost = np.mean([r["cells"][t]["cost"]["total"]["flops"] for t in targets if t in r["cells"]])
+            rel = f"{cost / pool_cost:.2f}" if pool_cost else "-"
+            budget = "-" if r["budget"] is None else str(r["budget"])
+            ft = np.mean([r["cells"][t]["cost"]["finetuning"].get("flops", 0.0) for t in targets if t in r["cells"]])
+            lines.append(
+                f"| {budget} | {r['arm']} | " + " | ".join(cells) + f" | {cost / 1e12:.2f} | {rel} | {ft / 1e12:.2f} |"
+            )
+        parts.append("\n".join(lines))
+    legend = (
+        f"Top-1 on each target's test split ({results.get('protocol', 'finetune')}), mean ± std over seeds, in %; "
+        "bold: best of the column; in parentheses: the fraction of the whole pool's gain over no pre-training the "
+        "row recovers (n/a: whole pool and no pre-training within noise). Cost: scoring + pre-training "
+        "(000), mean over targets; fine-tuning (the evaluation) apart."
+    )
+    return "\n\n".join(parts) + "\n\n" + legend + "\n"
+
+
+def _gain(rows: list[dict], target: str, value: float) -> float | None:
+    scratch = next((r["cells"][target]["top1"] for r in rows if r["arm"] == "no pre-training"
+                    and target in r["cells"]), None)  # fmt: skip
+    pool = next((r["cells"][target]["top1"] for r in rows if r["arm"] == "whole pool" and target in r["cells"]), None)
+    if scratch is None or pool is None:
+        return None
+    return gain_recovered(value, scratch, pool)
+
+
+# --- plots ---------------------------------------------------------------------------------------------------------
+def _label(r: dict) -> str:
+    return r["arm"] if r["budget"] is None else f"{r['arm']} @ {r['budget']}"
+
+
+def plots(results: dict, study: Path) -> list[tuple[str, str]]:
+    """(caption, svg or <img>) pairs for the HTML page."""
+    figs: list[tuple[str, str]] = []
+    for t in results["targets"]:
+        rows = [r for r in results["rows"] if r["target"] == t]
+        pts = [(r["cost"]["total"]["flops"] / 1e12, r["top1"]["mean"], r["arm"]) for r in rows]
+        figs.append((f"{t}: accuracy against cost (scoring + pre-training); dashed: the Pareto front",
+                     svg.scatter(pts, f"{t}", "cost (TFLOPs)", "top-1")))  # fmt: skip
+    for t in results["targets"]:
+        rows = [r for r in results["rows"] if r["target"] == t and r["score_folder"]]
+        if not rows:
+            continue
+        scores = _score_table(Path(rows[0]["score_folder"]))
+        if scores is None:
+            continue
+        table, methods = scores
+        report_file = Path(rows[0]["score_folder"]) / "scores.json"
+        names = json.loads(report_file.read_text()).get("classes") if report_file.is_file() else None
+        samples = {}
+        for m in methods:
+            v = table.column(m).to_numpy()
+            v = v[np.isfinite(v)]
+            if len(v) and v.std() > 0:  # standardised so scorers on different scales share one axis
+                samples[m] = ((v - v.mean()) / v.std()).tolist()
+        figs.append((f"{t}: distribution of each method's scores over the pool (standardised)",
+                     svg.histograms(samples, f"{t}: scores", "standardised score")))  # fmt: skip
+        for r in rows:
+            cov = _coverage(Path(r["select_folder"]), table, names)
+            if cov:
+                names, shares, covered = cov
+                figs.append((f"{t}: source classes selected by {_label(r)} ({covered} classes covered)",
+                             svg.bars(names, shares, f"{_label(r)}", "share of selection")))  # fmt: skip
+            sheet = _top_sheet(Path(r["select_folder"]), study, f"{t}-{r['arm']}-{r['budget']}")
+            if sheet:
+                figs.append((f"{t}: top-selected source images of {_label(r)}", sheet))
+    for t in results["targets"]:
+        series = {}
+        for r in results["rows"]:
+            if r["target"] == t and r["pretrain_folder"]:
+                log = Path(r["pretrain_folder"]) / "log.jsonl"
+                if log.is_file():
+                    ep = [json.loads(x) for x in log.read_text().splitlines()]
+                    ep = [e for e in ep if e.get("epoch_end")]
+                    series[_label(r)] = ([e["epoch"] + 1 for e in ep], [e["loss"] for e in ep])
+        if series:
+            figs.append((f"{t}: pre-training loss per epoch", svg.line_chart(series, f"{t}", "epoch", "loss")))
+    return figs
+
+
+def _score_table(folder: Path):
+    import pyarrow.parquet as pq
+
+    from .scoring.base import SCORES_FILE, TABLE_COLUMNS
+
+    f = folder / SCORES_FILE
+    if not f.is_file():
+        return None
+    table = pq.read_table(f)
+    return table, [c for c in table.column_names if c not in TABLE_COLUMNS]
+
+
+def _coverage(select_folder: Path, table, names: list | None) -> tuple[list[str], list[float], int] | None:
+    """The 15 source classes most present in the selection (share of its draws) and how many it covers."""
+    from .data.manifest import Manifest
+
+    if not (select_folder / "manifest.parquet").is_file():
+        return None
+    m = Manifest.read(select_folder)
+    labels = table.column("label").to_numpy()
+    pos, _, counts = m.resolve(table.column("id").to_numpy(zero_copy_only=False))
+    lab = labels[pos]
+    keep = lab >= 0
+    if not keep.any():
+        return None
+    hist = np.bincount(lab[keep], weights=counts[keep])
+    order = np.argsort(-hist, kind="stable")[:15]
+    names = names or [str(k) for k in range(len(hist))]
+    return (
+        [str(names[k]) if k < len(names) else str(k) for k in order],
+        (hist[order] / hist.sum()).tolist(),
+        int((hist > 0).sum()),
+    )
+
+
+def _top_sheet(select_folder: Path, study: Path, tag: str) -> str | None:
+    """A contact sheet of the 32 highest-scored selected images, as an embedded PNG."""
+    from .data import open_dataset
+    from .data.manifest import Manifest
+    from .data.summary import contact_sheet
+
+    if not (select_folder / "manifest.parquet").is_file():
+        return None
+    m = Manifest.read(select_folder)
+    source = m.meta.get("source")
+    if not source:
+        return None
+    try:
+        ds = open_dataset(source, data_root=m.meta.get("source_data_root"))
+    except ThresherError:
+        return None
+    order = np.argsort(-m.scores, kind="stable") if m.scores is not None else np.arange(len(m.ids))
+    pos, _, _ = Manifest(ids=m.ids[order[:32]], weights=m.weights[order[:32]], counts=m.counts[order[:32]]).resolve(
+        ds.ids
+    )
+    out = study / "report-files" / f"sheet-{''.join(c if c.isalnum() else '-' for c in tag)}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    contact_sheet(ds, out, indices=pos, count=len(pos), cols=8, cell=48)
+    data = base64.b64encode(out.read_bytes()).decode()
+    return f'<img alt="{html.escape(tag)}" src="data:image/png;base64,{data}"/>'
+
+
+# --- the page ---------------------------------------------------------------------------------------------------------
+def html_page(results: dict, table_md: str, figs: list[tuple[str, str]]) -> str:
+    body = [f"<h1>thresher study: {html.escape(', '.join(results['targets']))}</h1>", _md_to_html(table_md)]
+    for caption, fig in figs:
+        body.append(f"<figure>{fig}<figcaption>{html.escape(caption)}</figcaption></figure>")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}figure{display:inline-block;margin:8px}"
+        "figcaption{font-size:12px;max-width:460px}"
+    )
+    head = f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head>"
+    return head + f"<body>{''.join(body)}</body></html>"
+
+
+def _md_to_html(md: str) -> str:
+    out, rows = [], []
+
+    def flush():
+        if rows:
+            head, *rest = rows
+            out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>")
+            out.extend("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rest)
+            out.append("</table>")
+            rows.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(set(c) <= {"-"} for c in cells):
+                continue
+            rows.append([_bold(html.escape(c)) for c in cells])
+        else:
+            flush()
+            if line.startswith("### "):
+                out.append(f"<h3>{html.escape(line[4:])}</h3>")
+            elif line.strip():
+                out.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    return "\n".join(out)
+
+
+def _bold(text: str) -> str:
+    parts = text.split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def write_report(study: str | Path, log=print) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` into the study folder."""
+    study = Path(study)
+    results = load_results(study)
+    table_md = markdown_table(results)
+    md = f"# thresher study: {', '.join(results['targets'])}\n\n{table_md}"
+    atomic.write_text(study / "report.md", md)
+    page = html_page(results, table_md, plots(results, study))
+    atomic.write_text(study / "report.html", page)
+    log(f"wrote {study / 'report.md'} and {study / 'report.html'}")
+    return study / "report.md", study / "report.html"

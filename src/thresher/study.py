@@ -1,0 +1,413 @@
+"""Studies: the whole comparison in one command (000's Table 2 is the shape of the answer).
+
+A study config names a source pool, targets, scorers, budgets, resolutions, objectives, schedules, the evaluation
+protocol and seeds. It expands to a plan of stages: pre-training on the whole pool, scoring the pool against each
+target, selecting at every budget, pre-training on every selection, evaluating every arm on its target. Baselines are
+always in: no pre-training, the whole pool, and a random subset at every budget. Every subset is pre-trained for the
+same number of epochs as the whole pool (000's protocol, so cost scales with size); ``equal_steps`` gives every subset
+the whole pool's number of steps instead.
+
+Every stage is a normal thresher run in ``OUT/stages/<kind>-<key>``, its key a hash of its settings and of the keys
+of the stages it reads, so a stage is computed once and serves every arm that needs it, and a killed study resumes
+stage by stage. ``plan`` (``--dry-run``) lists the stages with their estimated cost before anything runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from . import atomic
+from .config import DataConfig, RuntimeConfig, Section, build_config
+from .data.loader import open_data
+from .errors import ThresherError
+from .runs import RunFolder
+
+RESULTS = "results.json"
+
+
+class StudyTarget(Section):
+    """One target task: its name (a table column), training and test splits."""
+
+    name: str
+    train: DataConfig
+    test: DataConfig
+
+
+class StudyPretrain(Section):
+    """How every arm is pre-trained (the whole pool and every subset alike)."""
+
+    backbone: str = "small-cnn"
+    epochs: int = Field(8, ge=1, description="epochs of the whole pool; subsets get the same (000) unless equal_steps")
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(0.1, gt=0)
+    equal_steps: bool = Field(False, description="give every subset the whole pool's number of steps instead")
+    extra: dict[str, Any] = Field(default_factory=dict, description="further training-config keys (optim, ...)")
+
+
+class StudyConfig(Section):
+    """``thresher study``: the grid of a comparison, its baselines always included."""
+
+    source: DataConfig
+    targets: list[StudyTarget] = Field(min_length=1)
+    methods: list[str] = Field(min_length=1, description="scorers compared with random (which is always in)")
+    budgets: list[float | int] = Field(min_length=1, description="fractions of the pool (0.1) or counts (3000)")
+    selection_mode: str = Field("top", description="selection mode for every method")
+    resolutions: list[int] = Field(default_factory=lambda: [32], min_length=1)
+    objectives: list[str] = Field(default_factory=lambda: ["supervised"], min_length=1)
+    schedules: list[str] = Field(default_factory=lambda: ["full"], min_length=1)
+    pretrain: StudyPretrain = StudyPretrain()
+    score: dict[str, Any] = Field(default_factory=dict, description="score-config keys (params, models, ...)")
+    evaluation: dict[str, Any] = Field(
+        default_factory=lambda: {"protocol": "finetune", "seeds": 3}, description="evaluate-config keys"
+    )
+    reuse_pool_model: bool = Field(
+        True, description="the whole pool's supervised model is the scorers' source model (importance, kNN, ...)"
+    )
+    seed: int = 0
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        from .scoring import SCORERS
+
+        for name in v:
+            try:
+                SCORERS.get(name)
+            except ThresherError as exc:
+                raise ValueError(str(exc)) from None
+        return [m for m in dict.fromkeys(v) if m != "random"]
+
+    @model_validator(mode="after")
+    def _names(self) -> StudyConfig:
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError("two targets have the same name")
+        return self
+
+
+# --- the plan -------------------------------------------------------------------------------------------------
+@dataclass
+class Stage:
+    """One run of the study: ``kind`` (pretrain, score, select, evaluate), its config values, what it reads."""
+
+    kind: str
+    name: str
+    values: dict[str, Any]
+    deps: list[str] = field(default_factory=list)
+    est_images: float = 0.0  # training + forward images, for --dry-run
+    est_scale: float = 1.0  # cost of an image relative to one at 32 px (pixels)
+    key: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> str:
+        return f"{self.kind}-{self.name}-{self.key}"
+
+
+def _key(values: dict, deps: list[str]) -> str:
+    blob = json.dumps({"values": values, "deps": deps}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def _slug(x: Any) -> str:
+    return str(x).replace(".", "p").replace("/", "-")
+
+
+def variants(cfg: StudyConfig) -> list[dict]:
+    return [
+        {"resolution": r, "objective": o, "schedule": s}
+        for r in cfg.resolutions
+        for o in cfg.objectives
+        for s in cfg.schedules
+    ]
+
+
+def _variant_name(v: dict, cfg: StudyConfig) -> str:
+    parts = []
+    if len(cfg.resolutions) > 1:
+        parts.append(f"{v['resolution']}px")
+    if len(cfg.objectives) > 1:
+        parts.append(v["objective"])
+    if len(cfg.schedules) > 1:
+        parts.append(v["schedule"])
+    return " ".join(parts)
+
+
+def plan(cfg: StudyConfig) -> list[Stage]:
+    """Every stage of the study, in an order that runs each after what it reads; shared stages appear once."""
+    pool_ds, pool_idx = open_data(cfg.source)
+    n_pool = len(pool_idx)
+    pt = cfg.pretrain
+    stages: dict[str, Stage] = {}
+
+    def add(stage: Stage) -> Stage:
+        stage.key = _key(stage.values, [stages[d].key for d in stage.deps])
+        uid = f"{stage.kind}:{stage.name}:{stage.key}"
+        stages.setdefault(uid, stage)
+        return stages[uid]
+
+    def uid(stage: Stage) -> str:
+        return f"{stage.kind}:{stage.name}:{stage.key}"
+
+    def train_values(v: dict, epochs: int) -> dict:
+        return {
+            "data": cfg.source.model_dump(),
+            "backbone": pt.backbone,
+            "resolution": v["resolution"],
+            "objective": v["objective"],
+            "schedule": v["schedule"],
+            "epochs": epochs,
+            "batch_size": pt.batch_size,
+            "optim": {"lr": pt.lr},
+            "seed": cfg.seed,
+            **pt.extra,
+        }
+
+    pool_stage = {}
+    for v in variants(cfg):
+        s = add(Stage("pretrain", f"pool-{_slug(_variant_name(v, cfg) or 'base')}", train_values(v, pt.epochs),
+                      est_images=pt.epochs * n_pool, est_scale=(v["resolution"] / 32) ** 2))  # fmt: skip
+        s.meta = {"arm": "whole pool", "variant": v}
+        pool_stage[json.dumps(v, sort_keys=True)] = uid(s)
+    score_models = cfg.score.get("models", {})
+    reusable = next(
+        (
+            pool_stage[json.dumps(v, sort_keys=True)]
+            for v in variants(cfg)
+            if cfg.reuse_pool_model
+            and v["objective"] == "supervised"
+            and v["schedule"] == "full"
+            and v["resolution"] == score_models.get("resolution", 32)
+            and pt.backbone == score_models.get("backbone", "small-cnn")
+            and pt.epochs == score_models.get("source_epochs", pt.epochs)
+        ),
+        None,
+    )
+    for target in cfg.targets:
+        t_ds, t_idx = open_data(target.train)
+        score_values = {
+            "source": cfg.source.model_dump(),
+            "target": target.train.model_dump(),
+            "methods": ["random", *cfg.methods],
+            "seed": cfg.seed,
+            **cfg.score,
+        }
+        if reusable:  # the source model is the whole-pool run: same backbone, resolution and (by default) epochs
+            score_values.setdefault("models", {})
+            score_values["models"] = {**score_values["models"], "source_epochs": pt.epochs}
+        deps = [reusable] if reusable else []
+        sc = add(Stage("score", target.name, score_values, deps=deps,
+                       est_images=_score_estimate(cfg, n_pool, len(t_idx), bool(reusable))))  # fmt: skip
+        sc.meta = {"target": target.name, "source_model": reusable}
+        for budget in cfg.budgets:
+            for method in ["random", *cfg.methods]:
+                sel = add(Stage("select", f"{target.name}-{method}-{_slug(budget)}",
+                                {"method": method, "budget": budget, "mode": cfg.selection_mode, "seed": cfg.seed},
+                                deps=[uid(sc)]))  # fmt: skip
+                sel.meta = {"target": target.name, "method": method, "budget": budget}
+                n_sub = _budget_count(budget, n_pool)
+                for v in variants(cfg):
+                    epochs = max(1, round(pt.epochs * n_pool / n_sub)) if pt.equal_steps else pt.epochs
+                    vals = train_values(v, epochs)
+                    name = f"{target.name}-{method}-{_slug(budget)}" + (f"-{_slug(_variant_name(v, cfg))}"
+                                                                        if _variant_name(v, cfg) else "")  # fmt: skip
+                    p = add(Stage("pretrain", name, vals, deps=[uid(sel)],
+                                  est_images=epochs * n_sub, est_scale=(v["resolution"] / 32) ** 2))  # fmt: skip
+                    p.meta = {"target": target.name, "arm": method, "budget": budget, "variant": v}
+        # evaluation of every arm on this target
+        arms = [("no pre-training", None, None, {})]
+        arms += [("whole pool", pool_stage[json.dumps(v, sort_keys=True)], None, v) for v in variants(cfg)]
+        for s in list(stages.values()):
+            if s.kind == "pretrain" and s.meta.get("target") == target.name:
+                arms.append((s.meta["arm"], uid(s), s.meta["budget"], s.meta["variant"]))
+        for arm, pre, budget, v in arms:
+            ev_values = {
+                "train": target.train.model_dump(),
+                "test": target.test.model_dump(),
+                "resolution": v.get("resolution", cfg.resolutions[0]),
+                "seed": cfg.seed,
+                **cfg.evaluation,
+            }
+            if pre is None:
+                ev_values.update(random_init=True, backbone=pt.backbone)
+            name = f"{target.name}-{_slug(arm).replace(' ', '_')}" + (f"-{_slug(budget)}" if budget is not None else "")
+            if _variant_name(v, cfg):
+                name += f"-{_slug(_variant_name(v, cfg))}"
+            e = add(Stage("evaluate", name, ev_values, deps=[pre] if pre else [],
+                          est_images=_eval_estimate(cfg, ev_values)))  # fmt: skip
+            e.meta = {"target": target.name, "arm": arm, "budget": budget, "variant": v, "pretrain": pre}
+    return list(stages.values())
+
+
+def _budget_count(budget: float | int, n: int) -> int:
+    from .selection import parse_budget
+
+    kind, value = parse_budget(budget)
+    return max(1, min(n, round(value * n) if kind == "fraction" else int(value)))
+
+
+def _score_estimate(cfg: StudyConfig, n_pool: int, n_target: int, reused: bool) -> float:
+    """Images a score run processes with the default models (trainings plus embedding passes), roughly."""
+    m = {"target_epochs": 15, "source_epochs": 8, **cfg.score.get("models", {})}
+    images = m["target_epochs"] * n_target + 2 * (n_pool + n_target)
+    if not reused:
+        images += m["source_epochs"] * n_pool
+    if "domain-classifier" in cfg.methods:  # k=2 folds: a pool model on half the pool and a fold CNN each
+        images += 2 * (m["source_epochs"] * n_pool / 2 + 4 * (n_pool + n_target) / 2 + (n_pool + n_target) / 2)
+    return images
+
+
+def _eval_estimate(cfg: StudyConfig, ev: dict) -> float:
+    try:
+        n_train = len(open_data(DataConfig(**ev["train"]))[1])
+    except ThresherError:
+        return 0.0
+    seeds = ev.get("seeds", 3)
+    if ev.get("protocol", "finetune") in ("finetune", "lpft"):
+        ft = {"epochs": 10, "lr_grid": [0.01, 0.03], **ev.get("finetune", {})}
+        return seeds * len(ft["lr_grid"]) * ft["epochs"] * n_train
+    return n_train
+
+
+def describe_plan(stages: list[Stage], images_per_second: float = 2400.0) -> str:
+    """The plan as text: every stage with its estimated images and time at ``images_per_second`` (small-cnn, 32 px,
+    2 CPU cores: about 2,400 training images/s)."""
+    lines = [f"{len(stages)} stages:"]
+    total = minutes = 0.0
+    for s in stages:
+        m = s.est_images * s.est_scale / images_per_second / 60
+        total, minutes = total + s.est_images, minutes + m
+        lines.append(f"  {s.kind:<9} {s.name:<44} ~{s.est_images:>12,.0f} images  ~{m:6.1f} min")
+    lines.append(
+        f"total ~{total:,.0f} images, ~{minutes:.0f} min at {images_per_second:,.0f} images/s (small-cnn, 32 px)"
+    )
+    return "\n".join(lines)
+
+
+# --- running it -----------------------------------------------------------------------------------------------
+def run_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, dry_run: bool = False, log=print) -> dict:
+    """Run (or resume) every stage of the study into ``out``; write ``results.json``; return the results."""
+    from .evaluate.config import EvalConfig
+    from .evaluate.run import evaluate
+    from .pretrain.config import TrainConfig
+    from .pretrain.run import pretrain
+    from .scoring.pipeline import ScoreConfig, score
+    from .select_run import SelectConfig, run_select
+
+    stages = plan(cfg)
+    if dry_run:
+        log(describe_plan(stages))
+        return {"plan": [{"kind": s.kind, "name": s.name, "images": s.est_images} for s in stages]}
+    out = Path(out)
+    by_uid = {f"{s.kind}:{s.name}:{s.key}": s for s in stages}
+    with RunFolder(out, "study", cfg, force=force) as run:
+        root = run.path / "stages"
+        t0 = time.perf_counter()
+        for k, s in enumerate(stages):
+            folder = root / s.folder
+            log(f"[{k + 1}/{len(stages)}] {s.kind} {s.name}")
+            deps = [root / by_uid[d].folder for d in s.deps]
+            runtime = cfg.runtime.model_dump()
+            if s.kind == "pretrain":
+                values = {**s.values, "runtime": {**runtime, "progress": cfg.runtime.progress}}
+                if deps:
+                    values["manifest"] = str(deps[0])
+                summary = pretrain(build_config(TrainConfig, values=values), folder, log=log)
+                s.meta["summary"] = summary
+            elif s.kind == "score":
+                # one cache for every score run: models that depend on the pool alone (the domain classifier's
+                # per-fold pool models) are trained once for all targets
+                values = {**s.values, "runtime": runtime, "cache": str(root / "score-cache")}
+                if deps:
+                    values["source_model"] = str(deps[0] / "checkpoint.pt")
+                score(build_config(ScoreConfig, values=values), folder, log=log)
+            elif s.kind == "select":
+                values = {**s.values, "scores": str(deps[0])}
+                run_select(build_config(SelectConfig, values=values), folder, log=log)
+            elif s.kind == "evaluate":
+                values = {**s.values, "runtime": runtime}
+                if deps:
+                    values["checkpoint"] = str(deps[0] / "checkpoint.pt")
+                s.meta["metrics"] = evaluate(build_config(EvalConfig, values=values), folder, log=log)
+        results = collect(cfg, stages, root)
+        results["seconds"] = round(time.perf_counter() - t0, 1)
+        atomic.write_json(run.file(RESULTS), json.loads(json.dumps(results, default=float)))
+        return results
+
+
+def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
+    """Every evaluated arm with its accuracy, and its cost: scoring + pre-training (000), fine-tuning apart."""
+    by_uid = {f"{s.kind}:{s.name}:{s.key}": s for s in stages}
+    rows = []
+    for s in stages:
+        if s.kind != "evaluate":
+            continue
+        metrics = json.loads((root / s.folder / "metrics.json").read_text())
+        pre = by_uid.get(s.meta["pretrain"]) if s.meta["pretrain"] else None
+        pre_cost = _cost_of(root / pre.folder / "summary.json") if pre else _zero()
+        score_cost = _zero()
+        method = s.meta["arm"]
+        if pre is not None and pre.deps:  # a subset: its selection's scoring run pays for the method's scorer
+            sel = by_uid[pre.deps[0]]
+            sc = by_uid[sel.deps[0]]
+            report = json.loads((root / sc.folder / "scores.json").read_text())["reports"].get(method, {})
+            score_cost = {k: float(report.get("cost", {}).get(k, 0.0)) for k in ("images", "flops", "seconds")}
+        rows.append(
+            {
+                "target": s.meta["target"],
+                "arm": method,
+                "budget": s.meta["budget"],
+                "variant": s.meta["variant"],
+                "top1": metrics["summary"]["top1"],
+                "mean_per_class": metrics["summary"]["mean_per_class"],
+                "tuned": metrics["tuned"],
+                "cost": {
+                    "scoring": score_cost,
+                    "pretraining": pre_cost,
+                    "total": {k: score_cost[k] + pre_cost[k] for k in score_cost},
+                    "finetuning": metrics["cost"]["evaluation"],
+                },
+                "pretrain_folder": str(root / pre.folder) if pre else None,
+                "select_folder": str(root / by_uid[pre.deps[0]].folder) if pre is not None and pre.deps else None,
+                "score_folder": str(root / by_uid[by_uid[pre.deps[0]].deps[0]].folder)
+                if pre is not None and pre.deps
+                else None,
+                "evaluate_folder": str(root / s.folder),
+            }
+        )
+    return {
+        "targets": [t.name for t in cfg.targets],
+        "methods": ["random", *cfg.methods],
+        "budgets": cfg.budgets,
+        "protocol": cfg.evaluation.get("protocol", "finetune"),
+        "rows": rows,
+    }
+
+
+def _zero() -> dict:
+    return {"images": 0.0, "flops": 0.0, "seconds": 0.0}
+
+
+def _cost_of(summary: Path) -> dict:
+    cost = json.loads(summary.read_text()).get("cost", {}) if summary.is_file() else {}
+    return {k: float(cost.get(k, 0.0)) for k in ("images", "flops", "seconds")}
+
+
+def gain_recovered(value: float, scratch: dict, pool: dict) -> float | None:
+    """(method - scratch) / (whole pool - scratch); None when whole pool and scratch are within noise: their 95%
+    intervals overlap, or there is a single seed and so no measure of noise at all."""
+    if not pool.get("ci95") or not scratch.get("ci95"):
+        return None
+    gap = pool["mean"] - scratch["mean"]
+    if gap <= 0 or pool["ci95"][0] <= scratch["ci95"][1] or math.isclose(gap, 0.0):
+        return None
+    return (value - scratch["mean"]) / gap

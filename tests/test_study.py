@@ -1,0 +1,111 @@
+"""thresher study and report end to end on tiny synthetic data: plan, baselines, caching, resume, table, HTML."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from test_score_pipeline import pool
+
+from thresher.cli import main
+from thresher.config import build_config
+from thresher.errors import ThresherError
+from thresher.study import StudyConfig, gain_recovered, plan
+
+
+@pytest.fixture(scope="module")
+def study_cfg(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    src = pool(root / "src" / "train.npz")
+    targets = []
+    for name, classes, seed in (("ab", (0, 1), 1), ("cd", (2, 3), 2)):
+        tr = pool(root / name / "train.npz", n_per_class=20, classes=classes, seed=seed)
+        te = pool(root / name / "test.npz", n_per_class=10, classes=classes, seed=seed + 10)
+        targets.append({"name": name, "train": {"spec": f"npz:{tr}"}, "test": {"spec": f"npz:{te}"}})
+    values = {
+        "source": {"spec": f"npz:{src}"},
+        "targets": targets,
+        "methods": ["knn", "importance"],
+        "budgets": [0.5],
+        "resolutions": [12],
+        "pretrain": {"epochs": 2, "batch_size": 16, "lr": 0.05},
+        "score": {"models": {"resolution": 12, "target_epochs": 2, "batch_size": 16, "lr": 0.05}},
+        "evaluation": {"protocol": "linear", "seeds": 2},
+        "runtime": {"progress": False},
+    }
+    return values, root
+
+
+def test_plan_has_every_baseline_and_shares_stages(study_cfg):
+    values, _ = study_cfg
+    stages = plan(build_config(StudyConfig, values=values))
+    kinds = [s.kind for s in stages]
+    assert kinds.count("pretrain") == 1 + 2 * 3  # the whole pool once; random + 2 methods per target
+    assert kinds.count("score") == 2 and kinds.count("select") == 6
+    evals = [s for s in stages if s.kind == "evaluate"]
+    assert {e.meta["arm"] for e in evals} == {"no pre-training", "whole pool", "random", "knn", "importance"}
+    assert len(evals) == 2 * 5
+    score = next(s for s in stages if s.kind == "score")
+    assert score.deps and score.deps[0].startswith("pretrain:pool")  # the whole-pool model is the source model
+    assert len({s.key for s in stages}) == len(stages)
+
+
+def test_study_runs_reuses_resumes_and_reports(study_cfg, tmp_path, capsys):
+    values, root = study_cfg
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(values))
+    args = ["study", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "S")]
+    assert _cli(*args, "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "25 stages" in out and "min at" in out and not (tmp_path / "S").exists()
+    assert _cli(*args) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    res = json.loads((tmp_path / "S" / "results.json").read_text())
+    assert len(res["rows"]) == 10
+    rows = {(r["target"], r["arm"]): r for r in res["rows"]}
+    assert rows[("ab", "random")]["cost"]["scoring"]["flops"] == 0
+    pool_cost = rows[("ab", "whole pool")]["cost"]["pretraining"]["flops"]
+    assert rows[("ab", "importance")]["cost"]["scoring"]["flops"] >= pool_cost  # it needs the pool model
+    assert rows[("ab", "knn")]["cost"]["pretraining"]["flops"] < pool_cost  # half the pool, same epochs (000)
+    assert rows[("ab", "no pre-training")]["cost"]["total"]["flops"] == 0
+    score_dirs = list((tmp_path / "S" / "stages").glob("score-*"))
+    assert len(score_dirs) == 2
+    shared = tmp_path / "S" / "stages" / "score-cache"  # one cache for all score runs
+    assert not any(p.name.startswith("source-model") for p in shared.iterdir())  # the pool model was reused
+    assert sum(p.name.startswith("target-model") for p in shared.iterdir()) == 0  # knn/importance need none
+    # a re-run resumes: every stage is already complete, nothing is trained again
+    ckpts = {p: p.stat().st_mtime_ns for p in (tmp_path / "S" / "stages").glob("*/checkpoint.pt")}
+    assert _cli(*args) == 0
+    assert {p: p.stat().st_mtime_ns for p in ckpts} == ckpts
+    md = (tmp_path / "S" / "report.md").read_text()
+    assert "| budget | method | ab | cd | cost (TFLOPs)" in md and "whole pool" in md and "**" in md
+    page = (tmp_path / "S" / "report.html").read_text()
+    assert page.count("<svg") >= 6 and "data:image/png;base64" in page and "<table>" in page
+    assert _cli("report", str(tmp_path / "S")) == 0
+
+
+def test_gain_recovered_is_na_within_noise():
+    scratch = {"mean": 0.50, "ci95": [0.45, 0.55]}
+    assert gain_recovered(0.6, scratch, {"mean": 0.70, "ci95": [0.68, 0.72]}) == pytest.approx(0.5)
+    assert gain_recovered(0.6, scratch, {"mean": 0.53, "ci95": [0.50, 0.56]}) is None
+    assert gain_recovered(0.6, {"mean": 0.5, "ci95": None}, {"mean": 0.7, "ci95": None}) is None  # one seed
+
+
+def test_config_errors(study_cfg):
+    values, _ = study_cfg
+    with pytest.raises(ThresherError, match="scorer"):
+        build_config(StudyConfig, values={**values, "methods": ["knnn"]})
+    with pytest.raises(ThresherError, match="same name"):
+        build_config(StudyConfig, values={**values, "targets": values["targets"][:1] * 2})
+    with pytest.raises(ThresherError, match="unknown config key 'budget'"):
+        build_config(StudyConfig, values={**values, "budget": 0.1})
+    assert np.isfinite(0.0)
+
+
+def _cli(*args) -> int:
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0
