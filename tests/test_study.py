@@ -69,7 +69,7 @@ def test_study_runs_reuses_resumes_and_reports(study_cfg, tmp_path, capsys):
     assert rows[("ab", "importance")]["cost"]["scoring"]["flops"] >= pool_cost  # it needs the pool model
     assert rows[("ab", "knn")]["cost"]["pretraining"]["flops"] < pool_cost  # half the pool, same epochs (000)
     assert rows[("ab", "no pre-training")]["cost"]["total"]["flops"] == 0
-    score_dirs = list((tmp_path / "S" / "stages").glob("score-*"))
+    score_dirs = [p for p in (tmp_path / "S" / "stages").glob("score-*") if p.name != "score-cache"]
     assert len(score_dirs) == 2
     shared = tmp_path / "S" / "stages" / "score-cache"  # one cache for all score runs
     assert not any(p.name.startswith("source-model") for p in shared.iterdir())  # the pool model was reused
@@ -86,10 +86,12 @@ def test_study_runs_reuses_resumes_and_reports(study_cfg, tmp_path, capsys):
 
 
 def test_gain_recovered_is_na_within_noise():
-    scratch = {"mean": 0.50, "ci95": [0.45, 0.55]}
-    assert gain_recovered(0.6, scratch, {"mean": 0.70, "ci95": [0.68, 0.72]}) == pytest.approx(0.5)
-    assert gain_recovered(0.6, scratch, {"mean": 0.53, "ci95": [0.50, 0.56]}) is None
-    assert gain_recovered(0.6, {"mean": 0.5, "ci95": None}, {"mean": 0.7, "ci95": None}) is None  # one seed
+    scratch = {"mean": 0.50, "std": 0.02, "n": 3}
+    assert gain_recovered(0.6, scratch, {"mean": 0.70, "std": 0.02, "n": 3}) == pytest.approx(0.5)
+    # gap 0.03 < 2 * sqrt(0.02^2/3 + 0.02^2/3) = 0.0327: within noise
+    assert gain_recovered(0.6, scratch, {"mean": 0.53, "std": 0.02, "n": 3}) is None
+    assert gain_recovered(0.6, scratch, {"mean": 0.534, "std": 0.02, "n": 3}) is not None
+    assert gain_recovered(0.6, {"mean": 0.5, "std": None, "n": 1}, {"mean": 0.7, "std": None, "n": 1}) is None
 
 
 def test_config_errors(study_cfg):

@@ -91,7 +91,8 @@ def markdown_table(results: dict) -> str:
     legend = (
         f"Top-1 on each target's test split ({results.get('protocol', 'finetune')}), mean ± std over seeds, in %; "
         "bold: best of the column; in parentheses: the fraction of the whole pool's gain over no pre-training the "
-        "row recovers (n/a: whole pool and no pre-training within noise). Cost: scoring + pre-training "
+        "row recovers (n/a: whole pool and no pre-training within twice the standard error of their gap, or one "
+        "seed). Cost: scoring + pre-training "
         "(000), mean over targets; fine-tuning (the evaluation) apart."
     )
     return "\n\n".join(parts) + "\n\n" + legend + "\n"

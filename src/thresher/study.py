@@ -403,11 +403,13 @@ def _cost_of(summary: Path) -> dict:
 
 
 def gain_recovered(value: float, scratch: dict, pool: dict) -> float | None:
-    """(method - scratch) / (whole pool - scratch); None when whole pool and scratch are within noise: their 95%
-    intervals overlap, or there is a single seed and so no measure of noise at all."""
-    if not pool.get("ci95") or not scratch.get("ci95"):
+    """(method - scratch) / (whole pool - scratch); None when whole pool and scratch are within noise: the gap is
+    under twice its standard error sqrt(s_pool^2 / n_pool + s_scratch^2 / n_scratch) (about a 95% two-sided
+    test), or a single seed leaves no measure of noise at all."""
+    if not pool.get("std") or not scratch.get("std") or pool.get("n", 0) < 2 or scratch.get("n", 0) < 2:
         return None
     gap = pool["mean"] - scratch["mean"]
-    if gap <= 0 or pool["ci95"][0] <= scratch["ci95"][1] or math.isclose(gap, 0.0):
+    se = math.sqrt(pool["std"] ** 2 / pool["n"] + scratch["std"] ** 2 / scratch["n"])
+    if gap <= 2 * se:
         return None
     return (value - scratch["mean"]) / gap

@@ -40,7 +40,9 @@ def _fmt(v: float) -> str:
 
 
 class _Axes:
-    def __init__(self, xs: Sequence[float], ys: Sequence[float], title: str, xlabel: str, ylabel: str):
+    def __init__(
+        self, xs: Sequence[float], ys: Sequence[float], title: str, xlabel: str, ylabel: str, *, xticks: bool = True
+    ):
         xs = [x for x in xs if math.isfinite(x)] or [0.0, 1.0]
         ys = [y for y in ys if math.isfinite(y)] or [0.0, 1.0]
         pad_x = (max(xs) - min(xs)) * 0.05 or 0.5
@@ -56,7 +58,7 @@ class _Axes:
             f'<text x="14" y="{TOP + (H - TOP - BOTTOM) / 2}" text-anchor="middle" '
             f'transform="rotate(-90 14 {TOP + (H - TOP - BOTTOM) / 2})">{_esc(ylabel)}</text>',
         ]
-        for t in _ticks(self.x0, self.x1):
+        for t in _ticks(self.x0, self.x1) if xticks else []:
             px = self.px(t)
             self.parts.append(
                 f'<line x1="{px:.1f}" y1="{H - BOTTOM}" x2="{px:.1f}" y2="{H - BOTTOM + 4}" stroke="#999"/>'
@@ -77,7 +79,7 @@ class _Axes:
     def add_legend(self, label: str, color: str) -> None:
         y = TOP + 6 + 15 * self.legend
         self.parts.append(f'<rect x="{W - RIGHT + 8}" y="{y - 8}" width="10" height="10" fill="{color}"/>')
-        self.parts.append(f'<text x="{W - RIGHT + 22}" y="{y + 1}">{_esc(label)[:18]}</text>')
+        self.parts.append(f'<text x="{W - RIGHT + 22}" y="{y + 1}">{_esc(str(label)[:18])}</text>')
         self.legend += 1
 
     def done(self) -> str:
@@ -154,7 +156,7 @@ def histograms(samples: dict[str, Sequence[float]], title: str, xlabel: str, bin
 def bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel: str, *, color: str = PALETTE[0]) -> str:
     """Vertical bars with rotated labels."""
     n = max(1, len(values))
-    ax = _Axes([0, n], [0.0, *values], title, "", ylabel)
+    ax = _Axes([0, n], [0.0, *values], title, "", ylabel, xticks=False)
     slot = (W - LEFT - RIGHT) / n
     for i, (label, v) in enumerate(zip(labels, values, strict=True)):
         x = LEFT + i * slot + slot * 0.15
@@ -162,6 +164,7 @@ def bars(labels: Sequence[str], values: Sequence[float], title: str, ylabel: str
         ax.parts.append(f'<rect x="{x:.1f}" y="{min(y0, y1):.1f}" width="{slot * 0.7:.1f}" height="{abs(y0 - y1):.1f}" '
                         f'fill="{color}"><title>{_esc(label)}: {_fmt(v)}</title></rect>')  # fmt: skip
         cx = x + slot * 0.35
+        rot = f"rotate(-45 {cx:.1f} {H - BOTTOM + 10})"
         ax.parts.append(f'<text x="{cx:.1f}" y="{H - BOTTOM + 10}" font-size="9" text-anchor="end" '
-                        f'transform="rotate(-45 {cx:.1f} {H - BOTTOM + 10})">{_esc(label)[:14]}</text>')  # fmt: skip
+                        f'transform="{rot}">{_esc(str(label)[:14])}</text>')  # fmt: skip
     return ax.done()
