@@ -191,3 +191,37 @@ def _cli(*args) -> int:
     except SystemExit as exc:
         return exc.code or 0
     return 0
+
+
+def _multilabel_npz(path, n, seed):
+    """Each of 3 labels is on when its colour channel is boosted; images carry any combination of them."""
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, 2, (n, 3))
+    images = rng.integers(0, 90, (n, 12, 12, 3)) + targets[:, None, None, :] * 150
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, images=images.astype(np.uint8), multilabels=targets)
+    return path
+
+
+def test_multilabel_target_is_evaluated_by_macro_auroc(tmp_path, capsys):
+    train = _multilabel_npz(tmp_path / "ml" / "train.npz", 120, 0)
+    test = _multilabel_npz(tmp_path / "ml" / "test.npz", 60, 1)
+    values = {
+        "backbone": "small-cnn", "random_init": True, "train": {"spec": f"npz:{train}"},
+        "test": {"spec": f"npz:{test}"}, "seeds": 2, "resolution": 12, "runtime": {"progress": False},
+    }  # fmt: skip
+    doc = evaluate(build_config(EvalConfig, values=values), tmp_path / "ev", **QUIET)
+    assert doc["primary"] == "auroc_macro" and set(doc["summary"]) == {"auroc_macro"}
+    assert doc["summary"]["auroc_macro"]["mean"] > 0.9 and doc["tuned"]
+    with np.load(tmp_path / "ev" / "predictions.npz") as z:
+        assert z["labels"].shape == (60, 3) and z["probs"].shape == (2, 60, 3)
+    with pytest.raises(ThresherError, match="multi-label targets support the linear protocol"):
+        evaluate(build_config(EvalConfig, values={**values, "protocol": "finetune"}), tmp_path / "ft", **QUIET)
+    assert _cli("compare", str(tmp_path / "ev"), str(tmp_path / "ev")) == 2
+    assert "single-label" in capsys.readouterr().err
+    from thresher.data.npz import ArrayDataset
+
+    with pytest.raises(ThresherError, match="only 0 and 1"):
+        ArrayDataset(np.zeros((2, 4, 4, 3), np.uint8), multilabels=np.array([[0, 2], [1, 0]]))
+    with pytest.raises(ThresherError, match=r"multilabels must be \(n, classes\)"):
+        ArrayDataset(np.zeros((2, 4, 4, 3), np.uint8), multilabels=np.array([0, 1]))

@@ -423,10 +423,12 @@ def evaluate_cmd(
     )
     cfg = build_config(EvalConfig, file=config, values=values, overrides=set_)
     doc = evaluate(cfg, out, force=force, log=typer.echo)
-    top1 = doc["summary"]["top1"]
+    main_metric = doc["primary"]
+    top1 = doc["summary"][main_metric]
     spread = f" +/- {top1['std']:.4f} (95% CI {top1['ci95'][0]:.4f}-{top1['ci95'][1]:.4f})" if top1["std"] else ""
     tuned = "" if doc["tuned"] else " [fixed default hyper-parameters: validation split too small]"
-    typer.echo(f"{out}: {doc['protocol']} top-1 {top1['mean']:.4f}{spread} over {top1['n']} seed(s){tuned}")
+    name = "top-1" if main_metric == "top1" else "macro AUROC"
+    typer.echo(f"{out}: {doc['protocol']} {name} {top1['mean']:.4f}{spread} over {top1['n']} seed(s){tuned}")
 
 
 @app.command("search-source")

@@ -367,8 +367,9 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
                 "arm": method,
                 "budget": s.meta["budget"],
                 "variant": s.meta["variant"],
-                "top1": metrics["summary"]["top1"],
-                "mean_per_class": metrics["summary"]["mean_per_class"],
+                "top1": metrics["summary"][metrics.get("primary", "top1")],  # macro AUROC for multi-label targets
+                "metric": metrics.get("primary", "top1"),
+                "mean_per_class": metrics["summary"].get("mean_per_class"),
                 "tuned": metrics["tuned"],
                 "cost": {
                     "scoring": score_cost,

@@ -27,6 +27,8 @@ class ImageDataset(ABC):
     spec: str = ""
     classes: list[str] | None = None
     source: str | None = None  # where the data was found (file or folder), for reports
+    #: (n, classes) 0/1 targets of a multi-label dataset (e.g. chest X-ray findings, 001), else None
+    multilabels: np.ndarray | None = None
 
     def __init__(self) -> None:
         self._ids: np.ndarray | None = None

@@ -1,4 +1,5 @@
-"""``npz:PATH`` datasets: arrays ``images`` (N x H x W x C uint8) and ``labels``, the format of ../shared/data.
+"""``npz:PATH`` datasets: arrays ``images`` (N x H x W x C uint8) and ``labels``, the format of ../shared/data;
+an optional ``multilabels`` (N x classes, 0/1) makes a multi-label target (evaluated by macro AUROC).
 
 Compressed ``.npz`` members are decompressed once into a cache and memory-mapped from there, streaming, so the
 pixels are never held twice in memory; uncompressed members and ``.npy`` files are memory-mapped in place.
@@ -35,6 +36,7 @@ class ArrayDataset(ImageDataset):
         id_prefix: str = "",
         spec: str = "",
         descriptions: list[str] | None = None,
+        multilabels: np.ndarray | None = None,
     ):
         super().__init__()
         if images.ndim == 3:  # N x H x W grayscale
@@ -59,6 +61,17 @@ class ArrayDataset(ImageDataset):
                 raise ThresherError(
                     f"{spec or 'array dataset'}: negative label {int(labels.min())} (use -1 for unlabeled)"
                 )
+        if multilabels is not None:
+            multilabels = np.asarray(multilabels)
+            if multilabels.ndim != 2 or len(multilabels) != images.shape[0]:
+                raise ThresherError(
+                    f"{spec or 'array dataset'}: multilabels must be (n, classes) with n = {images.shape[0]}, got "
+                    f"{multilabels.shape}"
+                )
+            if not np.isin(multilabels, (0, 1)).all():
+                raise ThresherError(f"{spec or 'array dataset'}: multilabels must hold only 0 and 1")
+            multilabels = multilabels.astype(np.uint8)
+        self.multilabels = multilabels
         self.images = images
         self._raw_labels = labels
         self.classes = classes
@@ -172,7 +185,7 @@ def open_npz_path(path: Path, spec: str = "") -> ArrayDataset:
     """Open an .npz file, a .npy file of images, or a folder holding images.npy [+ labels.npy]."""
     if not path.exists():
         raise ThresherError(f"dataset path {path} does not exist")
-    labels = None
+    labels = multilabels = None
     if path.is_dir():
         img_file = path / "images.npy"
         if not img_file.is_file():
@@ -182,6 +195,8 @@ def open_npz_path(path: Path, spec: str = "") -> ArrayDataset:
         images = _memmap_npy(img_file)
         if (path / "labels.npy").is_file():
             labels = np.load(path / "labels.npy", allow_pickle=False)
+        if (path / "multilabels.npy").is_file():
+            multilabels = np.load(path / "multilabels.npy", allow_pickle=False)
         prefix, folder = "", path
     elif path.suffix == ".npy":
         images, prefix, folder = _memmap_npy(path), f"{path.stem}-", path.parent
@@ -191,9 +206,14 @@ def open_npz_path(path: Path, spec: str = "") -> ArrayDataset:
             if "labels.npy" in zf.namelist():
                 with zf.open("labels.npy") as f:
                     labels = np.lib.format.read_array(f, allow_pickle=False)
+            if "multilabels.npy" in zf.namelist():
+                with zf.open("multilabels.npy") as f:
+                    multilabels = np.lib.format.read_array(f, allow_pickle=False)
         prefix, folder = f"{path.stem}-", path.parent
     classes, desc = read_classes(folder)
-    ds = ArrayDataset(images, labels, classes=classes, descriptions=desc, id_prefix=prefix, spec=spec)
+    ds = ArrayDataset(
+        images, labels, classes=classes, descriptions=desc, id_prefix=prefix, spec=spec, multilabels=multilabels
+    )
     ds.source = str(path)
     return ds
 

@@ -47,6 +47,8 @@ def compare(
     ):
         raise ThresherError(f"{run_a} and {run_b} were evaluated on different test sets; compare on the same one")
     labels = pa["labels"]
+    if labels.ndim != 1:
+        raise ThresherError("compare works on single-label targets; for multi-label ones compare the AUROC in metrics")
     prob_a, prob_b = pa["probs"].mean(0), pb["probs"].mean(0)  # seed-averaged predictions
     right_a = (pa["probs"].argmax(2) == labels).mean(0)  # per-example fraction of seeds that got it right
     right_b = (pb["probs"].argmax(2) == labels).mean(0)

@@ -89,6 +89,8 @@ def linear_probe(ctx, seed: int, positions: np.ndarray | None = None) -> Outcome
     """Softmax regression on frozen features, L2 chosen on validation, refit on all training positions."""
     from ..scoring.linear import fit_linear
 
+    if getattr(ctx, "multilabel", False):
+        return _linear_multilabel(ctx, seed, positions)
     lc = ctx.cfg.linear
     positions = ctx.train_positions() if positions is None else positions
     xtr, xte = ctx.features("train"), ctx.features("test")  # cached; their cost is the context's
@@ -119,6 +121,49 @@ def linear_probe(ctx, seed: int, positions: np.ndarray | None = None) -> Outcome
 
 
 PROTOCOLS.register("linear")(linear_probe)
+
+
+def _linear_multilabel(ctx, seed: int, positions: np.ndarray | None) -> Outcome:
+    """Multi-label targets (001's AUROC setting): one binary logistic probe per class on the frozen features, one
+    L2 penalty for all chosen on validation by macro AUROC; a class constant in training predicts its frequency."""
+    from ..scoring.linear import fit_linear
+    from .metrics import macro_auroc
+
+    lc = ctx.cfg.linear
+    positions = ctx.train_positions() if positions is None else positions
+    xtr, xte = ctx.features("train"), ctx.features("test")
+    t0 = time.perf_counter()
+    y = ctx.train_targets
+
+    def fit_predict(rows, l2, x, predict_rows=None):
+        out = np.empty((len(predict_rows) if predict_rows is not None else len(x), y.shape[1]))
+        for c in range(y.shape[1]):
+            yc = y[rows, c].astype(np.int64)
+            if yc.min() == yc.max():
+                out[:, c] = float(yc[0])
+                continue
+            m = fit_linear(xtr, yc, 2, rows=rows, l2=l2, max_iter=lc.max_iter, seed=seed, what="train features")
+            out[:, c] = m.predict_proba(x if predict_rows is None else x[predict_rows])[:, 1]
+        return out
+
+    fit_rows, val_rows = stratified_split(ctx.train_labels, positions, ctx.cfg.val_fraction, seed)
+    pos_val = y[val_rows].sum(0) if len(val_rows) else np.zeros(y.shape[1])
+    tuned = len(val_rows) > 0 and min(pos_val.min(), (len(val_rows) - pos_val).min()) >= ctx.cfg.min_val_per_class
+    val_scores = {}
+    if tuned:
+        for l2 in lc.l2_grid:
+            val_scores[str(l2)] = round(macro_auroc(y[val_rows], fit_predict(fit_rows, l2, xtr, val_rows)), 6)
+        l2 = max(lc.l2_grid, key=lambda v: (val_scores[str(v)], -lc.l2_grid.index(v)))
+    else:
+        l2 = lc.default_l2
+    probs = fit_predict(positions, l2, xte)
+    return Outcome(
+        probs=probs,
+        hparams={"l2": l2, "validation_auroc": val_scores, "train_examples": len(positions)},
+        tuned=tuned,
+        cost={"seconds": time.perf_counter() - t0, "images": 0},
+        note="" if tuned else "validation split too small: fixed default l2",
+    )
 
 
 # --- fine-tuning ---------------------------------------------------------------------------------------------------

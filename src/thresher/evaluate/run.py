@@ -73,11 +73,20 @@ class EvalContext:
         self.cfg, self.cache, self.log = cfg, cache, log
         self.checkpoint, self.backbone = checkpoint, backbone
         (self.train_ds, idx), (self.test_ds, tidx) = train, test
-        self.train_idx = idx[self.train_ds.labels[idx] >= 0]  # unlabeled training examples cannot be used
-        self.test_idx = tidx
-        self.train_labels = self.train_ds.labels[self.train_idx]
-        self.test_labels = self.test_ds.labels[self.test_idx]
-        self.num_classes = int(max(self.train_ds.num_classes, self.train_labels.max() + 1))
+        self.multilabel = self.train_ds.multilabels is not None
+        if self.multilabel:  # (n, classes) 0/1 targets; the int labels are not used
+            self.train_idx, self.test_idx = idx, tidx
+            self.train_targets = self.train_ds.multilabels[idx]
+            self.test_targets = self.test_ds.multilabels[tidx]
+            self.train_labels = np.zeros(len(idx), np.int64)  # one stratum for the validation split
+            self.test_labels = np.zeros(len(tidx), np.int64)
+            self.num_classes = int(self.train_targets.shape[1])
+        else:
+            self.train_idx = idx[self.train_ds.labels[idx] >= 0]  # unlabeled training examples cannot be used
+            self.test_idx = tidx
+            self.train_labels = self.train_ds.labels[self.train_idx]
+            self.test_labels = self.test_ds.labels[self.test_idx]
+            self.num_classes = int(max(self.train_ds.num_classes, self.train_labels.max() + 1))
         self._memo: dict = {}
         self.embed_cost = {"images": 0.0, "seconds": 0.0}  # feature and prediction passes run by this process
 
@@ -160,6 +169,16 @@ class EvalContext:
 def _check_splits(cfg: EvalConfig, train: tuple, test: tuple) -> None:
     tr_ds, tr_idx = train
     te_ds, te_idx = test
+    if (tr_ds.multilabels is None) != (te_ds.multilabels is None):
+        raise ThresherError(f"{cfg.train.spec} and {cfg.test.spec}: one is multi-label and the other is not")
+    if tr_ds.multilabels is not None:
+        if tr_ds.multilabels.shape[1] != te_ds.multilabels.shape[1]:
+            raise ThresherError("the training and test splits have different numbers of multi-label classes")
+        if len(tr_idx) == 0 or len(te_idx) == 0:
+            raise ThresherError("the training and test splits must both be non-empty")
+        if cfg.protocol != "linear":
+            raise ThresherError(f"multi-label targets support the linear protocol (macro AUROC), not {cfg.protocol}")
+        return
     if not (tr_ds.labels[tr_idx] >= 0).any():
         raise ThresherError(f"the training split {cfg.train.spec} has no labels; evaluation needs a labeled target")
     if len(te_idx) == 0 or (te_ds.labels[te_idx] < 0).any():
@@ -171,7 +190,15 @@ def _check_splits(cfg: EvalConfig, train: tuple, test: tuple) -> None:
         raise ThresherError("the training and test splits share examples; give disjoint splits")
 
 
-def seed_metrics(outcome: Outcome, labels: np.ndarray, num_classes: int) -> dict:
+def seed_metrics(outcome: Outcome, labels: np.ndarray, num_classes: int, targets: np.ndarray | None = None) -> dict:
+    if targets is not None:  # multi-label: one-vs-rest AUROC, macro over classes (001)
+        return {
+            "auroc_macro": M.macro_auroc(targets, outcome.probs),
+            "hparams": outcome.hparams,
+            "tuned": outcome.tuned,
+            "note": outcome.note,
+            "cost": {k: float(v) for k, v in outcome.cost.items()},
+        }
     pred = outcome.probs.argmax(1)
     onehot = np.eye(num_classes)[labels]
     return {
@@ -210,12 +237,14 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
                 continue
             torch.manual_seed(seed)
             outcome = protocol(ctx, seed)
-            doc = {"seed": seed, **seed_metrics(outcome, ctx.test_labels, ctx.num_classes)}
+            targets = ctx.test_targets if ctx.multilabel else None
+            doc = {"seed": seed, **seed_metrics(outcome, ctx.test_labels, ctx.num_classes, targets)}
             atomic.save_npy(probs_file, outcome.probs.astype(np.float32))
             atomic.write_json(doc_file, doc)
             per_seed.append(doc)
             probs.append(outcome.probs.astype(np.float32))
-            log(f"{cfg.protocol} seed {seed}: top-1 {doc['top1']:.4f} ({'tuned' if doc['tuned'] else 'defaults'})")
+            primary = "auroc_macro" if ctx.multilabel else "top1"
+            log(f"{cfg.protocol} seed {seed}: {primary} {doc[primary]:.4f} ({'tuned' if doc['tuned'] else 'defaults'})")
         cost_eval = {k: sum(d["cost"].get(k, 0.0) for d in per_seed) for k in ("images", "seconds", "flops")}
         cost_eval["forward_images"] = ctx.embed_cost["images"]  # frozen features and predictions (this process)
         cost_eval["seconds"] += ctx.embed_cost["seconds"]
@@ -230,7 +259,11 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
             },
             "target": {"train": cfg.train.spec, "test": cfg.test.spec, "classes": ctx.num_classes},
             "test_identity": inputs["test"],
-            "summary": {m: M.summarize([d[m] for d in per_seed]) for m in ("top1", "mean_per_class", "auroc_ovr")},
+            "primary": "auroc_macro" if ctx.multilabel else "top1",
+            "summary": {
+                m: M.summarize([d[m] for d in per_seed])
+                for m in (("auroc_macro",) if ctx.multilabel else ("top1", "mean_per_class", "auroc_ovr"))
+            },
             "seeds": per_seed,
             "tuned": all(d["tuned"] for d in per_seed),
             "cost": {"evaluation": cost_eval, "pretraining": pretraining_cost(checkpoint)},
@@ -239,7 +272,8 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
 
         def write_predictions(tmp: Path) -> None:
             with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a path
-                np.savez(f, ids=test_ds.ids[test_idx].astype(str), labels=ctx.test_labels, probs=np.stack(probs))
+                labels = ctx.test_targets if ctx.multilabel else ctx.test_labels
+                np.savez(f, ids=test_ds.ids[test_idx].astype(str), labels=labels, probs=np.stack(probs))
 
         atomic.write_with(run.file(PREDICTIONS), write_predictions)
         atomic.write_json(run.file(METRICS), json.loads(json.dumps(doc, default=float)))
