@@ -225,3 +225,21 @@ def test_multilabel_target_is_evaluated_by_macro_auroc(tmp_path, capsys):
         ArrayDataset(np.zeros((2, 4, 4, 3), np.uint8), multilabels=np.array([[0, 2], [1, 0]]))
     with pytest.raises(ThresherError, match=r"multilabels must be \(n, classes\)"):
         ArrayDataset(np.zeros((2, 4, 4, 3), np.uint8), multilabels=np.array([0, 1]))
+
+
+def test_unreadable_target_images_are_left_out_with_a_warning(target, tmp_path):
+    from PIL import Image
+
+    with np.load(target["train"]) as z:
+        images, labels = z["images"], z["labels"]
+    for k in range(len(images)):
+        d = tmp_path / "folder" / f"c{labels[k]}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[k]).save(d / f"{k:03d}.png")
+    (tmp_path / "folder" / "c1" / "001.png").write_bytes(b"not a png")
+    msgs = []
+    doc = evaluate(
+        ecfg(target, train={"spec": f"folder:{tmp_path / 'folder'}"}, seeds=1), tmp_path / "ev", log=msgs.append
+    )
+    assert any("1 unreadable train image" in m and "c1/001.png" in m for m in msgs), msgs
+    assert doc["seeds"][0]["hparams"]["train_examples"] == len(images) - 1

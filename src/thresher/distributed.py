@@ -41,7 +41,8 @@ def init_from_env(device: torch.device) -> DistInfo:
     if not dist.is_available():
         raise ThresherError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # CUDA: NCCL for the gradients, gloo for the small CPU tensors (losses, flags) the loop reduces
+        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -87,6 +88,13 @@ def agree(error: str | None) -> None:
     first = next((m for m in messages if m), None)
     if first:
         raise ThresherError(first)
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any rank (one decision for all, e.g. when to checkpoint)."""
+    if not info().active:
+        return flag
+    return bool(all_reduce_sum(np.array([float(flag)]))[0] > 0)
 
 
 def barrier() -> None:

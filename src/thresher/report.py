@@ -47,7 +47,7 @@ def table_rows(results: dict) -> dict[str, list[dict]]:
     for vl, rows in by_variant.items():
         rows = {**scratch, **rows}
         order = sorted(rows, key=lambda k: (k[0] not in BASELINES, BASELINES.index(k[0]) if k[0] in BASELINES else 0,
-                                             str(k[1]), k[0] != "random", k[0]))  # fmt: skip
+                                             float(k[1] or 0), k[0] != "random", k[0]))  # fmt: skip
         out[vl] = [{"arm": a, "budget": b, "cells": rows[(a, b)]} for a, b in order]
     return out
 
@@ -73,7 +73,7 @@ def markdown_table(results: dict) -> str:
                     cells.append("-")
                     continue
                 top = c["top1"]
-                text = f"{100 * top['mean']:.2f}" + (f" ± {100 * top['std']:.2f}" if top.get("std") else "")
+                text = f"{100 * top['mean']:.2f}" + (f" ± {100 * top['std']:.2f}" if top.get("std") is not None else "")
                 if best[t] is not None and top["mean"] == best[t]:
                     text = f"**{text}**"
                 if r["arm"] not in BASELINES:
@@ -141,9 +141,9 @@ def plots(results: dict, study: Path) -> list[tuple[str, str]]:
         for r in rows:
             cov = _coverage(Path(r["select_folder"]), table, names)
             if cov:
-                names, shares, covered = cov
+                top_names, shares, covered = cov
                 figs.append((f"{t}: source classes selected by {_label(r)} ({covered} classes covered)",
-                             svg.bars(names, shares, f"{_label(r)}", "share of selection")))  # fmt: skip
+                             svg.bars(top_names, shares, f"{_label(r)}", "share of selection")))  # fmt: skip
             sheet = _top_sheet(Path(r["select_folder"]), study, f"{t}-{r['arm']}-{r['budget']}")
             if sheet:
                 figs.append((f"{t}: top-selected source images of {_label(r)}", sheet))

@@ -60,7 +60,10 @@ class StudyConfig(Section):
     methods: list[str] = Field(min_length=1, description="scorers compared with random (which is always in)")
     budgets: list[float | int] = Field(min_length=1, description="fractions of the pool (0.1) or counts (3000)")
     selection_mode: str = Field("top", description="selection mode for every method")
-    resolutions: list[int] = Field(default_factory=lambda: [32], min_length=1)
+    resolutions: list[int] = Field(default_factory=lambda: [32], min_length=1, description="pre-training resolutions")
+    evaluation_resolution: int | None = Field(
+        None, ge=8, le=1024, description="every arm is evaluated at this resolution (default: the largest)"
+    )
     objectives: list[str] = Field(default_factory=lambda: ["supervised"], min_length=1)
     schedules: list[str] = Field(default_factory=lambda: ["full"], min_length=1)
     pretrain: StudyPretrain = StudyPretrain()
@@ -216,7 +219,11 @@ def plan(cfg: StudyConfig) -> list[Stage]:
                 sel.meta = {"target": target.name, "method": method, "budget": budget}
                 n_sub = _budget_count(budget, n_pool)
                 for v in variants(cfg):
-                    epochs = max(1, round(pt.epochs * n_pool / n_sub)) if pt.equal_steps else pt.epochs
+                    if pt.equal_steps:  # the whole pool's optimizer steps, counted as the loop does (drop last)
+                        pool_steps = pt.epochs * (n_pool // min(pt.batch_size, n_pool))
+                        epochs = max(1, math.ceil(pool_steps / max(1, n_sub // min(pt.batch_size, n_sub))))
+                    else:
+                        epochs = pt.epochs
                     vals = train_values(v, epochs)
                     name = f"{target.name}-{method}-{_slug(budget)}" + (f"-{_slug(_variant_name(v, cfg))}"
                                                                         if _variant_name(v, cfg) else "")  # fmt: skip
@@ -233,7 +240,7 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             ev_values = {
                 "train": target.train.model_dump(),
                 "test": target.test.model_dump(),
-                "resolution": v.get("resolution", cfg.resolutions[0]),
+                "resolution": cfg.evaluation_resolution or max(cfg.resolutions),  # one for every arm (000)
                 "seed": cfg.seed,
                 **cfg.evaluation,
             }
@@ -309,7 +316,8 @@ def run_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, dry_run
         return {"plan": [{"kind": s.kind, "name": s.name, "images": s.est_images} for s in stages]}
     out = Path(out)
     by_uid = {f"{s.kind}:{s.name}:{s.key}": s for s in stages}
-    with RunFolder(out, "study", cfg, force=force) as run:
+    # every stage folder is keyed by its own inputs: --force replaces the study's results, not its stages
+    with RunFolder(out, "study", cfg, force=force, keep=("stages",)) as run:
         root = run.path / "stages"
         t0 = time.perf_counter()
         for k, s in enumerate(stages):
@@ -407,10 +415,10 @@ def gain_recovered(value: float, scratch: dict, pool: dict) -> float | None:
     """(method - scratch) / (whole pool - scratch); None when whole pool and scratch are within noise: the gap is
     under twice its standard error sqrt(s_pool^2 / n_pool + s_scratch^2 / n_scratch) (about a 95% two-sided
     test), or a single seed leaves no measure of noise at all."""
-    if not pool.get("std") or not scratch.get("std") or pool.get("n", 0) < 2 or scratch.get("n", 0) < 2:
+    if pool.get("std") is None or scratch.get("std") is None or pool.get("n", 0) < 2 or scratch.get("n", 0) < 2:
         return None
     gap = pool["mean"] - scratch["mean"]
     se = math.sqrt(pool["std"] ** 2 / pool["n"] + scratch["std"] ** 2 / scratch["n"])
-    if gap <= 2 * se:
+    if gap <= 0 or gap <= 2 * se:  # seeds that agree exactly (se 0) measure no noise: any gap counts
         return None
     return (value - scratch["mean"]) / gap

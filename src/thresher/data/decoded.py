@@ -34,6 +34,8 @@ class DecodedDataset(ArrayDataset):
         super().__init__(images, original.labels[indices], classes=original.classes, spec=original.spec)
         self.original, self.original_indices, self.size = original, indices, size
         self.descriptions = getattr(original, "descriptions", None)
+        if original.multilabels is not None:
+            self.multilabels = original.multilabels[indices]
         self.source = f"{original.source or original.spec} (decoded at {size} px)"
 
     def _make_ids(self) -> np.ndarray:

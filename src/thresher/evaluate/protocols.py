@@ -218,7 +218,10 @@ def fewshot(ctx, seed: int) -> Outcome:
 def lpft(ctx, seed: int) -> Outcome:
     """LP-FT (002 appendix E): the linear probe first, then fine-tuning of every layer starting from its head."""
     positions = ctx.train_positions()
-    probe = linear_probe(ctx, seed, positions)
+    # the probe never sees the validation split on which fine-tuning's rate is then chosen (finetune carves the
+    # same seeded split of the same positions)
+    fit_rows, _ = stratified_split(ctx.train_labels, positions, ctx.cfg.val_fraction, seed)
+    probe = linear_probe(ctx, seed, fit_rows)
     model = probe.model
     # the probe works on standardised features z = (x - mean) / scale: fold that into the head's weights
     layer = model.module if hasattr(model.module, "weight") else model.module[-1]

@@ -10,6 +10,7 @@ every seed's probabilities for ``thresher compare``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 
 from .. import atomic
 from ..config import fingerprint
+from ..data.decoded import decode_once
 from ..data.loader import data_identity, open_data
 from ..embed import EmbedConfig, EmbeddingStore, embed_dataset
 from ..errors import ThresherError
@@ -54,15 +56,15 @@ def resolve_checkpoint(path: str | None) -> Path | None:
     return p
 
 
-def pretraining_cost(checkpoint: Path | None) -> dict | None:
-    """The cost a thresher run recorded for producing ``checkpoint`` (its summary.json), if any."""
+def pretraining_cost(checkpoint: Path | None, given: str | None = None) -> dict | None:
+    """The cost a thresher run recorded for producing ``checkpoint``: a chain's total when the chain folder was
+    given (all its stages), else the run's summary.json; None for checkpoints thresher did not train."""
     if checkpoint is None:
         return None
-    for name in ("summary.json", "chain.json"):
-        f = checkpoint.parent / name
-        if f.is_file():
-            return json.loads(f.read_text()).get("cost")
-    return None
+    if given and (Path(given) / "chain.json").is_file():
+        return json.loads((Path(given) / "chain.json").read_text()).get("cost")
+    f = checkpoint.parent / "summary.json"
+    return json.loads(f.read_text()).get("cost") if f.is_file() else None
 
 
 class EvalContext:
@@ -158,8 +160,11 @@ class EvalContext:
         backbone = build_backbone(self.backbone, str(self.checkpoint) if self.checkpoint else None, self.cfg.seed)
         model = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
         model.update({f"head.{k}": v for k, v in head.items()})
-        digest = fingerprint(self.cfg, {"head": float(head["weight"].double().sum()), "seed": seed})[:12]
-        path = self.cache / f"lpft-init-{digest}.pt"
+        h = hashlib.sha256()
+        for t in (head["weight"], head["bias"]):
+            h.update(t.detach().cpu().numpy().tobytes())
+        h.update(json.dumps([self.backbone, file_digest(self.checkpoint) if self.checkpoint else None, seed]).encode())
+        path = self.cache / f"lpft-init-{h.hexdigest()[:16]}.pt"  # named by its content: never a stale reuse
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic.torch_save(path, {"format": "thresher-checkpoint", "backbone": self.backbone, "model": model})
@@ -204,13 +209,34 @@ def seed_metrics(outcome: Outcome, labels: np.ndarray, num_classes: int, targets
     return {
         "top1": M.top1(labels, pred),
         "mean_per_class": M.mean_per_class_accuracy(labels, pred),
-        "auroc_ovr": M.macro_auroc(onehot, outcome.probs),
+        "auroc_ovr": _auroc_or_none(onehot, outcome.probs),
         "confusion": M.confusion_matrix(labels, pred, num_classes).tolist(),
         "hparams": outcome.hparams,
         "tuned": outcome.tuned,
         "note": outcome.note,
         "cost": {k: float(v) for k, v in outcome.cost.items()},
     }
+
+
+def _readable(split: tuple, name: str, cfg: EvalConfig, cache: Path, log) -> tuple:
+    """The split as (dataset, indices) of its readable images, decoded once at the evaluation resolution."""
+    ds, idx = split
+    key = hashlib.sha256(json.dumps([data_identity(ds, idx), cfg.resolution], sort_keys=True).encode()).hexdigest()
+    dec, rows, ok = decode_once(ds, idx, cfg.resolution, cache / f"decoded-{name}-{key[:12]}", log=log)
+    if not ok.all():
+        log(f"warning: {int((~ok).sum())} unreadable {name} image(s) of {ds.spec} left out of the evaluation "
+            f"(first: {', '.join(map(str, ds.ids[idx[~ok][:5]]))})")  # fmt: skip
+    if not ok.any():
+        raise ThresherError(f"no image of the {name} split {ds.spec} can be read")
+    return dec, rows[ok]
+
+
+def _auroc_or_none(onehot: np.ndarray, probs: np.ndarray) -> float | None:
+    """One-vs-rest macro AUROC, or None when no class has both positive and negative test examples."""
+    try:
+        return M.macro_auroc(onehot, probs)
+    except ThresherError:
+        return None
 
 
 def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print) -> dict:
@@ -223,8 +249,12 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
     if checkpoint:
         inputs["checkpoint_sha256"] = file_digest(checkpoint)
     protocol = PROTOCOLS.get(cfg.protocol)
-    with RunFolder(out, "evaluate", cfg, force=force, inputs=inputs) as run:
+    # the cache (features, fine-tuning runs) is keyed by its own inputs: --force keeps it
+    with RunFolder(out, "evaluate", cfg, force=force, inputs=inputs, keep=("cache",)) as run:
         cache = Path(cfg.cache) if cfg.cache else run.path / "cache"
+        # one decoding pass per split (none for array datasets): unreadable images are left out, with a warning, and
+        # every later pass (features, fine-tuning epochs, predictions) reads decoded pixels
+        train, test = (_readable(split, name, cfg, cache, log) for split, name in ((train, "train"), (test, "test")))
         ctx = EvalContext(cfg, train, test, checkpoint, backbone, cache, log=log)
         parts = run.file(".seeds")
         parts.mkdir(exist_ok=True)
@@ -263,10 +293,11 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
             "summary": {
                 m: M.summarize([d[m] for d in per_seed])
                 for m in (("auroc_macro",) if ctx.multilabel else ("top1", "mean_per_class", "auroc_ovr"))
+                if all(d[m] is not None for d in per_seed)
             },
             "seeds": per_seed,
             "tuned": all(d["tuned"] for d in per_seed),
-            "cost": {"evaluation": cost_eval, "pretraining": pretraining_cost(checkpoint)},
+            "cost": {"evaluation": cost_eval, "pretraining": pretraining_cost(checkpoint, cfg.checkpoint)},
         }
         test_ds, test_idx = test
 

@@ -79,7 +79,7 @@ def search_source(cfg: SearchConfig, out: str | Path, *, force: bool = False, lo
                 rows.append({"candidate": cand, "checkpoint": str(resolve_checkpoint(cand)), "pretraining": None})
                 continue
             values = {
-                "data": {"spec": cand},
+                "data": {"spec": cand, "data_root": cfg.train.data_root},
                 "backbone": backbone,
                 "init": str(base) if base else None,
                 "resolution": cfg.resolution,
@@ -106,7 +106,7 @@ def search_source(cfg: SearchConfig, out: str | Path, *, force: bool = False, lo
                     protocol="linear", seeds=cfg.seeds, resolution=cfg.resolution, runtime=cfg.runtime,
                 )  # fmt: skip
                 doc = evaluate(ecfg, folder, log=log)
-                row["top1"] = doc["summary"]["top1"]
+                row["top1"] = doc["summary"][doc["primary"]]  # macro AUROC for a multi-label target
                 row["probe_cost"] = doc["cost"]["evaluation"]
             if cfg.proxy in ("logme", "both"):
                 ecfg = EmbedConfig(data=cfg.train, backbone=backbone, checkpoint=ckpt, resolution=cfg.resolution,

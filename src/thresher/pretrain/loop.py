@@ -193,9 +193,11 @@ class Trainer:
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save(self) -> None:
-        """Write the checkpoint atomically (rank 0); weights that went non-finite never replace the last good one."""
-        if not self.dist.main:
-            return
+        """Write the checkpoint atomically (rank 0); weights that went non-finite never replace the last good one.
+
+        Under torchrun every rank calls it (the weights are checked everywhere, so all ranks stop together, and the
+        data schedule's partial per-sample losses are summed over the ranks into the saved state).
+        """
         for name, t in self.objective.state_dict().items():
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise ThresherError(
@@ -203,13 +205,20 @@ class Trainer:
                     f"checkpoint ({self.root / CHECKPOINT}) is kept; lower the learning rate and "
                     "re-run"
                 )
+        schedule_state = self.schedule.state_dict()
+        if self.dist.active:  # rank 0 saves the whole epoch-so-far; on resume only rank 0 keeps it
+            for key in ("epoch_loss_sum", "epoch_loss_count"):
+                local = getattr(self.schedule, key)
+                schedule_state[key] = torch.from_numpy(dist_utils.all_reduce_sum(local).copy())
+        if not self.dist.main:
+            return
         ckpt = {
             "format": "thresher-checkpoint",
             "schema_version": SCHEMA_VERSION,
             "thresher_version": __version__,
             "model": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "data_schedule": self.schedule.state_dict(),
+            "data_schedule": schedule_state,
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -236,6 +245,9 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if "data_schedule" in ckpt:
             self.schedule.load_state_dict(ckpt["data_schedule"])
+            if self.dist.active and not self.dist.main:  # the saved partial sums are all ranks' already
+                self.schedule.epoch_loss_sum[:] = 0.0
+                self.schedule.epoch_loss_count[:] = 0.0
         if self.scaler and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -330,7 +342,10 @@ class Trainer:
                     )
                 due = cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0
                 timed = time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60
-                if (due or timed) and st.pos < steps:
+                save_now = bool(due or timed) and st.pos < steps
+                if self.dist.active:  # one decision for all ranks: saving is a collective
+                    save_now = dist_utils.any_rank(save_now)
+                if save_now:
                     self.save()
                     last_ckpt = time.perf_counter()
             self.schedule.end_epoch(epoch, dist_utils.all_reduce_sum if self.dist.active else None)
