@@ -26,7 +26,7 @@ test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q $(ARGS)
 
 bench: $(VENV)/.installed-dev
-	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	@for f in bench/[!_]*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests bench

@@ -9,11 +9,11 @@ Usage: python bench/backbone_throughput.py [--resolution 32] [--steps 20] [--mod
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import torch
+from _report import publish
 from torch import nn
 
 from thresher.models import create_backbone
@@ -70,7 +70,6 @@ def main() -> None:
     best = {n: round(args.batch_size / min(t), 1) for n, t in times.items()}
     ref = ips.get("resnet18")
     out = {
-        "bench": "backbone_throughput",
         "resolution": args.resolution,
         "batch_size": args.batch_size,
         "threads": args.threads,
@@ -79,7 +78,21 @@ def main() -> None:
         "images_per_s_best_step": best,
         "ratio_to_resnet18": {n: round(v / ref, 2) for n, v in ips.items()} if ref else None,
     }
-    print(json.dumps(out))
+    ratio = out["ratio_to_resnet18"] or {}
+    publish(
+        "backbone_throughput",
+        out,
+        what=(
+            f"Training images/s (batch {args.batch_size}, {args.resolution} px, {args.threads} threads, SGD step with "
+            "a linear head) of the CPU backbones. Target of the foundation issue: small-cnn >= 1,000 images/s here."
+        ),
+        reading=(
+            f"small-cnn trains at {ips.get('small-cnn', 0):,.0f} images/s ("
+            + ", ".join(f"{k} {v:.2f}x" for k, v in ratio.items() if k != "resnet18")
+            + " of torchvision ResNet-18's speed); under load from other processes the absolute numbers drop "
+            "several-fold, the ratios much less."
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -170,3 +170,21 @@ def test_killed_drop_and_pick_run_resumes_to_identical_weights(tiny_npz, tmp_pat
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert torch.equal(a["data_schedule"]["active"], b["data_schedule"]["active"])
+
+
+def test_random_drop_spends_the_same_computation_without_mining():
+    """003 Table 2f's control: drop-and-pick's sizes, but a seeded random draw instead of the hardest examples."""
+    settings = {"warmup": 1, "interval": 1, "keep": 0.8, "pick": [4]}
+    dap = build_schedule("drop-and-pick", settings, num_examples=100, epochs=6, seed=0)
+    rnd = build_schedule("random-drop", settings, num_examples=100, epochs=6, seed=0)
+    assert rnd.planned_sizes() == dap.planned_sizes()
+    loss = np.arange(100, dtype=float)
+    got_dap, got_rnd = run_schedule(dap, 100, 6, lambda tau: loss), run_schedule(rnd, 100, 6, lambda tau: loss)
+    assert [len(x) for x in got_rnd] == [len(x) for x in got_dap]
+    assert got_dap[2] == list(range(20, 100)) and got_rnd[2] != got_dap[2]  # not the top-loss 80
+    assert set(got_rnd[3]) <= set(got_rnd[2])  # drawn from the current set
+    again = run_schedule(build_schedule("random-drop", settings, num_examples=100, epochs=6, seed=0), 100, 6,
+                         lambda tau: loss)  # fmt: skip
+    other = run_schedule(build_schedule("random-drop", settings, num_examples=100, epochs=6, seed=1), 100, 6,
+                         lambda tau: loss)  # fmt: skip
+    assert again == got_rnd and other != got_rnd

@@ -20,8 +20,8 @@ from ..registry import Registry
 
 DATA_SCHEDULES: Registry = Registry("data schedule")
 
-#: facts of the run a schedule may take (not user settings): examples, epochs, the LR schedule's decay epochs
-CONTEXT = ("num_examples", "epochs", "decay_epochs")
+#: facts of the run a schedule may take (not user settings): examples, epochs, the LR schedule's decay epochs, seed
+CONTEXT = ("num_examples", "epochs", "decay_epochs", "seed")
 
 
 class DataSchedule:
@@ -120,6 +120,7 @@ class DropAndPick(DataSchedule):
         keep: float = 0.9,
         active: int | None = None,
         pick: list[int] | None = None,
+        **_: Any,
     ):
         super().__init__(num_examples, epochs)
         if not 0 < keep <= 1:
@@ -195,10 +196,33 @@ class DropAndPick(DataSchedule):
         self.t_start, self.t_previous = int(state["t_start"]), int(state["t_previous"])
 
 
+@DATA_SCHEDULES.register("random-drop")
+class RandomDrop(DropAndPick):
+    """003's control (Table 2f): drop-and-pick's timing and sizes, but the kept examples are a seeded random draw
+    instead of the highest-loss ones, so the same computation is spent without hard-example mining."""
+
+    def __init__(self, num_examples: int, epochs: int, decay_epochs: list[int] | None = None, seed: int = 0, **kw):
+        super().__init__(num_examples, epochs, decay_epochs, **kw)
+        self.seed = int(seed)
+
+    def _decide(self, tau: int) -> None:
+        if self._drop_due(tau):
+            self.t_previous = tau
+            current = self.active_positions
+            rng = np.random.default_rng([self.seed, tau, 0xD0])
+            self.active_positions = np.sort(rng.choice(current, self._kept(len(current)), replace=False))
+        if tau in self.pick:
+            self.t_start = self.t_previous = tau
+            self.active_positions = np.arange(self.n, dtype=np.int64)
+
+
 def schedule_params(name: str) -> list[str]:
     import inspect
 
-    return [p for p in inspect.signature(DATA_SCHEDULES.get(name)).parameters if p not in ("self", "_", *CONTEXT)]
+    cls = DATA_SCHEDULES.get(name)
+    names = [p for c in cls.__mro__ if c is not object and "__init__" in vars(c)
+             for p in inspect.signature(c.__init__).parameters]  # fmt: skip
+    return list(dict.fromkeys(p for p in names if p not in ("self", "_", "kw", *CONTEXT)))
 
 
 def build_schedule(name: str, params: dict | None = None, **context: Any) -> DataSchedule:

@@ -80,7 +80,9 @@ def plan(cfg: TrainConfig, n: int) -> Plan:
         raise ThresherError(f"training needs at least 2 examples (batch norm), got {n}")
     lr = cfg.lr_schedule
     decay = (lr.milestones or default_milestones(cfg.epochs)) if lr.name == "step" else None
-    schedule = build_schedule(cfg.schedule, cfg.schedule_params, num_examples=n, epochs=cfg.epochs, decay_epochs=decay)
+    schedule = build_schedule(
+        cfg.schedule, cfg.schedule_params, num_examples=n, epochs=cfg.epochs, decay_epochs=decay, seed=cfg.seed
+    )
     batch = min(cfg.batch_size, n)
     steps = [size // min(batch, size) if size >= 2 else 0 for size in schedule.planned_sizes()]
     return Plan(schedule, batch, steps)
