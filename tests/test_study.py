@@ -111,3 +111,15 @@ def _cli(*args) -> int:
     except SystemExit as exc:
         return exc.code or 0
     return 0
+
+
+def test_plan_with_several_resolutions_names_every_variant(study_cfg):
+    """Two pre-training resolutions: a pool run and a subset run per resolution, every arm evaluated at the largest."""
+    values, _ = study_cfg
+    stages = plan(build_config(StudyConfig, values={**values, "resolutions": [8, 12]}))
+    pools = [s for s in stages if s.kind == "pretrain" and s.name.startswith("pool")]
+    assert sorted(s.name for s in pools) == ["pool-12px", "pool-8px"]
+    evals = [s for s in stages if s.kind == "evaluate"]
+    assert len(evals) == 2 * (1 + 2 + 3 * 2)  # scratch once, pool per resolution, 3 arms x 2 resolutions
+    assert {e.values["resolution"] for e in evals} == {12}
+    assert len({s.folder for s in stages}) == len(stages)

@@ -135,12 +135,13 @@ def variants(cfg: StudyConfig) -> list[dict]:
 
 
 def _variant_name(v: dict, cfg: StudyConfig) -> str:
+    """The part of a stage name that tells variants apart (empty for the no-pre-training arm, which has none)."""
     parts = []
-    if len(cfg.resolutions) > 1:
+    if len(cfg.resolutions) > 1 and "resolution" in v:
         parts.append(f"{v['resolution']}px")
-    if len(cfg.objectives) > 1:
+    if len(cfg.objectives) > 1 and "objective" in v:
         parts.append(v["objective"])
-    if len(cfg.schedules) > 1:
+    if len(cfg.schedules) > 1 and "schedule" in v:
         parts.append(v["schedule"])
     return " ".join(parts)
 
