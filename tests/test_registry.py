@@ -25,3 +25,14 @@ def test_register_create_and_suggest():
         reg.create("rund")
     with pytest.raises(ValueError, match="twice"):
         reg.register("round")(make_round)
+
+
+def test_validate_raises_value_error_for_config_validators():
+    from thresher.registry import Registry
+
+    reg = Registry("widget")
+    reg.register("spoon")(object)
+    reg.validate("spoon")
+    reg.validate(["spoon", "spoon"])
+    with pytest.raises(ValueError, match="unknown widget 'spon'"):
+        reg.validate(["spoon", "spon"])

@@ -39,6 +39,15 @@ class Registry(Generic[T]):
             return self._prefixes[head]
         raise ThresherError(self._unknown(name))
 
+    def validate(self, names: str | list[str]) -> None:
+        """For config validators: ``ValueError`` (which the config system turns into a one-line error naming the key)
+        when any of ``names`` is not registered."""
+        for name in [names] if isinstance(names, str) else names:
+            try:
+                self.get(name)
+            except ThresherError as exc:
+                raise ValueError(str(exc)) from None
+
     def create(self, name: str, **kwargs: Any) -> T:
         """Build the thing registered as ``name``; prefix factories get the full name as ``name=``."""
         factory = self.get(name)

@@ -82,11 +82,7 @@ class StudyConfig(Section):
     def _methods(cls, v: list[str]) -> list[str]:
         from .scoring import SCORERS
 
-        for name in v:
-            try:
-                SCORERS.get(name)
-            except ThresherError as exc:
-                raise ValueError(str(exc)) from None
+        SCORERS.validate(v)
         return [m for m in dict.fromkeys(v) if m != "random"]
 
     @model_validator(mode="after")

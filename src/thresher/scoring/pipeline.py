@@ -84,11 +84,7 @@ class ScoreConfig(Section):
     @field_validator("methods")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        for name in v:
-            try:
-                SCORERS.get(name)
-            except ThresherError as exc:
-                raise ValueError(str(exc)) from None
+        SCORERS.validate(v)
         if len(set(v)) != len(v):
             raise ValueError("a method is listed twice")
         return v
