@@ -36,8 +36,9 @@ def commit() -> str:
         return "unknown"
 
 
-def publish(name: str, result: dict, *, what: str, reading: str, minutes: float | None = None) -> None:
-    """Print ``result`` as one JSON line and write the section ``name`` of BENCHMARKS.md."""
+def publish(name: str, result: dict, *, what: str, reading: str, minutes: float | None = None, table: str = "") -> None:
+    """Print ``result`` as one JSON line and write the section ``name`` of BENCHMARKS.md (``table``: an optional
+    Markdown table of the same numbers, for reading)."""
     line = json.dumps({"bench": name, **result})
     print(line)
     command = "python " + " ".join(shlex.quote(a) for a in [f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]])
@@ -46,7 +47,7 @@ def publish(name: str, result: dict, *, what: str, reading: str, minutes: float 
         f"## {name}\n\n{what.strip()}\n\n"
         f"- date: {_dt.date.today().isoformat()}, commit: {commit()}, command: `{command}`{took}\n"
         f"- result: `{line}`\n"
-        f"- reading: {reading.strip()}\n"
+        f"- reading: {reading.strip()}\n" + (f"\n{table.strip()}\n" if table.strip() else "")
     )
     text = BENCHMARKS.read_text() if BENCHMARKS.is_file() else HEADER
     pattern = re.compile(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", re.S | re.M)

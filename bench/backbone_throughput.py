@@ -40,6 +40,7 @@ def make_step(name: str, batch: int, resolution: int, classes: int = 10):
 def main() -> None:
     """Parse options, time every model, print one JSON line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply the timed steps (GPU machines)")
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--steps", type=int, default=20, help="timed steps per model")
     ap.add_argument("--warmup", type=int, default=3)
@@ -47,6 +48,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default="small-cnn,resnet20,resnet18")
     args = ap.parse_args()
+    args.steps = max(1, round(args.steps * args.scale))
     torch.set_num_threads(args.threads)
 
     names = [n.strip() for n in args.models.split(",") if n.strip()]

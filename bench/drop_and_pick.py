@@ -11,11 +11,11 @@ Usage: python bench/drop_and_pick.py [--scale 1.0] [--epochs 12]
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
+from _common import POOL, Clock, parser
 from _report import publish
 
 from thresher.config import DataConfig, RuntimeConfig, build_config
@@ -25,7 +25,6 @@ from thresher.pretrain.config import TrainConfig
 from thresher.pretrain.objectives.supervised import head_logits
 from thresher.pretrain.run import pretrain
 
-POOL = "builtin:tiny-imagenet-32:train"
 VAL = "builtin:tiny-imagenet-32:val"
 
 
@@ -39,11 +38,10 @@ def val_top1(ckpt: Path, folder: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply the epochs (GPU machines)")
+    ap = parser(__doc__, "multiply the epochs (GPU machines)")
     ap.add_argument("--epochs", type=int, default=12)
     args = ap.parse_args()
-    t_start = time.perf_counter()
+    clock = Clock()
     epochs = max(4, round(args.epochs * args.scale))
     milestones = [epochs // 2, (3 * epochs) // 4]
     base = {
@@ -99,7 +97,7 @@ def main() -> None:
             f"{ratios['fewer_epochs']['accuracy']:.3f}x. 003 reports >= 0.996x at 0.75x computation (ImageNet) "
             "and that both controls lose to drop-and-pick."
         ),
-        minutes=(time.perf_counter() - t_start) / 60,
+        minutes=clock.minutes(),
     )
 
 

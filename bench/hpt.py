@@ -10,22 +10,15 @@ Usage: python bench/hpt.py [--scale 1.0] [--steps 400] [--every 50]
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
+from _common import POOL, Clock, parser, small_cnn, top1, train
 from _report import publish
 
-from thresher.config import build_config
-from thresher.evaluate.config import EvalConfig
-from thresher.evaluate.run import evaluate
 from thresher.pretrain import loop
-from thresher.pretrain.config import TrainConfig
-from thresher.pretrain.run import pretrain
 
-POOL = "builtin:tiny-imagenet-32:train"
 TARGET = "builtin:cifar10"
 
 
@@ -38,14 +31,12 @@ def _reached(arm: str, step: int | None, best_step: int) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply the step budget and test size (GPU machines)")
+    ap = parser(__doc__, "multiply the step budget and test size (GPU machines)")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--base-epochs", type=int, default=8)
     args = ap.parse_args()
-    t_start = time.perf_counter()
-    quiet = {"log": lambda *_: None}
+    clock = Clock()
     batch, n_target = 128, 5000
     epochs = max(1, round(args.steps * args.scale * batch / n_target))
     steps_per_epoch = n_target // batch
@@ -61,18 +52,12 @@ def main() -> None:
     loop.Trainer.save = save_and_keep
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        base_cfg = {"data": {"spec": POOL}, "backbone": "small-cnn", "resolution": 32, "epochs": args.base_epochs,
-                    "batch_size": batch, "runtime": {"progress": False}}  # fmt: skip
-        pretrain(build_config(TrainConfig, values=base_cfg), tmp / "base", **quiet)
+        train(tmp / "base", data={"spec": POOL}, **small_cnn(args.base_epochs))
         base = str(tmp / "base" / "checkpoint.pt")
 
         def probe(ckpt: str | None, name: str) -> float:
             model = {"checkpoint": ckpt} if ckpt else {"backbone": "small-cnn", "random_init": True}
-            ecfg = build_config(EvalConfig, values={
-                **model, "train": {"spec": f"{TARGET}:train"}, "test": {"spec": f"{TARGET}:test", "subset": n_test},
-                "protocol": "linear", "seeds": 1, "runtime": {"progress": False},
-            })  # fmt: skip
-            return evaluate(ecfg, tmp / f"ev-{name}", **quiet)["summary"]["top1"]["mean"]
+            return top1(tmp / f"ev-{name}", model, TARGET, seeds=1, n_test=n_test)["mean"]
 
         arms = {"target only": {}, "HPT": {"init": base}, "HPT-BN": {"init": base, "train": "bn"}}
         for arm, extra in arms.items():
@@ -82,7 +67,7 @@ def main() -> None:
                 "optim": {"lr": 0.03}, "checkpoint_every": args.every, "runtime": {"progress": False}, **extra,
             }  # fmt: skip
             folder = tmp / arm.replace(" ", "_")
-            pretrain(build_config(TrainConfig, values=values), folder, **quiet)
+            train(folder, **values)
             curves[arm] = {0: round(probe(extra.get("init"), f"{arm}-0"), 4)}
             for ckpt in sorted(folder.glob("step-*.pt")):
                 step = int(ckpt.stem.split("-")[1])
@@ -117,7 +102,7 @@ def main() -> None:
             + f". HPT's best {max(curves['HPT'].values()):.3f} against its base's {curves['HPT'][0]:.3f}. "
             "001 reports up to 80x fewer steps, and base + target above base."
         ),
-        minutes=(time.perf_counter() - t_start) / 60,
+        minutes=clock.minutes(),
     )
 
 

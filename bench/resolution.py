@@ -9,57 +9,46 @@ Usage: python bench/resolution.py [--scale 1.0] [--epochs 6] [--seeds 3]
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
+from _common import POOL, TARGETS, Clock, parser, small_cnn, top1, train
 from _report import publish
-
-from thresher.config import build_config
-from thresher.evaluate.config import EvalConfig
-from thresher.evaluate.run import evaluate
-from thresher.pretrain.config import TrainConfig
-from thresher.pretrain.run import pretrain
-
-POOL = "builtin:tiny-imagenet-32:train"
-TARGETS = {"cifar10": "builtin:cifar10", "fashion-mnist": "builtin:fashion-mnist"}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply epochs and target sizes (GPU machines)")
+    ap = parser(__doc__)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--seeds", type=int, default=3)
     args = ap.parse_args()
-    t_start = time.perf_counter()
+    clock = Clock()
     epochs = max(1, round(args.epochs * args.scale))
     n_train, n_test = round(2000 * args.scale), round(2000 * args.scale)
-    quiet = {"log": lambda *_: None}
     result: dict = {"epochs": epochs, "targets": {}, "pretrain": {}}
     with tempfile.TemporaryDirectory() as tmp:
         ckpts = {}
         for res in (16, 32):
-            cfg = build_config(TrainConfig, values={
-                "data": {"spec": POOL}, "backbone": "small-cnn", "resolution": res, "epochs": epochs,
-                "batch_size": 128, "runtime": {"progress": False},
-            })  # fmt: skip
             t0 = time.perf_counter()
-            s = pretrain(cfg, Path(tmp) / f"pt{res}", **quiet)
+            s = train(Path(tmp) / f"pt{res}", data={"spec": POOL}, **small_cnn(epochs, resolution=res))
             result["pretrain"][res] = {
                 "flops": s["cost"]["flops"], "seconds": round(time.perf_counter() - t0, 1),
                 "final_loss": s["epoch_loss"][-1],
             }  # fmt: skip
             ckpts[res] = str(Path(tmp) / f"pt{res}" / "checkpoint.pt")
         for name, spec in TARGETS.items():
-            acc = {}
-            for res, ckpt in ckpts.items():
-                ecfg = build_config(EvalConfig, values={
-                    "checkpoint": ckpt, "train": {"spec": f"{spec}:train", "subset": n_train},
-                    "test": {"spec": f"{spec}:test", "subset": n_test}, "protocol": "linear", "seeds": args.seeds,
-                    "resolution": 32, "runtime": {"progress": False},
-                })  # fmt: skip
-                acc[res] = evaluate(ecfg, Path(tmp) / f"ev-{name}-{res}", **quiet)["summary"]["top1"]
+            acc = {
+                res: top1(
+                    Path(tmp) / f"ev-{name}-{res}",
+                    {"checkpoint": ckpt},
+                    spec,
+                    seeds=args.seeds,
+                    n_train=n_train,
+                    n_test=n_test,
+                    resolution=32,
+                )  # fmt: skip
+                for res, ckpt in ckpts.items()
+            }
             result["targets"][name] = {
                 "top1_16px": round(acc[16]["mean"], 4), "top1_32px": round(acc[32]["mean"], 4),
                 "std_16px": round(acc[16]["std"] or 0, 4), "std_32px": round(acc[32]["std"] or 0, 4),
@@ -83,7 +72,7 @@ def main() -> None:
             f"of 32 px; accuracy ratio 16/32 px: {ratios}. 000 claims about half the cost at a small loss for "
             "224 -> 112 px; here the half resolution is 16 px."
         ),
-        minutes=(time.perf_counter() - t_start) / 60,
+        minutes=clock.minutes(),
     )
 
 

@@ -52,11 +52,13 @@ def score_timed(name: str, src: Side, tgt: Side) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply the real pool and the synthetic rows")
     ap.add_argument("--pool", type=int, default=30000)
     ap.add_argument("--synthetic", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--methods", default=",".join(METHODS))
     args = ap.parse_args()
+    args.pool, args.synthetic = round(args.pool * args.scale), round(args.synthetic * args.scale)
     torch.set_num_threads(2)
     methods = args.methods.split(",")
 

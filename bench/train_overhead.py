@@ -79,11 +79,13 @@ def thresher_loop(ds, idx: np.ndarray, cfg: TrainConfig) -> tuple[float, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply the examples per epoch (GPU machines)")
     ap.add_argument("--examples", type=int, default=4096)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    args.examples = round(args.examples * args.scale)
     ds, idx = dataset(args.examples)
     base = {
         "data": {"spec": "bench"},

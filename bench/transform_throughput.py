@@ -31,11 +31,13 @@ def load_batch(batch: int, resolution: int) -> torch.Tensor:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply the batch (GPU machines)")
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    args.batch = max(2, round(args.batch * args.scale))
     torch.set_num_threads(args.threads)
     x = load_batch(args.batch, args.resolution)
     result: dict = {}
