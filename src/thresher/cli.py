@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -86,6 +87,7 @@ def data_info(
     strict: StrictOpt = False,
 ) -> None:
     """Count, classes, image shapes and label histogram of a dataset."""
+    _check_out(sheet, "--sheet", file=True)
     from .data import open_dataset
     from .data.summary import contact_sheet, dataset_info, format_info
 
@@ -138,6 +140,7 @@ def embed(
     workers: WorkersOpt = None,
 ) -> None:
     """Embed a dataset with a backbone into a resumable, memory-mapped store (.npy shards + ids.parquet)."""
+    _check_out(out)
     from .config import build_config
     from .embed import EmbedConfig
     from .embed import embed as run_embed
@@ -200,6 +203,7 @@ def pretrain(
     workers: WorkersOpt = None,
 ) -> None:
     """Pre-train a backbone with the one training loop; re-running on the same --out resumes."""
+    _check_out(out)
     from .config import build_config
     from .pretrain.config import TrainConfig
     from .pretrain.run import pretrain as run_pretrain
@@ -296,6 +300,7 @@ def score(
     workers: WorkersOpt = None,
 ) -> None:
     """Score every source example against the target with one or more methods; one scores.parquet, a column each."""
+    _check_out(out)
     from .config import build_config
     from .scoring.pipeline import ScoreConfig
     from .scoring.pipeline import score as run_score
@@ -344,6 +349,7 @@ def select_cmd(
     force: ForceOpt = False,
 ) -> None:
     """Turn scores into a pre-training set: a Manifest (ids with weights and counts) any training run can read."""
+    _check_out(out)
     from .config import build_config
     from .select_run import SelectConfig, run_select
 
@@ -400,6 +406,7 @@ def evaluate_cmd(
     workers: WorkersOpt = None,
 ) -> None:
     """Measure what a checkpoint buys on a target: linear probe, fine-tune, few-shot or LP-FT, over seeds."""
+    _check_out(out)
     from .config import build_config
     from .evaluate.config import EvalConfig
     from .evaluate.run import evaluate
@@ -448,6 +455,7 @@ def search_source_cmd(
     device: DeviceOpt = None,
 ) -> None:
     """Rank candidate sources for a target: short pre-training from the base, then a linear probe (or LogME)."""
+    _check_out(out)
     from .config import build_config
     from .evaluate.search import SearchConfig, search_source
 
@@ -485,6 +493,7 @@ def compare_cmd(
     from . import atomic
     from .evaluate.compare import compare
 
+    _check_out(out)
     res = compare(run_a, run_b, test=test, layer=layer)
     pb = res["paired_bootstrap"]
     typer.echo(f"A {run_a}: top-1 {res['a']['top1']['mean']:.4f}   B {run_b}: top-1 {res['b']['top1']['mean']:.4f}")
@@ -510,6 +519,7 @@ def study_cmd(
     report: Annotated[bool, typer.Option(help="Write report.md and report.html when done.")] = True,
 ) -> None:
     """Run a whole comparison (every stage cached by its inputs; a killed study resumes), then report it."""
+    _check_out(out)
     from .config import build_config
     from .report import markdown_table, write_report
     from .study import StudyConfig, run_study
@@ -539,6 +549,7 @@ def demo(
     force: ForceOpt = False,
 ) -> None:
     """A small study on built-in real data: score, select, pre-train, fine-tune, report (under 15 min on 2 cores)."""
+    _check_out(out)
     from .demo import run_demo
 
     run_demo(out, quick=quick, data_root=data_root, force=force, echo=typer.echo)
@@ -554,6 +565,24 @@ def _manifest_source(folder: str) -> str:
     return source
 
 
+def _check_out(path: Path | None, flag: str = "--out", *, file: bool = False) -> None:
+    """Fail early, in one line, when ``path`` (a folder, or a ``file``) cannot be written: a file where a folder is
+    needed, or a folder without write permission."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.exists() and path.is_dir() == file:
+        raise ThresherError(f"{flag} {path} is a {'folder' if file else 'file'}; give a {'file' if file else 'folder'}")
+    parent = path.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if parent != path.absolute() and not parent.is_dir():
+        raise ThresherError(f"{flag} {path}: {parent} is a file, not a folder; choose another {flag}")
+    writable = parent if parent.is_dir() else parent.parent
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise ThresherError(f"{flag} {path}: no permission to write in {writable}; choose another {flag}")
+
+
 def _checkpoint_file(path: str | None) -> str | None:
     """A run folder stands for its checkpoint.pt."""
     if path and Path(path).is_dir() and (Path(path) / "checkpoint.pt").is_file():
@@ -561,29 +590,49 @@ def _checkpoint_file(path: str | None) -> str | None:
     return path
 
 
+def _is_click_error(exc: BaseException) -> bool:
+    """A command-line usage error raised by typer's click (missing option, bad value, unknown command)."""
+    root = type(exc).__module__.split(".")[0]
+    return (
+        root in ("click", "typer")
+        and hasattr(exc, "format_message")
+        and isinstance(getattr(exc, "exit_code", None), int)
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one clear line on errors (exit 2), full traceback only with --debug.
 
-    Usage errors (a missing option, a bad value) are reported by typer itself, with exit code 2.
+    Usage errors (a missing option, a bad value, an unknown command) are one line too, naming the --help to read.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     _STATE["debug"] = False
     try:
-        app(args=args, prog_name="thresher")
-    except KeyboardInterrupt:
-        typer.echo("thresher: interrupted; re-run the same command to resume", err=True)
-        sys.exit(130)
+        code = app(args=args, prog_name="thresher", standalone_mode=False)
+    except (KeyboardInterrupt, typer.Abort):
+        code = 130
     except ThresherError as exc:
         if _STATE["debug"]:
             raise
         typer.echo(f"thresher: error: {one_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
-    except Exception as exc:  # an unexpected failure is still one line without --debug
+    except Exception as exc:
+        if _is_click_error(exc):
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command (group): typer has printed its help
+                sys.exit(exc.exit_code)
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            typer.echo(f"thresher: error: {one_line(exc.format_message()).rstrip('.')}{where}", err=True)
+            sys.exit(exc.exit_code)
         if _STATE["debug"]:
             raise
+        # an unexpected failure is still one line without --debug
         typer.echo(
             f"thresher: internal error: {type(exc).__name__}: {one_line(str(exc))} "
             "(re-run with --debug for the traceback)",
             err=True,
         )
         sys.exit(1)
+    if code == 130:  # typer turns Ctrl-C into exit code 130
+        typer.echo("thresher: interrupted; re-run the same command to resume", err=True)
+    sys.exit(code if isinstance(code, int) else 0)  # as typer's standalone mode: always SystemExit

@@ -6,6 +6,7 @@ can be resumed or must be refused.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .errors import ThresherError
 
@@ -27,10 +28,31 @@ def runtime(default: Any = None, **kw: Any) -> Any:
     return Field(default, json_schema_extra={"runtime": True}, **kw)
 
 
+def _admits_bool(annotation: Any) -> bool:
+    """Whether a field's type takes a boolean (``bool``, ``Any``, a union or Literal holding one)."""
+    if annotation is bool or annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_admits_bool(a) for a in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return any(isinstance(a, bool) for a in typing.get_args(annotation))
+    return False
+
+
 class Section(BaseModel):
     """Base of every config section: typed, immutable after validation, unknown keys rejected."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """``epochs: yes`` is a typo, not 1 epoch: pydantic would read a boolean as the number 0 or 1."""
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and not _admits_bool(field.annotation):
+            raise ValueError("a boolean (true/false, yes/no, on/off in YAML) is not valid here")
+        return value
 
 
 class RuntimeConfig(Section):
@@ -124,10 +146,17 @@ def _merge(base: dict, extra: dict) -> dict:
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping with the safe loader; errors name the file."""
     p = Path(path)
+    if p.is_dir():
+        raise ThresherError(f"config file {p} is a folder; give a YAML file")
     if not p.is_file():
         raise ThresherError(f"config file {p} does not exist")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise ThresherError(f"cannot read config file {p}: {reason}; check its permissions and encoding") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ThresherError(f"config file {p} is not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
@@ -143,7 +172,7 @@ def build_config(
     if "config" in data and isinstance(data.get("thresher"), dict):
         data = data["config"]  # a resolved config.yaml from a run folder is accepted as input
     if values:
-        data = _merge(data, values)
+        data = _merge(data, copy.deepcopy(values))  # overrides below edit nested sections: never the caller's dict
     for ov in overrides or []:
         key, value = parse_override(ov)
         set_dotted(data, key, value)
@@ -156,7 +185,12 @@ def build_config(
         got = err.get("input")
         got_s = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
         msg = err["msg"].removeprefix("Value error, ")
-        raise ThresherError(f"config key {loc!r}: {msg}{got_s}") from None
+        if err["type"] == "missing":
+            raise ThresherError(
+                f"config key {loc!r} is required; give it on the command line, in --config, or as --set {loc}=..."
+            ) from None
+        where = f"config key {loc!r}: " if loc else ""  # a check across keys (model validator) names them itself
+        raise ThresherError(f"{where}{msg}{got_s}") from None
 
 
 def _strip_runtime(model: BaseModel) -> dict:

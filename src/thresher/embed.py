@@ -161,6 +161,13 @@ def _finalize(
         seconds += marker["cost"]["seconds"]
     tables = [pq.read_table(parts / f"{s:05d}.ids.parquet") for s in range(n_shards)]
     rows = [t.num_rows for t in tables]
+    if not sum(rows) and skipped.count:  # every image unreadable: an empty store would only fail later, unclearly
+        for s in range(n_shards):  # drop the empty shards, so a re-run after fixing the files computes them
+            (parts / f"{s:05d}.done").unlink(missing_ok=True)
+        raise ThresherError(
+            f"no image of {cfg.data.spec} can be read: all {skipped.count} are unreadable (first: "
+            f"{', '.join(skipped.first)}); fix or remove the broken files, or check the dataset spec"
+        )
     ids = pa.concat_tables(tables)
     atomic.write_with(root / IDS_FILE, lambda t: pq.write_table(ids, t))
     dim = int(np.load(root / "shard-00000.npy", mmap_mode="r").shape[1])

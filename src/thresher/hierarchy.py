@@ -39,7 +39,8 @@ def _as_items(value: Any) -> list[Any]:
 
 def _unknown_name(name: str, known: Sequence[str], what: str) -> ThresherError:
     close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    shown = ", ".join(list(known)[:5]) + (", ..." if len(known) > 5 else "")
+    hint = f"; did you mean {close[0]!r}?" if close else f" (known: {shown})"
     return ThresherError(f"unknown {what} {name!r}{hint}")
 
 

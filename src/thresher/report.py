@@ -29,7 +29,13 @@ def load_results(study: str | Path) -> dict:
     f = Path(study) / RESULTS
     if not f.is_file():
         raise ThresherError(f"{study} holds no {RESULTS}; run thresher study first (it resumes where it stopped)")
-    return json.loads(f.read_text())
+    try:
+        results = json.loads(f.read_text())
+    except (OSError, ValueError) as exc:
+        raise ThresherError(f"cannot read {f} ({type(exc).__name__}); re-run the same thresher study command") from None
+    if not isinstance(results, dict):
+        raise ThresherError(f"{f} is not a thresher study result; re-run the same thresher study command")
+    return results
 
 
 def _variant_label(v: dict) -> str:

@@ -65,12 +65,20 @@ class RunFolder:
     def __enter__(self) -> RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise ThresherError(f"--out {self.path} is a file; give a folder")
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ThresherError(f"cannot create --out {self.path}: {exc.strerror}; give a writable folder") from None
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise ThresherError(f"--out {self.path} is not writable; give a writable folder")
+        made_lock = not (self.path / LOCK_FILE).exists()
         self._lock()
         try:
             self._check_or_claim()
         except BaseException:
             self._unlock()
+            if made_lock and not (self.path / CONFIG_FILE).is_file():  # refused a folder we never claimed: no trace
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
             raise
         return self
 
@@ -108,9 +116,11 @@ class RunFolder:
         if old.get("inputs", {}) != self.inputs:
             changed.append("inputs (" + ", ".join(diff_keys(old.get("inputs", {}), self.inputs)) + ")")
         kind = old["thresher"]["kind"]
-        what = f"a {kind} run" if kind != self.kind else "results of a different config"
-        detail = f" (differs in: {', '.join(changed[:6])})" if changed else ""
-        return f"{self.path} holds {what}{detail}; use another --out, or pass --force to replace them"
+        if kind != self.kind:  # two kinds of config: a list of differing keys would mean nothing
+            what = f"{_a(kind)} run, not {_a(self.kind)} run"
+        else:
+            what = "results of a different config" + (f" (differs in: {', '.join(changed[:6])})" if changed else "")
+        return f"{self.path} holds {what}; use another --out, or pass --force to replace them"
 
     def _check_or_claim(self) -> None:
         _remove_stale_temporaries(self.path)  # left by a process killed mid-write; we hold the lock
@@ -146,6 +156,10 @@ class RunFolder:
             "inputs": self.inputs,
         }
         atomic.write_text(cfg_file, yaml.safe_dump(doc, sort_keys=False))
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
 def _remove_stale_temporaries(folder: Path) -> None:

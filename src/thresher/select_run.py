@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 from .config import Section
 from .data.manifest import Manifest, file_sha256
-from .errors import ThresherError
+from .errors import ThresherError, one_line
 from .runs import RunFolder, read_run_config
 from .scoring.base import REPORT_FILE, SCORES_FILE, TABLE_COLUMNS
 from .selection import SELECTORS, parse_budget, select
@@ -58,9 +58,27 @@ def scores_path(path: str | Path) -> Path:
 
 
 def read_scores(path: Path) -> tuple[Any, dict]:
-    table = pq.read_table(path)
+    """The score table and its report (scores.json), checked to be what ``thresher score`` writes."""
+    import pyarrow as pa
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ThresherError(
+            f"cannot read {path} as a score table ({one_line(str(exc), 160)}); re-run thresher score"
+        ) from None
+    missing = [c for c in TABLE_COLUMNS[:3] if c not in table.column_names]
+    if missing:
+        raise ThresherError(
+            f"{path} lacks column(s) {', '.join(missing)}, so it is not a thresher score table; re-run thresher score"
+        )
     report_file = path.parent / REPORT_FILE
-    report = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    try:
+        report = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise ThresherError(f"cannot read {report_file} ({one_line(str(exc), 160)}); re-run thresher score") from None
+    if not isinstance(report, dict):
+        raise ThresherError(f"{report_file} is not a JSON object; re-run thresher score")
     return table, report
 
 

@@ -70,7 +70,8 @@ class ImageDataset(ABC):
                 raise ThresherError(f"{self.spec}: negative label {int(labels.min())} (use -1 for unlabeled)")
             if self.classes is not None and len(labels) and labels.max() >= len(self.classes):
                 raise ThresherError(
-                    f"{self.spec}: label {int(labels.max())} out of range for {len(self.classes)} classes"
+                    f"{self.spec}: label {int(labels.max())} out of range for {len(self.classes)} classes; labels "
+                    f"must be 0..{len(self.classes) - 1} (one per class name, e.g. lines of classes.txt) or -1"
                 )
             self._labels = labels
         return self._labels
@@ -130,7 +131,9 @@ def decode_image(data: bytes, example_id: str) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             return pil_to_array(im)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError:  # PIL's message names its in-memory buffer, not the file
+        raise UnreadableImage(example_id, "not an image in a known format (corrupt or not an image file)") from None
+    except (Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise UnreadableImage(example_id, str(exc) or type(exc).__name__) from None
 
 

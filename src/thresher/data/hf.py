@@ -182,9 +182,8 @@ class ArrowImageDataset(ImageDataset):
         ids = np.array([str(v) for v in self._table.column(self.id_column).to_pylist()], dtype=object)
         uniq, counts = np.unique(ids.astype(str), return_counts=True)
         if (counts > 1).any():
-            raise ThresherError(
-                f"id column {self.id_column!r} of {self.folder} repeats {uniq[counts > 1][0]!r}; ids must be unique"
-            )
+            first = str(uniq[counts > 1][0])
+            raise ThresherError(f"id column {self.id_column!r} of {self.folder} repeats {first!r}; ids must be unique")
         return ids
 
     def _make_labels(self) -> np.ndarray:

@@ -31,7 +31,7 @@ def open_data(cfg) -> tuple[ImageDataset, np.ndarray]:
     """The dataset and the example indices a ``DataConfig`` names (an empty dataset is an error)."""
     ds = open_dataset(cfg.spec, data_root=cfg.data_root, strict=cfg.strict)
     if len(ds) == 0:
-        raise ThresherError(f"{cfg.spec} holds no images")
+        raise ThresherError(f"{cfg.spec} holds no images; check that the spec names the right file, folder or split")
     return ds, subset_indices(len(ds), cfg.subset, cfg.subset_seed)
 
 

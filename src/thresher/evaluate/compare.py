@@ -8,6 +8,7 @@ the IoU of their misclassified test examples and the RV2 similarity of their fro
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,18 @@ def _load(run: Path) -> tuple[dict, dict]:
     run = Path(run)
     if not (run / METRICS).is_file() or not (run / PREDICTIONS).is_file():
         raise ThresherError(f"{run} is not a finished thresher evaluate folder (no {METRICS} / {PREDICTIONS})")
-    with np.load(run / PREDICTIONS, allow_pickle=False) as z:
-        pred = {k: z[k] for k in z.files}
-    return json.loads((run / METRICS).read_text()), pred
+    try:
+        with np.load(run / PREDICTIONS, allow_pickle=False) as z:
+            pred = {k: z[k] for k in z.files}
+        metrics = json.loads((run / METRICS).read_text())
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ThresherError(
+            f"cannot read the results in {run} ({type(exc).__name__}); re-run the same thresher evaluate command"
+        ) from None
+    missing = [k for k in ("ids", "labels", "probs") if k not in pred]
+    if not isinstance(metrics, dict) or "test_identity" not in metrics or missing:
+        raise ThresherError(f"{run} does not hold thresher evaluate results; re-run the same thresher evaluate command")
+    return metrics, pred
 
 
 def compare(

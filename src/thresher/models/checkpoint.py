@@ -197,7 +197,8 @@ def _locate(obj: Any, model_sd: Mapping[str, torch.Tensor], path: Path) -> tuple
     if best is None:
         raise ThresherError(
             f"checkpoint {str(path)!r} has no weights for this backbone: its keys look like"
-            f" {list(candidates[0][1])[:_SHOW]}, the backbone expects keys like {list(model_sd)[:_SHOW]}"
+            f" {list(candidates[0][1])[:_SHOW]}, the backbone expects keys like {list(model_sd)[:_SHOW]};"
+            " give the --backbone it was trained with"
         )
     return best[1], best[2], best[3]
 
@@ -229,22 +230,20 @@ def _mismatch_message(
 
     shapes = [f"{k}: checkpoint {tuple(a)} vs backbone {tuple(b)}" for k, a, b in mismatched]
     stripped = f" (after stripping prefix {prefix!r})" if prefix else ""
+    # what to do comes first: the key lists can be long, and the command line shortens a message to 400 characters
     text = (
-        f"checkpoint {str(path)!r} does not fit backbone {type(model).__name__}{stripped}:"
+        f"checkpoint {str(path)!r} does not fit backbone {type(model).__name__}{stripped}; use the backbone the"
+        " checkpoint was trained with (or strict=False to load only the tensors that fit):"
         f" {count(len(mismatched), 'shape mismatch')}{first(shapes)};"
         f" {count(len(missing), 'missing key')}{first(missing)};"
-        f" {count(len(unexpected), 'unexpected key')}{first(unexpected)}."
-        " Use the backbone the checkpoint was trained with, or strict=False to load only the tensors that fit"
+        f" {count(len(unexpected), 'unexpected key')}{first(unexpected)}"
     )
     return one_line(text, limit=1500)
 
 
 def checkpoint_backbone(path: str | os.PathLike[str]) -> str:
     """The backbone name a thresher checkpoint records (other checkpoints need the name given explicitly)."""
-    try:
-        meta = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ThresherError(f"cannot read checkpoint {path}: {type(exc).__name__}") from None
+    meta, _ = _read(Path(path))  # a missing, foreign or unsafe file fails here with a message saying what it is
     if isinstance(meta, dict) and isinstance(meta.get("backbone"), str):
         return meta["backbone"]
     raise ThresherError(f"{path} is not a thresher checkpoint; name its backbone (--backbone / --features-backbone)")

@@ -61,6 +61,13 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch, 0x7EED]).permutation(n)
 
 
+def rank_batches(order: np.ndarray, batch_size: int, start: int, steps: int, rank: int = 0, world: int = 1) -> list:
+    """One process's share of global batches ``start .. steps - 1`` of an epoch: batch ``b`` is
+    ``order[b * batch_size : (b + 1) * batch_size]`` and rank ``r`` of ``world`` takes its rows ``r::world``, so the
+    ranks together see each row of every global batch exactly once; rows after the last whole batch are not used."""
+    return [order[b * batch_size : (b + 1) * batch_size][rank::world] for b in range(start, steps)]
+
+
 @dataclass
 class Plan:
     """What a run will do, known before it starts: its data schedule, batch size and steps per epoch."""
@@ -203,9 +210,8 @@ class Trainer:
         for name, t in self.objective.state_dict().items():
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise ThresherError(
-                    f"weights became non-finite ({name}) by step {self.state.step}; the last good "
-                    f"checkpoint ({self.root / CHECKPOINT}) is kept; lower the learning rate and "
-                    "re-run"
+                    f"weights became non-finite ({name}) by step {self.state.step}; {self._kept()}; lower the "
+                    "learning rate (--lr or --set optim.lr=...) and re-run"
                 )
         schedule_state = self.schedule.state_dict()
         if self.dist.active:  # rank 0 saves the whole epoch-so-far; on resume only rank 0 keeps it
@@ -234,6 +240,22 @@ class Trainer:
             "config": self.cfg.model_dump(mode="json"),
         }
         atomic.torch_save(self.root / CHECKPOINT, ckpt)
+
+    def _nothing_read(self) -> str:
+        """The error when a whole first epoch trained on no image (every one unreadable)."""
+        bad = self.skipped
+        first = f" (first: {', '.join(bad.first)})" if bad.first else ""
+        return (
+            f"no image of {self.ds.spec} could be trained on: {bad.count} of {len(self.indices)} are unreadable"
+            f"{first}; fix or remove the broken files, or check the dataset spec"
+        )
+
+    def _kept(self) -> str:
+        """What a divergence leaves behind: the last good checkpoint, or none (training stopped before the first)."""
+        path = self.root / CHECKPOINT
+        if path.is_file():
+            return f"the last good checkpoint ({path}) is kept"
+        return "no checkpoint had been written yet"
 
     def try_resume(self) -> bool:
         path = self.root / CHECKPOINT
@@ -306,7 +328,7 @@ class Trainer:
             bs = min(self.batch_size, len(order))
             steps = self.plan.steps[epoch]
             rank, world = self.dist.rank, self.dist.world  # each process takes its share of every global batch
-            batches = [order[b * bs : (b + 1) * bs][rank::world] for b in range(st.pos, steps)]
+            batches = rank_batches(order, bs, st.pos, steps, rank, world)
             data = iterate_batches(
                 self.ds,
                 [self.indices[b] for b in batches],
@@ -350,6 +372,8 @@ class Trainer:
                 if save_now:
                     self.save()
                     last_ckpt = time.perf_counter()
+            if epoch == 0 and st.images == 0:  # not one image could be trained on: stop instead of saving noise
+                raise ThresherError(self._nothing_read())
             self.schedule.end_epoch(epoch, dist_utils.all_reduce_sum if self.dist.active else None)
             self._append_log(
                 {
@@ -417,8 +441,8 @@ class Trainer:
             loss_value, acc, n = total[0] / total[2], total[1] / total[2], int(total[2])
         if not math.isfinite(loss_value):
             raise ThresherError(
-                f"loss became {loss_value} at step {self.state.step}; the last good checkpoint "
-                f"({self.root / CHECKPOINT}) is kept; lower the learning rate and re-run"
+                f"loss became {loss_value} at step {self.state.step}; {self._kept()}; lower the learning rate "
+                "(--lr or --set optim.lr=...) and re-run"
             )
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler:

@@ -344,8 +344,11 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             folder = cache / f"decoded-{side}-{key[:12]}"
             decoded[side] = decode_once(*data, size, folder, num_workers=cfg.runtime.num_workers, log=log)
         (dec_s, rows_s, ok_s), (dec_t, rows_t, ok_t) = decoded["source"], decoded["target"]
-        if not ok_t.any():
-            raise ThresherError(f"no image of the target {cfg.target.spec} can be read")
+        for what, spec, ok in (("target", cfg.target.spec, ok_t), ("pool", cfg.source.spec, ok_s)):
+            if not ok.any():
+                raise ThresherError(
+                    f"no image of the {what} {spec} can be read; fix or remove the broken files, or check the spec"
+                )
         for side, (ds, idx), ok in (("pool", source, ok_s), ("target", target, ok_t)):
             if not ok.all():
                 log(
