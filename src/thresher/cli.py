@@ -35,6 +35,12 @@ StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first unr
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto (default), cpu, cuda or cuda:N.")]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Data-loading worker processes (default 0).")]
 SubsetOpt = Annotated[int | None, typer.Option("--subset", help="Use a random subset of this many examples.")]
+EngineOpt = Annotated[
+    str | None, typer.Option("--engine", help="Embedding forward passes: local (default) or ray (Ray Data).")
+]
+RayAddressOpt = Annotated[
+    str | None, typer.Option("--ray-address", help="Ray cluster to join with --engine ray (default: a local Ray).")
+]
 
 
 @app.callback()
@@ -138,6 +144,8 @@ def embed(
     strict: StrictOpt = False,
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Embed a dataset with a backbone into a resumable, memory-mapped store (.npy shards + ids.parquet)."""
     _check_out(out)
@@ -159,6 +167,8 @@ def embed(
         shard_size=shard_size,
         runtime__device=device,
         runtime__num_workers=workers,
+        runtime__engine=engine,
+        runtime__ray_address=ray_address,
     )
     cfg = build_config(EmbedConfig, file=config, values=values, overrides=set_)
     store = run_embed(cfg, out, force=force, log=typer.echo)
@@ -298,6 +308,8 @@ def score(
     data_root: DataRootOpt = None,
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Score every source example against the target with one or more methods; one scores.parquet, a column each."""
     _check_out(out)
@@ -320,6 +332,8 @@ def score(
         seed=seed,
         runtime__device=device,
         runtime__num_workers=workers,
+        runtime__engine=engine,
+        runtime__ray_address=ray_address,
     )
     cfg = build_config(ScoreConfig, file=config, values=values, overrides=set_)
     path = run_score(cfg, out, force=force, log=typer.echo)

@@ -13,7 +13,7 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -62,6 +62,9 @@ class RuntimeConfig(Section):
     num_workers: int = runtime(0, ge=0, description="data-loading worker processes")
     threads: int | None = runtime(None, ge=1, description="torch CPU threads (default: all cores)")
     progress: bool = runtime(True, description="show a progress bar on a terminal")
+    engine: Literal["local", "ray"] = runtime("local", description="embedding forward passes: local or Ray Data")
+    ray_address: str | None = runtime(None, description="Ray cluster to join (default: a local Ray)")
+    ray_actors: int | None = runtime(None, ge=1, description="Ray actors (default: one per GPU, else per core)")
 
 
 class DataConfig(Section):

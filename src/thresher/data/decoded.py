@@ -30,9 +30,11 @@ PROGRESS = "progress.json"
 class DecodedDataset(ArrayDataset):
     """Row ``k`` is example ``indices[k]`` of ``original``, decoded at ``size`` x ``size`` (RGB)."""
 
-    def __init__(self, images: np.ndarray, original: ImageDataset, indices: np.ndarray, size: int):
+    def __init__(
+        self, images: np.ndarray, original: ImageDataset, indices: np.ndarray, size: int, path: Path | None = None
+    ):
         super().__init__(images, original.labels[indices], classes=original.classes, spec=original.spec)
-        self.original, self.original_indices, self.size = original, indices, size
+        self.original, self.original_indices, self.size, self.path = original, indices, size, path
         self.descriptions = getattr(original, "descriptions", None)
         if original.multilabels is not None:
             self.multilabels = original.multilabels[indices]
@@ -40,6 +42,18 @@ class DecodedDataset(ArrayDataset):
 
     def _make_ids(self) -> np.ndarray:
         return self.original.ids[self.original_indices]
+
+    def __getstate__(self) -> dict:
+        """Pickled by the path of its memory map (to workers, Ray actors), not by a copy of every decoded image."""
+        state = self.__dict__.copy()
+        if self.path is not None:
+            state["images"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.images is None:
+            self.images = np.load(self.path, mmap_mode="r")
 
     def source_files(self) -> list[Path]:
         return self.original.source_files()
@@ -115,7 +129,7 @@ def decode_once(
             atomic.write_json(progress_file, {"key": key, "done": 0, "complete": True})
     images = np.load(folder / IMAGES, mmap_mode="r")
     readable = np.array(np.load(folder / READABLE, mmap_mode="r"))
-    return DecodedDataset(images, ds, indices, size), np.arange(n, dtype=np.int64), readable
+    return DecodedDataset(images, ds, indices, size, folder / IMAGES), np.arange(n, dtype=np.int64), readable
 
 
 def _key(ds: ImageDataset, indices: np.ndarray, size: int) -> str:

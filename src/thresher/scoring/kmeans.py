@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import ThresherError
-from .neighbors import BLOCK_ELEMENTS, check_k, faiss_module, feature_shape, iter_rows, load_rows
+from .neighbors import BLOCK_ELEMENTS, check_k, faiss_module, feature_shape, iter_rows, load_rows, on_gpu
 
 
 def _rows_per_block(k: int) -> int:
@@ -184,7 +184,8 @@ def _faiss_lloyd(faiss: Any, x: np.ndarray, init: np.ndarray, *, iters: int) -> 
     k = len(init)
     # no subsampling inside FAISS (we subsample ourselves) and no warning about few points per centre
     opts = dict(niter=iters, verbose=False, min_points_per_centroid=1, max_points_per_centroid=max(1, -(-len(x) // k)))
-    km = faiss.Kmeans(x.shape[1], k, **opts)
+    gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    km = faiss.Kmeans(x.shape[1], k, gpu=gpu, **opts)
     km.train(x, init_centroids=np.ascontiguousarray(init, dtype=np.float32))
     centres = np.ascontiguousarray(km.centroids, dtype=np.float32)
     _, dist = _faiss_search(faiss, x, centres)
@@ -194,6 +195,7 @@ def _faiss_lloyd(faiss: Any, x: np.ndarray, init: np.ndarray, *, iters: int) -> 
 def _faiss_search(faiss: Any, x: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     index = faiss.IndexFlatL2(centres.shape[1])
     index.add(centres)
+    index = on_gpu(faiss, index)
     labels = np.empty(len(x), dtype=np.int64)
     dist = np.empty(len(x), dtype=np.float64)
     for start in range(0, len(x), 65536):

@@ -203,4 +203,14 @@ def _faiss_index(faiss: Any, base_n: np.ndarray, ivf_threshold: int, nlist: int 
         index.train(base_n)
         index.nprobe = min(nprobe, nlist)
     index.add(base_n)
-    return index
+    return on_gpu(faiss, index)
+
+
+def on_gpu(faiss: Any, index: Any) -> Any:
+    """The index moved to GPU 0 when this FAISS build has GPU support and a GPU is visible; else unchanged."""
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
+        return index
+    resources = faiss.StandardGpuResources()
+    gpu = faiss.index_cpu_to_gpu(resources, 0, index)
+    gpu.referenced_resources = resources  # keep the GPU memory pool alive as long as the index
+    return gpu

@@ -1,0 +1,145 @@
+"""The Ray engine of ``thresher embed`` (``--engine ray``): the backbone's forward passes as a Ray Data pipeline.
+
+The driver keeps what makes a run safe (the run folder, its lock, atomic shards, resume): it hands Ray the rows of
+the shards still missing, Ray Data streams them through an actor pool that loads the images and applies the backbone
+in ``map_batches`` (one GPU per actor when the cluster has GPUs), and the driver writes each shard as soon as its
+rows are back, in order. The store is the local engine's, so everything downstream reads it unchanged. Ray runs
+locally (``ray.init()``) unless an address is given (``--ray-address``, or ``auto`` for ``RAY_ADDRESS``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from .errors import ThresherError
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ThresherError("--engine ray needs Ray Data: pip install 'thresher[ray]'") from None
+    return ray
+
+
+def connect(address: str | None, threads: int | None = None) -> None:
+    """Join the cluster at ``address`` or start a local Ray; idempotent within a process."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    opts = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False}
+    if address:
+        opts["address"] = address
+    elif threads:
+        opts["num_cpus"] = threads
+    try:
+        ray.init(**opts)
+    except ConnectionError as exc:
+        raise ThresherError(f"cannot reach the Ray cluster at {address}: {exc}; check --ray-address") from None
+
+
+class _Embedder:
+    """One actor: its own copy of the backbone; ``__call__`` embeds one batch of dataset rows."""
+
+    def __init__(self, dataset, backbone: str, state_dict, resolution: int, threads: int | None):
+        import ray
+
+        from .data.transforms import build_transform
+        from .device import memory_format, resolve_device, set_threads
+        from .models import create_backbone
+
+        # object refs nested in constructor arguments arrive unresolved: the actor fetches them (zero-copy arrays)
+        dataset, state_dict = (ray.get(v) if isinstance(v, ray.ObjectRef) else v for v in (dataset, state_dict))
+        set_threads(threads)
+        self.device = resolve_device("auto")
+        self.fmt = memory_format(self.device)
+        self.ds, self.resolution = dataset, resolution
+        model = create_backbone(backbone)
+        model.load_state_dict(state_dict)
+        self.model = model.to(self.device).eval().to(memory_format=self.fmt)
+        self.transform = build_transform("eval", resolution)
+
+    @torch.inference_mode()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .device import autocast
+
+        index = batch["index"]
+        x, ok = self.ds.load_batch(index, self.resolution)
+        feats = np.zeros((len(index), self.model.feature_dim), np.float32)
+        if len(x):
+            x = self.transform(x.to(self.device), None).contiguous(memory_format=self.fmt)
+            with autocast(self.device):
+                feats[ok] = self.model.forward_features(x).float().cpu().numpy()
+        return {"row": batch["row"], "index": index, "ok": ok, "emb": feats}
+
+
+def embed_shards(
+    ds,
+    shards: list[tuple[int, np.ndarray]],
+    model: torch.nn.Module,
+    backbone: str,
+    resolution: int,
+    batch_size: int,
+    write: Callable[[int, np.ndarray, np.ndarray, np.ndarray, dict], None],
+    *,
+    address: str | None = None,
+    actors: int | None = None,
+    threads: int | None = None,
+    progress=None,
+) -> None:
+    """Embed the rows of every ``(shard, indices)`` with Ray Data; ``write(shard, feats, kept, bad, cost)`` is called
+    in shard order as each shard completes (the local engine's contract, so resume works the same)."""
+    ray = _ray()
+    connect(address, threads)
+    rows = np.concatenate([idx for _, idx in shards]).astype(np.int64)
+    shard_of = np.concatenate([np.full(len(idx), s, np.int64) for s, idx in shards])
+    cuda = torch.cuda.is_available()
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    per_actor = 1 if cuda or gpus else max(1, min(threads or cpus, cpus))
+    n_actors = actors or (gpus if gpus else max(1, cpus // per_actor))
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # shards come back whole and in order
+    ctx.enable_progress_bars = False
+    table = pa.table({"row": np.arange(len(rows), dtype=np.int64), "index": rows})
+    block = batch_size * 4  # several blocks, so every actor gets work
+    data = ray.data.from_arrow([table.slice(i, block) for i in range(0, len(rows), block)])
+    embedded = data.map_batches(
+        _Embedder,
+        fn_constructor_kwargs={
+            "dataset": ray.put(ds), "backbone": backbone, "state_dict": ray.put(state), "resolution": resolution,
+            "threads": per_actor,
+        },
+        batch_size=batch_size,
+        batch_format="numpy",
+        concurrency=n_actors,
+        num_gpus=1 if gpus else 0,
+        num_cpus=0 if gpus else per_actor,
+    )  # fmt: skip
+    ends = {s: int(np.flatnonzero(shard_of == s)[-1]) for s, _ in shards}
+    pending: dict[int, list[dict]] = {}
+    started = time.perf_counter()
+    for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+        for s in np.unique(shard_of[batch["row"]]):
+            mine = shard_of[batch["row"]] == s
+            pending.setdefault(int(s), []).append({k: v[mine] for k, v in batch.items()})
+        if progress is not None:
+            progress.update(len(batch["row"]))
+        for s in sorted(pending):
+            got = pending[s]
+            if int(got[-1]["row"][-1]) != ends[s]:
+                break
+            part = {k: np.concatenate([g[k] for g in got]) for k in got[0]}
+            cost = {"images": len(part["row"]), "seconds": time.perf_counter() - started}
+            write(s, part["emb"][part["ok"]], part["index"][part["ok"]], part["index"][~part["ok"]], cost)
+            del pending[s]
+            started = time.perf_counter()
+    if pending:
+        raise ThresherError(f"Ray returned shards {sorted(pending)} incomplete; re-run the same command to resume")

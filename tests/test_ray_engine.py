@@ -1,0 +1,130 @@
+"""Issue 8: ``--engine ray`` embeds through a Ray Data pipeline (local 2-CPU Ray) into the local engine's store.
+
+Tolerance: the same weights on the same pixels, batched differently across actors, agree to float32 rounding
+(|difference| <= 1e-5 + 1e-4 * |value|); ids, labels, order and skipped images are identical.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from thresher.cli import main
+from thresher.config import build_config
+from thresher.embed import EmbedConfig, EmbeddingStore, embed
+
+from conftest import make_npz
+
+ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra (pip install 'thresher[ray]')")
+ATOL, RTOL = 1e-5, 1e-4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
+    yield
+    ray.shutdown()
+
+
+def _embed(spec: str, out, engine: str):
+    cfg = build_config(EmbedConfig, values={
+        "data": {"spec": spec}, "backbone": "small-cnn", "resolution": 12, "batch_size": 16,
+        "shard_size": 48, "runtime": {"progress": False, "engine": engine, "threads": 1},
+    })  # fmt: skip
+    return embed(cfg, out, log=lambda *_: None)
+
+
+def _same(a: EmbeddingStore, b: EmbeddingStore) -> None:
+    assert a.shape == b.shape
+    np.testing.assert_allclose(np.asarray(b[:]), np.asarray(a[:]), atol=ATOL, rtol=RTOL)
+    assert list(a.ids) == list(b.ids) and np.array_equal(a.labels, b.labels)
+
+
+def test_ray_engine_matches_local(tmp_path):
+    data = make_npz(tmp_path / "d" / "train.npz", n=150, size=12)
+    local = _embed(f"npz:{data}", tmp_path / "local", "local")
+    remote = _embed(f"npz:{data}", tmp_path / "ray", "ray")
+    _same(local, remote)
+    meta = json.loads((tmp_path / "ray" / "meta.json").read_text())
+    assert meta["shard_rows"] == [48, 48, 48, 6] and meta["cost"]["images"] == 150
+
+
+def test_ray_engine_resumes_a_local_run(tmp_path):
+    """A store half written by the local engine is finished by Ray (the engine is not part of the fingerprint)."""
+    data = make_npz(tmp_path / "d" / "train.npz", n=150, size=12)
+    local = _embed(f"npz:{data}", tmp_path / "local", "local")
+    _embed(f"npz:{data}", tmp_path / "mixed", "local")
+    for s in (1, 3):  # as if killed before these shards were committed
+        (tmp_path / "mixed" / ".parts" / f"{s:05d}.done").unlink()
+    meta = json.loads((tmp_path / "mixed" / "meta.json").read_text())
+    (tmp_path / "mixed" / "meta.json").write_text(json.dumps({**meta, "complete": False}))
+    _same(local, _embed(f"npz:{data}", tmp_path / "mixed", "ray"))
+
+
+def test_ray_engine_skips_unreadable_images_like_local(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for k in range(40):
+        folder = root / f"c{k % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if k in (3, 17):
+            (folder / f"{k:03d}.png").write_bytes(b"not a png")
+        else:
+            Image.fromarray(np.full((12, 12, 3), 6 * k, np.uint8)).save(folder / f"{k:03d}.png")
+    local = _embed(f"folder:{root}", tmp_path / "local", "local")
+    remote = _embed(f"folder:{root}", tmp_path / "ray", "ray")
+    _same(local, remote)
+    assert len(remote) == 38
+    skipped = [json.loads((tmp_path / e / "meta.json").read_text())["skipped"] for e in ("local", "ray")]
+    assert skipped[0] == skipped[1] and skipped[0]["count"] == 2
+
+
+def test_score_cli_with_ray_engine_matches_local(tmp_path, capsys):
+    pool = make_npz(tmp_path / "pool" / "train.npz", n=120, size=12, classes=4)
+    target = make_npz(tmp_path / "target" / "train.npz", n=40, size=12, classes=2, seed=1)
+    args = ["score", "--source", f"npz:{pool}", "--target", f"npz:{target}", "-m", "knn", "-m", "cluster-min",
+            "--set", "models.resolution=12", "--set", "models.source_epochs=1", "--set", "models.target_epochs=1",
+            "--set", "models.batch_size=16", "--set", "runtime.threads=1"]  # fmt: skip
+    tables = {}
+    for engine in ("local", "ray"):
+        try:
+            main([*args, "--engine", engine, "--out", str(tmp_path / engine)])
+        except SystemExit as exc:
+            assert not exc.code, capsys.readouterr().err
+        tables[engine] = pq.read_table(tmp_path / engine / "scores.parquet")
+    for name in ("knn", "cluster-min"):
+        np.testing.assert_allclose(
+            tables["ray"].column(name).to_numpy(), tables["local"].column(name).to_numpy(), atol=1e-4, rtol=1e-4
+        )
+    assert tables["ray"].column("id").to_pylist() == tables["local"].column("id").to_pylist()
+
+
+@pytest.mark.realdata
+def test_score_with_ray_matches_local_on_real_data(tmp_path, capsys):
+    """knn and cluster-min scores of 3,000 real pool images against 500 cifar10 images, embedded by each engine with
+    the same weights: equal within the stated tolerance, and the same top 10%."""
+    import torch
+
+    from thresher.models import create_backbone
+
+    torch.manual_seed(0)
+    torch.save(create_backbone("small-cnn").state_dict(), tmp_path / "w.pt")
+    args = ["score", "--source", "builtin:tiny-imagenet-32:train", "--source-subset", "3000", "--target",
+            "builtin:cifar10:train", "--target-subset", "500", "-m", "knn", "-m", "cluster-min", "--features",
+            str(tmp_path / "w.pt"), "--features-backbone", "small-cnn", "--set", "runtime.threads=1"]  # fmt: skip
+    tables = {}
+    for engine in ("local", "ray"):
+        try:
+            main([*args, "--engine", engine, "--out", str(tmp_path / engine)])
+        except SystemExit as exc:
+            assert not exc.code, capsys.readouterr().err
+        tables[engine] = pq.read_table(tmp_path / engine / "scores.parquet")
+    for name in ("knn", "cluster-min"):
+        a, b = tables["local"].column(name).to_numpy(), tables["ray"].column(name).to_numpy()
+        np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
+        k = len(a) // 10
+        assert len(np.intersect1d(np.argsort(-a)[:k], np.argsort(-b)[:k])) >= 0.99 * k
