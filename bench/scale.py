@@ -153,7 +153,9 @@ def main() -> None:
     args = ap.parse_args()
     clock = Clock()
     result: dict = {"scoring": [], "ray": None}
-    with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent.parent) as tmp:  # on disk, not tmpfs
+    scratch = Path(__file__).resolve().parent / "out"  # on disk (not a tmpfs), ignored by git
+    scratch.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         for rows in (round(int(r) * args.scale) for r in args.rows.split(",")):
             result["scoring"].append(run_scoring(rows, Path(tmp)))
         if not args.skip_ray:
