@@ -118,6 +118,9 @@ RUNTIME = {
     "runtime.num_workers": st.integers(0, 64),
     "runtime.threads": optional(st.integers(1, 256)),
     "runtime.progress": st.booleans(),
+    "runtime.engine": st.sampled_from(["local", "ray"]),
+    "runtime.ray_address": optional(st.text(max_size=12)),
+    "runtime.ray_actors": optional(st.integers(1, 64)),
 }
 #: dict-valued fields whose keys are the parameters of a registry name held by another field
 PARAMS = {"objective_params": ("objective", objective_params), "schedule_params": ("schedule", schedule_params)}
@@ -364,11 +367,12 @@ WRONG = {
 }
 KINDS = {
     "int": ["resolution", "epochs", "batch_size", "seed", "data.subset_seed", "data.subset", "checkpoint_every",
-            "log_every", "runtime.num_workers", "runtime.threads"],
+            "log_every", "runtime.num_workers", "runtime.threads", "runtime.ray_actors"],
     "float": ["optim.lr", "optim.momentum", "optim.weight_decay", "lr_schedule.warmup_epochs",
               "lr_schedule.min_factor", "lr_schedule.gamma", "checkpoint_minutes"],
     "bool": ["init_head", "optim.nesterov", "data.strict", "runtime.progress"],
-    "str": ["data.spec", "backbone", "transform", "runtime.device", "init", "manifest", "data.data_root"],
+    "str": ["data.spec", "backbone", "transform", "runtime.device", "init", "manifest", "data.data_root",
+            "runtime.ray_address"],
     "list": ["lr_schedule.milestones"],
     "pair": ["crop_scale"],
     "dict": ["objective_params", "schedule_params"],
@@ -380,6 +384,7 @@ REGISTRY_NAMES = {
     "train": PARAMETER_SETS,
     "lr_schedule.name": LR_SCHEDULES,
     "optim.name": ["sgd", "adamw"],
+    "runtime.engine": ["local", "ray"],
 }
 
 

@@ -83,12 +83,8 @@ def test_ray_engine_skips_unreadable_images_like_local(tmp_path):
     assert skipped[0] == skipped[1] and skipped[0]["count"] == 2
 
 
-def test_score_cli_with_ray_engine_matches_local(tmp_path, capsys):
-    pool = make_npz(tmp_path / "pool" / "train.npz", n=120, size=12, classes=4)
-    target = make_npz(tmp_path / "target" / "train.npz", n=40, size=12, classes=2, seed=1)
-    args = ["score", "--source", f"npz:{pool}", "--target", f"npz:{target}", "-m", "knn", "-m", "cluster-min",
-            "--set", "models.resolution=12", "--set", "models.source_epochs=1", "--set", "models.target_epochs=1",
-            "--set", "models.batch_size=16", "--set", "runtime.threads=1"]  # fmt: skip
+def _score_with_both_engines(args: list[str], tmp_path, capsys) -> dict:
+    """``thresher score ARGS`` with the local and the Ray engine; their scores tables."""
     tables = {}
     for engine in ("local", "ray"):
         try:
@@ -96,6 +92,16 @@ def test_score_cli_with_ray_engine_matches_local(tmp_path, capsys):
         except SystemExit as exc:
             assert not exc.code, capsys.readouterr().err
         tables[engine] = pq.read_table(tmp_path / engine / "scores.parquet")
+    return tables
+
+
+def test_score_cli_with_ray_engine_matches_local(tmp_path, capsys):
+    pool = make_npz(tmp_path / "pool" / "train.npz", n=120, size=12, classes=4)
+    target = make_npz(tmp_path / "target" / "train.npz", n=40, size=12, classes=2, seed=1)
+    args = ["score", "--source", f"npz:{pool}", "--target", f"npz:{target}", "-m", "knn", "-m", "cluster-min",
+            "--set", "models.resolution=12", "--set", "models.source_epochs=1", "--set", "models.target_epochs=1",
+            "--set", "models.batch_size=16", "--set", "runtime.threads=1"]  # fmt: skip
+    tables = _score_with_both_engines(args, tmp_path, capsys)
     for name in ("knn", "cluster-min"):
         np.testing.assert_allclose(
             tables["ray"].column(name).to_numpy(), tables["local"].column(name).to_numpy(), atol=1e-4, rtol=1e-4
@@ -116,13 +122,7 @@ def test_score_with_ray_matches_local_on_real_data(tmp_path, capsys):
     args = ["score", "--source", "builtin:tiny-imagenet-32:train", "--source-subset", "3000", "--target",
             "builtin:cifar10:train", "--target-subset", "500", "-m", "knn", "-m", "cluster-min", "--features",
             str(tmp_path / "w.pt"), "--features-backbone", "small-cnn", "--set", "runtime.threads=1"]  # fmt: skip
-    tables = {}
-    for engine in ("local", "ray"):
-        try:
-            main([*args, "--engine", engine, "--out", str(tmp_path / engine)])
-        except SystemExit as exc:
-            assert not exc.code, capsys.readouterr().err
-        tables[engine] = pq.read_table(tmp_path / engine / "scores.parquet")
+    tables = _score_with_both_engines(args, tmp_path, capsys)
     for name in ("knn", "cluster-min"):
         a, b = tables["local"].column(name).to_numpy(), tables["ray"].column(name).to_numpy()
         np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)

@@ -372,7 +372,9 @@ class Trainer:
                 if save_now:
                     self.save()
                     last_ckpt = time.perf_counter()
-            if epoch == 0 and st.images == 0:  # not one image could be trained on: stop instead of saving noise
+            # every image of the first epoch unreadable: stop instead of saving an untrained model (a batch left with
+            # a single readable image is skipped by design, so "nothing trained" alone is not an error)
+            if epoch == 0 and st.images == 0 and self.skipped.count >= steps * bs:
                 raise ThresherError(self._nothing_read())
             self.schedule.end_epoch(epoch, dist_utils.all_reduce_sum if self.dist.active else None)
             self._append_log(
