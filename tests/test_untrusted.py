@@ -1,33 +1,21 @@
 """Issue 9, untrusted files: a config, a run folder or a checkpoint from someone else never runs code.
 
 Each payload, if it were loaded unsafely, would create a marker file (YAML ``!!python`` tags) or call a recording
-function (a pickle's ``__reduce__``). Every case goes through the command line, fails with one clear line and
-leaves no marker.
+function (test_models' ``Payload``, whose ``__reduce__`` records a call). Every case goes through the command line,
+fails with one clear line and leaves no marker.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
+from test_models import UNPICKLED as CALLS  # what test_models' Payload records when unpickled
+from test_models import Payload
 
 from thresher.cli import main
 from thresher.models import create_backbone
 
 from conftest import make_npz
-
-CALLS: list[str] = []
-
-
-def _record() -> object:
-    CALLS.append("ran")
-    return object()
-
-
-class Payload:
-    """Unpickling this object calls ``_record``: a stand-in for arbitrary code in a pickle."""
-
-    def __reduce__(self):
-        return (_record, ())
 
 
 def run(capsys, *args) -> tuple[int, str]:

@@ -88,17 +88,19 @@ def embed_dataset(
         def write(s: int, feats: np.ndarray, kept: np.ndarray, bad: np.ndarray, cost: dict) -> None:
             _write_shard(run.path, s, feats.astype(cfg.dtype), ds, kept, bad, cost)
 
-        if cfg.runtime.engine == "ray" and todo:
-            from .ray_engine import embed_shards
+        if cfg.runtime.engine == "ray":
+            if todo:
+                from .ray_engine import embed_shards
 
-            rt = cfg.runtime
-            embed_shards(ds, todo, model, cfg.backbone, cfg.resolution, cfg.batch_size, write, address=rt.ray_address,
-                         actors=rt.ray_actors, threads=rt.threads, progress=bar)  # fmt: skip
-        for s, shard_idx in todo if cfg.runtime.engine == "local" else []:
-            started = time.perf_counter()
-            feats, kept = _embed_shard(ds, shard_idx, model, transform, cfg, device, bar)
-            cost = {"images": len(shard_idx), "seconds": time.perf_counter() - started}
-            write(s, feats, kept, np.setdiff1d(shard_idx, kept), cost)
+                rt = cfg.runtime
+                opts = {"address": rt.ray_address, "actors": rt.ray_actors, "threads": rt.threads, "progress": bar}
+                embed_shards(ds, todo, model, cfg.backbone, cfg.resolution, cfg.batch_size, write, **opts)
+        else:
+            for s, shard_idx in todo:
+                started = time.perf_counter()
+                feats, kept = _embed_shard(ds, shard_idx, model, transform, cfg, device, bar)
+                cost = {"images": len(shard_idx), "seconds": time.perf_counter() - started}
+                write(s, feats, kept, np.setdiff1d(shard_idx, kept), cost)
         bar.close()
         return _finalize(run.path, n_shards, cfg, ds, str(device), log, forward_flops_per_image(model, cfg.resolution))
 
