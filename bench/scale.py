@@ -5,7 +5,10 @@
    path, each in its own process: wall seconds, peak anonymous memory (RssAnon, what the process itself allocates;
    the memory map's file pages are the kernel's page cache and reclaimable) and peak RSS, and the agreement of the two
    paths (largest absolute score difference, and the share of the top 10% selected by both).
-2. Ray against local embedding throughput on 30,000 real images (tiny-imagenet-32 train, resnet18 at 32 px), the
+2. knn against a 200,000-row target, past the IVF threshold: FAISS IVF (default nlist and nprobe) against exact
+   search for 100,000 pool rows (noisier blobs than in 1., so the approximation has something to miss): seconds,
+   recall@10, the largest score difference and the top-10% overlap, next to the stated IVF_TOLERANCE.
+3. Ray against local embedding throughput on 30,000 real images (tiny-imagenet-32 train, resnet18 at 32 px), the
    same store written by both.
 Usage: python bench/scale.py [--scale 1.0] [--rows 1000000,5000000] [--skip-ray]
 """
@@ -55,17 +58,17 @@ class PeakMemory:
         self._thread.join()
 
 
-def make_pool(path: Path, rows: int, seed: int = 0) -> None:
+def make_pool(path: Path, rows: int, seed: int = 0, noise: float = 0.5) -> None:
     """A float32 .npy of ``rows`` x DIM clustered embeddings, written block by block (never whole in memory)."""
     rng = np.random.default_rng(seed)
     blobs = rng.standard_normal((BLOBS, DIM)).astype(np.float32)
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, DIM))
     for s in range(0, rows, 250_000):
         m = min(250_000, rows - s)
-        out[s : s + m] = blobs[rng.integers(0, BLOBS, m)] + 0.5 * rng.standard_normal((m, DIM), np.float32)
+        out[s : s + m] = blobs[rng.integers(0, BLOBS, m)] + noise * rng.standard_normal((m, DIM), np.float32)
     out.flush()
     del out
-    target = blobs[rng.integers(0, BLOBS // 10, TARGET_ROWS)] + 0.5 * rng.standard_normal((TARGET_ROWS, DIM))
+    target = blobs[rng.integers(0, BLOBS // 10, TARGET_ROWS)] + noise * rng.standard_normal((TARGET_ROWS, DIM))
     np.save(path.with_suffix(".target.npy"), target.astype(np.float32))
 
 
@@ -115,6 +118,24 @@ def run_scoring(rows: int, tmp: Path) -> dict:
     return result
 
 
+def run_ivf(tmp: Path, queries: int, base: int) -> dict:
+    """knn similarities of ``queries`` rows against a ``base``-row target: exact FAISS search against IVF."""
+    from thresher.scoring.neighbors import IVF_TOLERANCE, agreement, knn_similarity
+
+    make_pool(tmp / "ivf-q.npy", queries, seed=1, noise=1.5)
+    make_pool(tmp / "ivf-b.npy", base, seed=1, noise=1.5)  # the same blobs (same seed), other draws
+    q, b = np.load(tmp / "ivf-q.npy", mmap_mode="r"), np.load(tmp / "ivf-b.npy")
+    res: dict = {"queries": queries, "target_rows": base, "stated": IVF_TOLERANCE}
+    got = {}
+    for name, threshold in (("exact", 10**12), ("ivf", 100_000)):
+        t0 = time.perf_counter()
+        got[name] = knn_similarity(q, b, 10, backend="faiss", ivf_threshold=threshold, return_indices=True)
+        res[f"{name}_seconds"] = round(time.perf_counter() - t0, 1)
+    res.update({k: round(v, 4) for k, v in agreement(got["ivf"], got["exact"]).items()})
+    res["ivf_speedup"] = round(res["exact_seconds"] / max(res["ivf_seconds"], 1e-9), 2)
+    return res
+
+
 def run_ray(tmp: Path, rows: int) -> dict:
     """Embed the same real images with the local engine and with a local 2-CPU Ray; images/s of each."""
     from thresher.config import build_config
@@ -150,14 +171,17 @@ def main() -> None:
     ap.add_argument("--rows", default="1000000,5000000")
     ap.add_argument("--ray-images", type=int, default=30_000)
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--skip-ivf", action="store_true")
     args = ap.parse_args()
     clock = Clock()
-    result: dict = {"scoring": [], "ray": None}
+    result: dict = {"scoring": [], "ivf": None, "ray": None}
     scratch = Path(__file__).resolve().parent / "out"  # on disk (not a tmpfs), ignored by git
     scratch.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         for rows in (round(int(r) * args.scale) for r in args.rows.split(",")):
             result["scoring"].append(run_scoring(rows, Path(tmp)))
+        if not args.skip_ivf:
+            result["ivf"] = run_ivf(Path(tmp), round(100_000 * args.scale), round(200_000 * args.scale))
         if not args.skip_ray:
             result["ray"] = run_ray(Path(tmp), min(round(args.ray_images * args.scale), 30_000))
     lines = []
@@ -169,6 +193,15 @@ def main() -> None:
                 f"MiB, exact torch {p['torch']['seconds']} s / {p['torch']['peak_anon_mib']} MiB (the pool file is "
                 f"{r['file_mib']} MiB), top-10% overlap {p['top10_overlap']}"
             )
+    ivf = result["ivf"]
+    if ivf:
+        lines.append(
+            f"knn of {ivf['queries']:,} rows against a {ivf['target_rows']:,}-row target: IVF {ivf['ivf_seconds']} s, "
+            f"exact {ivf['exact_seconds']} s ({ivf['ivf_speedup']}x), recall@10 {ivf['recall']}, largest score "
+            f"difference {ivf['max_abs_score_difference']} (stated: <= "
+            f"{ivf['stated']['max_abs_score_difference']}), top-10% overlap {ivf['top10_overlap']} (stated: >= "
+            f"{ivf['stated']['top10_overlap']})"
+        )
     ray = result["ray"]
     if ray:
         lines.append(f"Ray embeds at {ray['ray_over_local']}x the local engine's images/s ({ray['images']:,} images)")
@@ -178,7 +211,8 @@ def main() -> None:
         what=(
             "Issue 8: scoring memory-mapped pools of 1M and 5M x 256 synthetic embeddings against a 10,000-row "
             "target (knn and cluster-min; FAISS and the exact torch path, each in its own process; peak anonymous "
-            "memory and peak RSS sampled every 20 ms), and Ray Data against local embedding on 30,000 real images "
+            "memory and peak RSS sampled every 20 ms); knn past the IVF threshold (100,000 rows against a 200,000-row "
+            "target, FAISS IVF against exact); and Ray Data against local embedding on 30,000 real images "
             "(resnet18, 32 px, a local 2-CPU Ray)."
         ),
         reading="; ".join(lines) + ".",

@@ -58,19 +58,43 @@ def real_scores(tmp_path_factory):
         shares[m] = float(like[top].mean())
     (out / "shares.json").write_text(json.dumps(shares, indent=2))
     print("top-10% share of cifar10-like classes:", json.dumps(shares))
-    return shares, json.loads((out / "scores.json").read_text())
+    return shares, json.loads((out / "scores.json").read_text()), out
 
 
 @pytest.mark.parametrize("method", ["domain-classifier", "cluster-min", "importance"])
 def test_top_decile_is_enriched_in_cifar_like_classes(real_scores, method):
-    shares, _ = real_scores
+    shares, _, _ = real_scores
     assert shares["pool_share"] == pytest.approx(0.125, abs=0.001)
     assert shares[method] >= 1.5 * shares["pool_share"], shares
 
 
 def test_random_is_not_enriched_and_reports_are_written(real_scores):
-    shares, report = real_scores
+    shares, report, _ = real_scores
     assert abs(shares["random"] - shares["pool_share"]) < 0.03
     dc = report["reports"]["domain-classifier"]
     assert 0.5 < dc["heldout_accuracy"] <= 1.0
     assert report["near_duplicates"]["count"] < 300  # a handful, not a broken threshold
+
+
+def test_ivf_within_stated_tolerance_on_real_embeddings(real_scores):
+    """Issue 8: knn over a large target uses a FAISS IVF index; on this session's real embeddings (pool queries
+    against the whole cifar10 train, both embedded by the source model) it stays within IVF_TOLERANCE of exact."""
+    pytest.importorskip("faiss")
+    from thresher.embed import EmbeddingStore
+    from thresher.scoring.neighbors import IVF_TOLERANCE, agreement, knn_similarity
+
+    _, _, out = real_scores
+    stores = {}
+    for meta in (out / "cache").glob("embed-*/meta.json"):
+        info = json.loads(meta.read_text())
+        if "/source-model-" in info["checkpoint"]:
+            stores[meta.parent.name.split("-")[1]] = EmbeddingStore(meta.parent)
+    queries, base = np.asarray(stores["source"][:10_000]), np.asarray(stores["target"][:])
+    assert len(base) > 10_000
+    exact = knn_similarity(queries, base, 10, backend="faiss", ivf_threshold=10**9, return_indices=True)
+    ivf = knn_similarity(queries, base, 10, backend="faiss", ivf_threshold=10_000, return_indices=True)
+    got = agreement(ivf, exact)
+    print("IVF against exact search:", got)
+    assert got["recall"] < 1.0  # the approximate index was really used
+    assert got["max_abs_score_difference"] <= IVF_TOLERANCE["max_abs_score_difference"]
+    assert got["top10_overlap"] >= IVF_TOLERANCE["top10_overlap"]

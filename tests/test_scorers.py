@@ -16,7 +16,7 @@ from thresher.scoring.domain_classifier import SEPARATION_WARNING, balanced_weig
 from thresher.scoring.entropy import entropy_from_logits
 from thresher.scoring.kmeans import _lloyd, assign, iter_sq_dists, kmeans, pairwise_sq_dists
 from thresher.scoring.linear import fit_linear, softmax
-from thresher.scoring.neighbors import knn_similarity
+from thresher.scoring.neighbors import agreement, knn_similarity
 
 try:
     import faiss  # noqa: F401
@@ -179,6 +179,32 @@ def test_knn_torch_and_faiss_identical():
     # IVF path, made exact by probing every list
     ivf = knn_similarity(q, b, 10, backend="faiss", ivf_threshold=100, nlist=8, nprobe=8)
     np.testing.assert_allclose(ivf, t, atol=1e-5)
+
+
+def test_agreement_known_answers():
+    exact = (np.array([[0.9, 0.8], [0.5, 0.4], [0.3, 0.2]]), np.array([[0, 1], [2, 3], [4, 5]]))
+    same = agreement(exact, exact)
+    assert same == {"max_abs_score_difference": 0.0, "top10_overlap": 1.0, "recall": 1.0}
+    # one neighbour of the first query missed (a worse one found instead): recall 5/6, its score off by 0.05
+    approx = (np.array([[0.9, 0.7], [0.5, 0.4], [0.3, 0.2]]), np.array([[0, 7], [2, 3], [4, 5]]))
+    got = agreement(approx, exact)
+    assert got["recall"] == pytest.approx(5 / 6) and got["max_abs_score_difference"] == pytest.approx(0.05)
+    assert got["top10_overlap"] == 1.0  # the first query is still the best
+    swapped = (np.array([[0.1, 0.1], [0.5, 0.4], [0.3, 0.2]]), exact[1])
+    assert agreement(swapped, exact)["top10_overlap"] == 0.0
+
+
+@needs_faiss
+def test_knn_scorer_passes_ivf_parameters():
+    rng = np.random.default_rng(8)
+    src, tgt = side("s", rng.normal(size=(200, 16))), side("t", rng.normal(size=(400, 16)))
+    exact = SCORERS.create("knn", k=5, backend="faiss").fit(src, tgt).score(src)
+    probe_all = SCORERS.create("knn", k=5, backend="faiss", ivf_threshold=100, nprobe=80)  # nlist = 4 sqrt(400)
+    np.testing.assert_allclose(probe_all.fit(src, tgt).score(src), exact, atol=1e-5)
+    one_list = SCORERS.create("knn", k=5, backend="faiss", ivf_threshold=100, nprobe=1).fit(src, tgt).score(src)
+    assert np.abs(one_list - exact).max() > 1e-3  # approximate: really the IVF index
+    with pytest.raises(ThresherError, match="nprobe must be an integer >= 1"):
+        SCORERS.create("knn", nprobe=0).fit(src, tgt)
 
 
 def test_knn_scorer_known_answer_and_formula(blobs):

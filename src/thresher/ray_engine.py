@@ -9,6 +9,7 @@ locally (``ray.init()``) unless an address is given (``--ray-address``, or ``aut
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -28,9 +29,25 @@ def _ray():
     return ray
 
 
+class _ErrorsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+def quiet_console() -> None:
+    """Keep Ray's INFO and WARNING lines (cluster start, execution plans, token authentication) off the terminal,
+    where thresher prints its own progress; Ray's log files under its session folder still get everything."""
+    for name in ("ray", "ray.data"):
+        for handler in logging.getLogger(name).handlers:
+            console = isinstance(handler, logging.StreamHandler) and "File" not in type(handler).__name__
+            if console and not any(isinstance(f, _ErrorsOnly) for f in handler.filters):
+                handler.addFilter(_ErrorsOnly())
+
+
 def connect(address: str | None, threads: int | None = None) -> None:
     """Join the cluster at ``address`` or start a local Ray; idempotent within a process."""
     ray = _ray()
+    quiet_console()
     if ray.is_initialized():
         return
     opts = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": False}
@@ -48,20 +65,16 @@ class _Embedder:
     """One actor: its own copy of the backbone; ``__call__`` embeds one batch of dataset rows."""
 
     def __init__(self, dataset, backbone: str, state_dict, resolution: int, threads: int | None):
-        import ray
-
         from .data.transforms import build_transform
         from .device import memory_format, resolve_device, set_threads
         from .models import create_backbone
 
-        # object refs nested in constructor arguments arrive unresolved: the actor fetches them (zero-copy arrays)
-        dataset, state_dict = (ray.get(v) if isinstance(v, ray.ObjectRef) else v for v in (dataset, state_dict))
         set_threads(threads)
         self.device = resolve_device("auto")
         self.fmt = memory_format(self.device)
         self.ds, self.resolution = dataset, resolution
         model = create_backbone(backbone)
-        model.load_state_dict(state_dict)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()})
         self.model = model.to(self.device).eval().to(memory_format=self.fmt)
         self.transform = build_transform("eval", resolution)
 
@@ -104,7 +117,9 @@ def embed_shards(
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     per_actor = 1 if cuda or gpus else max(1, min(threads or cpus, cpus))
     n_actors = actors or (gpus if gpus else max(1, cpus // per_actor))
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # plain arguments, pickled into each actor's creation (no object-store refs: Ray cannot restart an actor whose
+    # constructor arguments have left the store); the dataset pickles by path, the weights as arrays
+    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # shards come back whole and in order
     ctx.enable_progress_bars = False
@@ -114,18 +129,18 @@ def embed_shards(
     embedded = data.map_batches(
         _Embedder,
         fn_constructor_kwargs={
-            "dataset": ray.put(ds), "backbone": backbone, "state_dict": ray.put(state), "resolution": resolution,
-            "threads": per_actor,
+            "dataset": ds, "backbone": backbone, "state_dict": state, "resolution": resolution, "threads": per_actor,
         },
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=n_actors,
+        compute=ray.data.ActorPoolStrategy(size=n_actors),
         num_gpus=1 if gpus else 0,
         num_cpus=0 if gpus else per_actor,
     )  # fmt: skip
     ends = {s: int(np.flatnonzero(shard_of == s)[-1]) for s, _ in shards}
     pending: dict[int, list[dict]] = {}
     started = time.perf_counter()
+    quiet_console()  # Ray Data sets up its loggers on first use
     for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
         for s in np.unique(shard_of[batch["row"]]):
             mine = shard_of[batch["row"]] == s

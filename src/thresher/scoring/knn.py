@@ -13,17 +13,26 @@ from .neighbors import check_dims, check_k, check_target, feature_shape, knn_sim
 
 @SCORERS.register("knn")
 class KnnScorer(Scorer):
-    """score = mean of the top-``k`` cosine similarities to the target (k capped by the target size, with a note)."""
+    """score = mean of the top-``k`` cosine similarities to the target (k capped by the target size, with a note).
+
+    A target larger than ``ivf_threshold`` rows is searched with a FAISS IVF index (``nprobe`` lists per query;
+    None: a 16th of them, at least 32), within ``neighbors.IVF_TOLERANCE`` of the exact scores.
+    """
 
     name = "knn"
     features_from = "source-model"
 
-    def __init__(self, k: int = 10, backend: str = "auto"):
+    def __init__(self, k: int = 10, backend: str = "auto", ivf_threshold: int = 100_000, nprobe: int | None = None):
         self.k = k
         self.backend = backend
+        self.ivf_threshold = ivf_threshold
+        self.nprobe = nprobe
 
     def fit(self, source: Side, target: Side) -> KnnScorer:
         check_k(self.k, "knn")
+        check_k(self.ivf_threshold, "knn", "ivf_threshold")
+        if self.nprobe is not None:
+            check_k(self.nprobe, "knn", "nprobe")
         check_target(target, "knn")
         self.target_features_ = side_features(target, "knn")
         if source.features is not None:
@@ -40,7 +49,10 @@ class KnnScorer(Scorer):
         self._check_fitted()
         feats = side_features(source, "knn", load=False)
         check_dims(feature_shape(feats)[1], self.target_features_.shape[1], "knn")
-        sims = knn_similarity(feats, self.target_features_, self.k_, backend=self.backend)
+        sims = knn_similarity(
+            feats, self.target_features_, self.k_, backend=self.backend, ivf_threshold=self.ivf_threshold,
+            nprobe=self.nprobe,
+        )  # fmt: skip
         return sims.astype(np.float64).mean(axis=1)
 
     def report(self) -> dict:
