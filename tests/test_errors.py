@@ -280,6 +280,25 @@ def test_corrupt_tar_shard(tmp_path, capsys):
     )  # fmt: skip
 
 
+def test_corrupt_parquet_shard(tmp_path, capsys):
+    (tmp_path / "part-0.parquet").write_bytes(b"not a parquet file")
+    fails(
+        capsys, "embed", f"parquet:{tmp_path}", *E, "--out", tmp_path / "e",
+        match="as Parquet",
+    )  # fmt: skip
+
+
+def test_parquet_image_column_ambiguous(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"png": [b"x"], "jpg": [b"y"]}), tmp_path / "two.parquet")
+    fails(
+        capsys, "embed", f"parquet:{tmp_path / 'two.parquet'}", *E, "--out", tmp_path / "e",
+        match="cannot tell which column holds the images; pass ?image=COLUMN",
+    )  # fmt: skip
+
+
 def test_subset_larger_than_dataset(tiny_npz, tmp_path, capsys):
     fails(
         capsys, "embed", f"npz:{tiny_npz}", *E, "--subset", "1000", "--out", tmp_path / "e",

@@ -11,6 +11,8 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from test_data_sources import png_bytes
+from test_parquet_data import write_img2dataset_shards
 
 from thresher.cli import main
 from thresher.config import build_config
@@ -128,3 +130,61 @@ def test_score_with_ray_matches_local_on_real_data(tmp_path, capsys):
         np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
         k = len(a) // 10
         assert len(np.intersect1d(np.argsort(-a)[:k], np.argsort(-b)[:k])) >= 0.99 * k
+
+
+@pytest.fixture
+def parquet_pool(tmp_path):
+    """23 random 8 x 10 images in 3 img2dataset Parquet files (row groups of 4); row 7 is not an image."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (8, 10, 3), dtype=np.uint8) for _ in range(23)]
+    images = [png_bytes(a) for a in arrays]
+    images[7] = b"not an image"
+    write_img2dataset_shards(tmp_path / "shards", images, per_file=10, row_group=4)
+    return tmp_path / "shards", arrays
+
+
+def test_embed_cli_reads_parquet_with_both_engines(parquet_pool, tmp_path, capsys):
+    """The same store from the local engine and from Ray, and the same as the readable images given as npz."""
+    folder, arrays = parquet_pool
+    readable = [i for i in range(23) if i != 7]
+    square = np.stack([arrays[i][:, 1:9] for i in readable])  # to_square at 8 px: the centre crop
+    np.savez(tmp_path / "same.npz", images=square, labels=np.full(len(square), -1))
+    common = [
+        "--backbone", "small-cnn", "--resolution", "8", "--batch-size", "8",
+        "--set", "runtime.progress=false", "--set", "runtime.threads=1",
+    ]  # fmt: skip
+    stores = {}
+    for name, spec, extra in (
+        ("local", f"parquet:{folder}", []),
+        ("ray", f"parquet:{folder}", ["--engine", "ray"]),
+        ("npz", f"npz:{tmp_path / 'same.npz'}", []),
+    ):
+        try:
+            main(["embed", spec, *common, *extra, "--out", str(tmp_path / name)])
+        except SystemExit as exc:
+            assert not exc.code, capsys.readouterr().err
+        stores[name] = EmbeddingStore(tmp_path / name)
+    _same(stores["local"], stores["ray"])
+    np.testing.assert_allclose(np.asarray(stores["npz"][:]), np.asarray(stores["local"][:]), atol=ATOL, rtol=RTOL)
+    assert stores["ray"].indices.tolist() == readable  # the unreadable row is skipped by both engines
+    assert json.loads((tmp_path / "ray" / "meta.json").read_text())["skipped"]["count"] == 1
+
+
+def test_decode_once_pass_on_ray_equals_local(parquet_pool, tmp_path):
+    """Scoring's decode-once pass with engine ray: the same pixels and the same unreadable rows, in batches that
+    straddle Ray's blocks."""
+    from thresher.config import RuntimeConfig
+    from thresher.data import open_dataset
+    from thresher.data.decoded import decode_once
+
+    folder, _ = parquet_pool
+    ds = open_dataset(f"parquet:{folder}")
+    idx = np.array([22, *range(0, 20), 21])  # not in row order
+    got = {}
+    for engine in ("local", "ray"):
+        runtime = RuntimeConfig(engine=engine, threads=1)
+        got[engine] = decode_once(ds, idx, 8, tmp_path / engine, batch=5, log=lambda *_: None, runtime=runtime)
+    (dl, rows_l, ok_l), (dr, rows_r, ok_r) = got["local"], got["ray"]
+    assert np.array_equal(ok_l, ok_r) and ok_r.tolist() == [i != 7 for i in idx]
+    assert np.array_equal(np.asarray(dl.images), np.asarray(dr.images)) and np.array_equal(rows_l, rows_r)
+    assert list(dr.ids) == list(ds.ids[idx])

@@ -184,11 +184,15 @@ def test_knn_torch_and_faiss_identical():
 def test_agreement_known_answers():
     exact = (np.array([[0.9, 0.8], [0.5, 0.4], [0.3, 0.2]]), np.array([[0, 1], [2, 3], [4, 5]]))
     same = agreement(exact, exact)
-    assert same == {"max_abs_score_difference": 0.0, "top10_overlap": 1.0, "recall": 1.0}
+    assert same == {
+        "mean_abs_score_difference": 0.0, "p99_abs_score_difference": 0.0, "max_abs_score_difference": 0.0,
+        "top10_overlap": 1.0, "recall": 1.0,
+    }  # fmt: skip
     # one neighbour of the first query missed (a worse one found instead): recall 5/6, its score off by 0.05
     approx = (np.array([[0.9, 0.7], [0.5, 0.4], [0.3, 0.2]]), np.array([[0, 7], [2, 3], [4, 5]]))
     got = agreement(approx, exact)
     assert got["recall"] == pytest.approx(5 / 6) and got["max_abs_score_difference"] == pytest.approx(0.05)
+    assert got["mean_abs_score_difference"] == pytest.approx(0.05 / 3)
     assert got["top10_overlap"] == 1.0  # the first query is still the best
     swapped = (np.array([[0.1, 0.1], [0.5, 0.4], [0.3, 0.2]]), exact[1])
     assert agreement(swapped, exact)["top10_overlap"] == 0.0

@@ -1,10 +1,12 @@
-"""The Ray engine of ``thresher embed`` (``--engine ray``): the backbone's forward passes as a Ray Data pipeline.
+"""The Ray engine (``--engine ray``): the per-image passes of ``thresher embed`` and ``thresher score`` as Ray Data
+pipelines.
 
-The driver keeps what makes a run safe (the run folder, its lock, atomic shards, resume): it hands Ray the rows of
-the shards still missing, Ray Data streams them through an actor pool that loads the images and applies the backbone
-in ``map_batches`` (one GPU per actor when the cluster has GPUs), and the driver writes each shard as soon as its
-rows are back, in order. The store is the local engine's, so everything downstream reads it unchanged. Ray runs
-locally (``ray.init()``) unless an address is given (``--ray-address``, or ``auto`` for ``RAY_ADDRESS``).
+The driver keeps what makes a run safe (the run folder, its lock, atomic writes, resume): it hands Ray the rows still
+missing, Ray Data streams them through an actor pool in ``map_batches`` that loads the images and applies the backbone
+(one GPU per actor when the cluster has GPUs) or, for scoring's decode-once pass, only reads and resizes them; the
+driver writes the results as they come back, in row order. The store and the decoded cache are the local engine's,
+so everything downstream reads them unchanged. Ray runs locally (``ray.init()``) unless an address is given
+(``--ray-address``, or ``auto`` for ``RAY_ADDRESS``).
 """
 
 from __future__ import annotations
@@ -92,6 +94,96 @@ class _Embedder:
         return {"row": batch["row"], "index": index, "ok": ok, "emb": feats}
 
 
+class _Decoder:
+    """One actor of the decode-once pass: ``__call__`` reads and resizes one batch of images (no model)."""
+
+    def __init__(self, dataset, size: int):
+        self.ds, self.size = dataset, size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        index = batch["index"]
+        x, ok = self.ds.load_batch(index, self.size)
+        pixels = np.zeros((len(index), self.size, self.size, 3), np.uint8)
+        pixels[ok] = x.permute(0, 2, 3, 1).numpy()
+        return {"row": batch["row"], "index": index, "ok": ok, "pixels": pixels}
+
+
+def _map_rows(
+    rows: np.ndarray,
+    actor: type,
+    kwargs: dict,
+    batch_size: int,
+    *,
+    address: str | None,
+    actors: int | None,
+    threads: int | None,
+    gpu: bool,
+):
+    """Stream ``rows`` (dataset indices) through a Ray Data actor pool of ``actor(**kwargs)`` in ``map_batches``;
+    yields the actors' numpy batches in row order (``row`` = position in ``rows``)."""
+    ray = _ray()
+    connect(address, threads)
+    gpus = int(ray.cluster_resources().get("GPU", 0)) if gpu else 0
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    per_actor = 1 if gpus or (gpu and torch.cuda.is_available()) else max(1, min(threads or cpus, cpus))
+    n_actors = actors or (gpus if gpus else max(1, cpus // per_actor))
+    if "threads" in kwargs:
+        kwargs = {**kwargs, "threads": per_actor}
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # blocks come back in row order
+    ctx.enable_progress_bars = False
+    table = pa.table({"row": np.arange(len(rows), dtype=np.int64), "index": np.asarray(rows, np.int64)})
+    block = batch_size * 4  # several blocks, so every actor gets work
+    data = ray.data.from_arrow([table.slice(i, block) for i in range(0, len(rows), block)])
+    # plain constructor arguments (the dataset pickles by path, weights as arrays): Ray Data ships them to each actor
+    mapped = data.map_batches(
+        actor,
+        fn_constructor_kwargs=kwargs,
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=n_actors),
+        num_gpus=1 if gpus else 0,
+        num_cpus=0 if gpus else per_actor,
+    )
+    quiet_console()  # Ray Data sets up its loggers on first use
+    yield from mapped.iter_batches(batch_size=None, batch_format="numpy")
+
+
+def decode_batches(
+    ds,
+    batches: list[np.ndarray],
+    size: int,
+    *,
+    address: str | None = None,
+    actors: int | None = None,
+    threads: int | None = None,
+):
+    """The Ray engine's ``data.loader.iterate_batches``: ``(indices, uint8 images of the readable ones, ok)`` per
+    batch of ``batches``, in order, each batch read and resized by an actor (the decode-once pass of scoring)."""
+    if not batches:
+        return
+    rows = np.concatenate(batches)
+    ends = np.cumsum([len(b) for b in batches])
+    out = _map_rows(
+        rows, _Decoder, {"dataset": ds, "size": size}, int(max(len(b) for b in batches)), address=address,
+        actors=actors, threads=threads, gpu=False,
+    )  # fmt: skip
+    buf: dict | None = None
+    base = k = 0  # buf holds rows base, base + 1, ... (Ray preserves their order)
+    for got in out:
+        buf = got if buf is None else {key: np.concatenate([buf[key], got[key]]) for key in buf}
+        while k < len(batches) and base + len(buf["row"]) >= ends[k]:
+            n = len(batches[k])
+            if int(buf["row"][0]) != base:
+                raise ThresherError("Ray returned the decoding pass out of order; re-run the same command to resume")
+            ok = buf["ok"][:n]
+            yield batches[k], torch.from_numpy(buf["pixels"][:n][ok]).permute(0, 3, 1, 2).contiguous(), ok
+            buf = {key: v[n:] for key, v in buf.items()}
+            base, k = base + n, k + 1
+    if k != len(batches):
+        raise ThresherError("Ray returned the decoding pass incomplete; re-run the same command to resume")
+
+
 def embed_shards(
     ds,
     shards: list[tuple[int, np.ndarray]],
@@ -108,40 +200,18 @@ def embed_shards(
 ) -> None:
     """Embed the rows of every ``(shard, indices)`` with Ray Data; ``write(shard, feats, kept, bad, cost)`` is called
     in shard order as each shard completes (the local engine's contract, so resume works the same)."""
-    ray = _ray()
-    connect(address, threads)
     rows = np.concatenate([idx for _, idx in shards]).astype(np.int64)
     shard_of = np.concatenate([np.full(len(idx), s, np.int64) for s, idx in shards])
-    cuda = torch.cuda.is_available()
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    per_actor = 1 if cuda or gpus else max(1, min(threads or cpus, cpus))
-    n_actors = actors or (gpus if gpus else max(1, cpus // per_actor))
-    # plain arguments, pickled into each actor's creation (no object-store refs: Ray cannot restart an actor whose
-    # constructor arguments have left the store); the dataset pickles by path, the weights as arrays
     state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True  # shards come back whole and in order
-    ctx.enable_progress_bars = False
-    table = pa.table({"row": np.arange(len(rows), dtype=np.int64), "index": rows})
-    block = batch_size * 4  # several blocks, so every actor gets work
-    data = ray.data.from_arrow([table.slice(i, block) for i in range(0, len(rows), block)])
-    embedded = data.map_batches(
-        _Embedder,
-        fn_constructor_kwargs={
-            "dataset": ds, "backbone": backbone, "state_dict": state, "resolution": resolution, "threads": per_actor,
-        },
-        batch_size=batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=n_actors),
-        num_gpus=1 if gpus else 0,
-        num_cpus=0 if gpus else per_actor,
+    embedded = _map_rows(
+        rows, _Embedder,
+        {"dataset": ds, "backbone": backbone, "state_dict": state, "resolution": resolution, "threads": threads},
+        batch_size, address=address, actors=actors, threads=threads, gpu=True,
     )  # fmt: skip
     ends = {s: int(np.flatnonzero(shard_of == s)[-1]) for s, _ in shards}
     pending: dict[int, list[dict]] = {}
     started = time.perf_counter()
-    quiet_console()  # Ray Data sets up its loggers on first use
-    for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in embedded:
         for s in np.unique(shard_of[batch["row"]]):
             mine = shard_of[batch["row"]] == s
             pending.setdefault(int(s), []).append({k: v[mine] for k, v in batch.items()})

@@ -78,12 +78,13 @@ def decode_once(
     num_workers: int = 0,
     batch: int = 1024,
     log=print,
+    runtime=None,
 ) -> tuple[ImageDataset, np.ndarray, np.ndarray]:
     """``(dataset, rows, readable)``: where to read the examples ``indices`` of ``ds`` from, and which could be read.
 
     For an array dataset that is ``ds`` itself with ``rows = indices`` and every image readable. Otherwise the images
     are decoded once into ``folder`` (``rows`` = positions 0..n-1 of the cache); unreadable images are zeros there and
-    flagged False in ``readable``.
+    flagged False in ``readable``. ``runtime`` (a RuntimeConfig) with ``engine: ray`` reads the images on Ray actors.
     """
     indices = np.asarray(indices, np.int64)
     if not needs_decoding(ds):
@@ -113,7 +114,15 @@ def decode_once(
             log(f"{ds.spec}: decoding {n} images once at {size} px into {folder}")
         batches = [indices[i : i + batch] for i in range(start, n, batch)]
         flushed_at = start
-        for k, (_, x, ok) in enumerate(iterate_batches(ds, batches, size, num_workers=num_workers)):
+        if runtime is not None and runtime.engine == "ray":
+            from ..ray_engine import decode_batches
+
+            stream = decode_batches(
+                ds, batches, size, address=runtime.ray_address, actors=runtime.ray_actors, threads=runtime.threads
+            )
+        else:
+            stream = iterate_batches(ds, batches, size, num_workers=num_workers)
+        for k, (_, x, ok) in enumerate(stream):
             lo = start + k * batch
             rows = lo + np.flatnonzero(ok)
             images[rows] = x.permute(0, 2, 3, 1).numpy()

@@ -75,12 +75,19 @@ def read_saved_dataset(folder: Path) -> tuple[pa.Table, dict, list[Path]]:
     features: dict = {}
     if (folder / "dataset_info.json").is_file():
         features = _read_json(folder / "dataset_info.json").get("features") or {}
-    elif table.schema.metadata and b"huggingface" in table.schema.metadata:
-        try:
-            features = json.loads(table.schema.metadata[b"huggingface"])["info"]["features"]
-        except (ValueError, KeyError, TypeError):
-            features = {}
+    else:
+        features = schema_features(table.schema)
     return table, (features if isinstance(features, dict) else {}), files
+
+
+def schema_features(schema: pa.Schema) -> dict:
+    """The Hugging Face feature types (Image, ClassLabel names) recorded in an arrow or Parquet schema, or {}."""
+    meta = schema.metadata or {}
+    try:
+        features = json.loads(meta[b"huggingface"])["info"]["features"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return features if isinstance(features, dict) else {}
 
 
 def _feature_type(features: dict, column: str) -> str | None:
@@ -88,11 +95,14 @@ def _feature_type(features: dict, column: str) -> str | None:
     return feat.get("_type") if isinstance(feat, dict) else None
 
 
+#: image columns named by their format, as img2dataset writes them
+FORMAT_COLUMNS = ("jpg", "jpeg", "png", "webp")
+
+
 def choose_columns(
-    table: pa.Table, features: dict, image: str | None, label: str | None, id: str | None
+    names: list[str], features: dict, image: str | None, label: str | None, id: str | None
 ) -> tuple[str, str | None, str | None]:
-    """Resolve the image/label/id column options against the table; ``label=''`` means unlabeled."""
-    names = list(table.column_names)
+    """Resolve the image/label/id column options against the column ``names``; ``label=''`` means unlabeled."""
     for opt, col in (("image", image), ("label", label), ("id", id)):
         if col and col not in names:
             raise ThresherError(
@@ -100,16 +110,77 @@ def choose_columns(
             )
     if not image:
         typed = [c for c in names if _feature_type(features, c) == "Image"]
+        by_format = [c for c in FORMAT_COLUMNS if c in names]
         if "image" in names:
             image = "image"
         elif len(typed) == 1:
             image = typed[0]
+        elif not typed and len(by_format) == 1:
+            image = by_format[0]
         else:
             which = f"Image columns: {', '.join(typed)}" if typed else f"columns: {', '.join(names)}"
             raise ThresherError(f"cannot tell which column holds the images; pass ?image=COLUMN ({which})")
     if label is None:
         label = "label" if "label" in names else None
     return image, (label or None), (id or None)
+
+
+def split_image_column(col, name: str, where) -> tuple:
+    """An image column (Image feature struct, bytes, or file paths) -> its (bytes, paths) parts, either None."""
+    kind = col.type
+    fields = {kind.field(i).name for i in range(kind.num_fields)} if pa.types.is_struct(kind) else set()
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    if {"bytes", "path"} <= fields:
+        return (
+            pa.chunked_array([c.field("bytes") for c in chunks], kind.field("bytes").type),
+            pa.chunked_array([c.field("path") for c in chunks], kind.field("path").type),
+        )
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return col, None
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return None, col
+    raise ThresherError(
+        f"column {name!r} of {where} holds {kind}, not images (expected an Image feature, bytes or file paths)"
+    )
+
+
+def image_bytes(bytes_col, paths_col, index: int, example_id: str, folder: Path) -> bytes:
+    """The encoded image of row ``index``: its bytes, else the file its path names (relative: to ``folder``)."""
+    data = bytes_col[index].as_py() if bytes_col is not None else None
+    if data is not None:
+        return data
+    path = paths_col[index].as_py() if paths_col is not None else None
+    if not path:
+        raise UnreadableImage(example_id, "row has neither image bytes nor a path")
+    p = Path(path).expanduser()
+    if not p.is_absolute() and not p.exists():
+        p = folder / p
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise UnreadableImage(example_id, f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+
+
+def label_array(col, name: str, where) -> np.ndarray:
+    """An integer label column as int64, nulls as -1 (unlabeled); anything else is a one-line error."""
+    if not pa.types.is_integer(col.type):
+        raise ThresherError(
+            f"label column {name!r} of {where} holds {col.type}, not integers "
+            "(use a ClassLabel feature, or label= for unlabeled)"
+        )
+    labels = np.asarray(pc.fill_null(col, UNLABELED).to_numpy(), dtype=np.int64)
+    if len(labels) and labels.min() < UNLABELED:
+        raise ThresherError(f"label column {name!r} has negative label {int(labels.min())}")
+    return labels
+
+
+def unique_ids(values: list, name: str, where) -> np.ndarray:
+    """The values of an id column as strings, which must be unique."""
+    ids = np.array([str(v) for v in values], dtype=object)
+    uniq, counts = np.unique(ids.astype(str), return_counts=True)
+    if (counts > 1).any():
+        raise ThresherError(f"id column {name!r} of {where} repeats {str(uniq[counts > 1][0])!r}; ids must be unique")
+    return ids
 
 
 class ArrowImageDataset(ImageDataset):
@@ -140,22 +211,7 @@ class ArrowImageDataset(ImageDataset):
     def _attach(self, table: pa.Table) -> None:
         """Keep the table and split the image column into its bytes and path parts."""
         self._table = table
-        col = table.column(self.image_column)
-        kind = col.type
-        self._bytes = self._paths = None
-        fields = {kind.field(i).name for i in range(kind.num_fields)} if pa.types.is_struct(kind) else set()
-        if {"bytes", "path"} <= fields:
-            self._bytes = pa.chunked_array([c.field("bytes") for c in col.chunks], kind.field("bytes").type)
-            self._paths = pa.chunked_array([c.field("path") for c in col.chunks], kind.field("path").type)
-        elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-            self._bytes = col
-        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            self._paths = col
-        else:
-            raise ThresherError(
-                f"column {self.image_column!r} of {self.folder} holds {kind}, not images "
-                "(expected an Image feature, bytes or file paths)"
-            )
+        self._bytes, self._paths = split_image_column(table.column(self.image_column), self.image_column, self.folder)
 
     def __getstate__(self) -> dict:
         # Pickle the file names, not the table: worker processes re-map the files instead of copying pixels.
@@ -179,45 +235,18 @@ class ArrowImageDataset(ImageDataset):
         if self.id_column is None:
             width = max(6, len(str(max(len(self) - 1, 0))))
             return np.array([f"row-{i:0{width}d}" for i in range(len(self))], dtype=object)
-        ids = np.array([str(v) for v in self._table.column(self.id_column).to_pylist()], dtype=object)
-        uniq, counts = np.unique(ids.astype(str), return_counts=True)
-        if (counts > 1).any():
-            first = str(uniq[counts > 1][0])
-            raise ThresherError(f"id column {self.id_column!r} of {self.folder} repeats {first!r}; ids must be unique")
-        return ids
+        return unique_ids(self._table.column(self.id_column).to_pylist(), self.id_column, self.folder)
 
     def _make_labels(self) -> np.ndarray:
         if self.label_column is None:
             return np.full(len(self), UNLABELED, dtype=np.int64)
         self._ensure_open()
-        col = self._table.column(self.label_column)
-        if not pa.types.is_integer(col.type):
-            raise ThresherError(
-                f"label column {self.label_column!r} of {self.folder} holds {col.type}, "
-                "not integers (use a ClassLabel feature, or label= for unlabeled)"
-            )
-        labels = np.asarray(pc.fill_null(col, UNLABELED).to_numpy(), dtype=np.int64)
-        if len(labels) and labels.min() < UNLABELED:
-            raise ThresherError(f"label column {self.label_column!r} has negative label {int(labels.min())}")
-        return labels
+        return label_array(self._table.column(self.label_column), self.label_column, self.folder)
 
     def load(self, index: int) -> np.ndarray:
         self._ensure_open()
         example_id = str(self.ids[index])
-        data = self._bytes[index].as_py() if self._bytes is not None else None
-        if data is None:
-            path = self._paths[index].as_py() if self._paths is not None else None
-            if not path:
-                raise UnreadableImage(example_id, "row has neither image bytes nor a path")
-            p = Path(path).expanduser()
-            if not p.is_absolute() and not p.exists():
-                p = self.folder / p
-            try:
-                data = p.read_bytes()
-            except OSError as exc:
-                reason = exc.strerror or type(exc).__name__
-                raise UnreadableImage(example_id, f"cannot read {path}: {reason}") from None
-        return decode_image(data, example_id)
+        return decode_image(image_bytes(self._bytes, self._paths, index, example_id, self.folder), example_id)
 
 
 @DATASETS.register("hf")
@@ -234,5 +263,5 @@ def open_hf(
     path_s, split = split_suffix(body)
     folder = resolve_split(Path(path_s).expanduser(), split)
     table, features, files = read_saved_dataset(folder)
-    image_col, label_col, id_col = choose_columns(table, features, image, label, id)
+    image_col, label_col, id_col = choose_columns(list(table.column_names), features, image, label, id)
     return ArrowImageDataset(folder, files, table, features, image_col, label_col, id_col, spec=f"hf:{body}")

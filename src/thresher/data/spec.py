@@ -68,7 +68,7 @@ def open_dataset(spec: str, *, data_root: str | None = None, strict: bool = Fals
 
 def _register_builtin_kinds() -> None:
     # Import for their @DATASETS.register side effects; each module is one dataset kind.
-    from . import builtin, folder, hf, npz, wds  # noqa: F401
+    from . import builtin, folder, hf, npz, parquet, wds  # noqa: F401
 
 
 _register_builtin_kinds()

@@ -102,14 +102,14 @@ def expand_braces(pattern: str) -> list[str]:
 # --- shards and their index -----------------------------------------------------------------------
 
 
-def resolve_shards(pattern: str) -> list[Path]:
-    """Shard files named by ``pattern`` (braces, globs expanded) or a folder's ``*.tar``; all must exist."""
+def resolve_shards(pattern: str, suffix: str = ".tar") -> list[Path]:
+    """Shard files named by ``pattern`` (braces, globs expanded) or a folder's ``*SUFFIX``; all must exist."""
     names = expand_braces(pattern)
     if len(names) == 1 and Path(names[0]).expanduser().is_dir():
         folder = Path(names[0]).expanduser()
-        shards = sorted(folder.glob("*.tar"))
+        shards = sorted(folder.glob(f"*{suffix}"))
         if not shards:
-            raise ThresherError(f"no .tar shards in folder {folder}")
+            raise ThresherError(f"no {suffix} shards in folder {folder}")
         return shards
     paths: list[Path] = []
     for name in names:

@@ -15,14 +15,14 @@ from .neighbors import check_dims, check_k, check_target, feature_shape, knn_sim
 class KnnScorer(Scorer):
     """score = mean of the top-``k`` cosine similarities to the target (k capped by the target size, with a note).
 
-    A target larger than ``ivf_threshold`` rows is searched with a FAISS IVF index (``nprobe`` lists per query;
-    None: a 16th of them, at least 32), within ``neighbors.IVF_TOLERANCE`` of the exact scores.
+    A target larger than ``ivf_threshold`` rows is searched with a FAISS IVF index (4 sqrt(n) lists, ``nprobe`` of
+    them visited per query), within ``neighbors.IVF_TOLERANCE`` of the exact scores.
     """
 
     name = "knn"
     features_from = "source-model"
 
-    def __init__(self, k: int = 10, backend: str = "auto", ivf_threshold: int = 100_000, nprobe: int | None = None):
+    def __init__(self, k: int = 10, backend: str = "auto", ivf_threshold: int = 100_000, nprobe: int = 32):
         self.k = k
         self.backend = backend
         self.ivf_threshold = ivf_threshold
@@ -31,8 +31,7 @@ class KnnScorer(Scorer):
     def fit(self, source: Side, target: Side) -> KnnScorer:
         check_k(self.k, "knn")
         check_k(self.ivf_threshold, "knn", "ivf_threshold")
-        if self.nprobe is not None:
-            check_k(self.nprobe, "knn", "nprobe")
+        check_k(self.nprobe, "knn", "nprobe")
         check_target(target, "knn")
         self.target_features_ = side_features(target, "knn")
         if source.features is not None:

@@ -21,9 +21,10 @@ from .base import Side
 BACKENDS = ("auto", "torch", "faiss")
 # Elements of a (query block x base block) similarity matrix computed at once by the torch path (64 MB of float32).
 BLOCK_ELEMENTS = 1 << 24
-#: what the IVF path promises against exact search at the default nlist/nprobe (tests/test_realdata_scoring.py):
-#: the largest |mean top-k similarity - exact| over queries, and the share of the exact top 10% it keeps
-IVF_TOLERANCE = {"max_abs_score_difference": 0.01, "top10_overlap": 0.98}
+#: what the IVF path promises against exact search at the default nlist and nprobe (tests/test_realdata_scoring.py,
+#: bench/scale.py): the mean |knn score - exact| (the score: the mean of the top-k cosine similarities), and the share
+#: of the exact top 10% it selects too. Single queries far from every cluster can be off by more (see BENCHMARKS.md).
+IVF_TOLERANCE = {"mean_abs_score_difference": 0.002, "top10_overlap": 0.98}
 
 
 # ---------------------------------------------------------------------------------------------- shared helpers
@@ -136,17 +137,16 @@ def knn_similarity(
     chunk: int | None = None,
     ivf_threshold: int = 100_000,
     nlist: int | None = None,
-    nprobe: int | None = None,
+    nprobe: int = 32,
     return_indices: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Top-k cosine similarities (n_queries, k), best first, float32; rows of both inputs are L2-normalised inside.
 
     Exact search, except with FAISS when ``len(base) > ivf_threshold``: then an ``IndexIVFFlat`` with ``nlist``
-    (default 4 sqrt(n_base)) inverted lists is trained on the base and ``nprobe`` of them (default: a 16th of the
-    lists, at least 32) are visited per query: approximate, more probes = better recall and slower, nprobe = nlist is
-    exact. Stated tolerance (IVF_TOLERANCE, tested on real embeddings): mean top-k similarities within 0.01 of the
-    exact ones for every query, and the same top 10% of queries by that score to 98%. ``chunk`` = query rows per block
-    (default: bounded so a block's similarity matrix stays under 64 MB). ``return_indices`` adds the base row indices.
+    (default 4 sqrt(n_base)) inverted lists is trained on the base and ``nprobe`` of them are visited per query:
+    approximate, more probes = better recall and slower, nprobe = nlist is exact; stated tolerance: IVF_TOLERANCE.
+    ``chunk`` = query rows per block (default: bounded so a block's similarity matrix stays under 64 MB).
+    ``return_indices`` adds the base row indices.
     """
     k = check_k(k, "knn_similarity")
     n_q, d_q = feature_shape(queries, "queries")
@@ -189,8 +189,11 @@ def agreement(approx: tuple[np.ndarray, np.ndarray], exact: tuple[np.ndarray, np
     top = max(1, len(a) // 10)
     kept = np.intersect1d(np.argsort(-a, kind="stable")[:top], np.argsort(-e, kind="stable")[:top])
     hits = [len(np.intersect1d(x, y)) for x, y in zip(ia, ie, strict=True)]
+    diff = np.abs(a - e)
     return {
-        "max_abs_score_difference": float(np.abs(a - e).max()),
+        "mean_abs_score_difference": float(diff.mean()),
+        "p99_abs_score_difference": float(np.quantile(diff, 0.99)),
+        "max_abs_score_difference": float(diff.max()),
         "top10_overlap": len(kept) / top,
         "recall": float(np.sum(hits) / ie.size),
     }
@@ -212,7 +215,7 @@ def _torch_topk(q: torch.Tensor, base: torch.Tensor, k: int, base_rows: int) -> 
     return best_v, best_i
 
 
-def _faiss_index(faiss: Any, base_n: np.ndarray, ivf_threshold: int, nlist: int | None, nprobe: int | None) -> Any:
+def _faiss_index(faiss: Any, base_n: np.ndarray, ivf_threshold: int, nlist: int | None, nprobe: int) -> Any:
     n, d = base_n.shape
     if n <= ivf_threshold:
         index = faiss.IndexFlatIP(d)
@@ -221,7 +224,7 @@ def _faiss_index(faiss: Any, base_n: np.ndarray, ivf_threshold: int, nlist: int 
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(base_n)
-        index.nprobe = min(nprobe or max(32, nlist // 16), nlist)
+        index.nprobe = min(nprobe, nlist)
     index.add(base_n)
     return on_gpu(faiss, index)
 

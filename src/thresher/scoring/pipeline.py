@@ -342,7 +342,9 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
         for side, data in (("source", source), ("target", target)):
             key = hashlib.sha256(json.dumps([data_identity(*data), size], sort_keys=True).encode()).hexdigest()
             folder = cache / f"decoded-{side}-{key[:12]}"
-            decoded[side] = decode_once(*data, size, folder, num_workers=cfg.runtime.num_workers, log=log)
+            decoded[side] = decode_once(
+                *data, size, folder, num_workers=cfg.runtime.num_workers, log=log, runtime=cfg.runtime
+            )
         (dec_s, rows_s, ok_s), (dec_t, rows_t, ok_t) = decoded["source"], decoded["target"]
         for what, spec, ok in (("target", cfg.target.spec, ok_t), ("pool", cfg.source.spec, ok_s)):
             if not ok.any():

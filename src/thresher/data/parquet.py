@@ -1,0 +1,198 @@
+"""``parquet:PATTERN`` datasets: images in Parquet shards (img2dataset's parquet output, Hugging Face Parquet exports,
+a data lake's tables), read one row group at a time, never whole.
+
+Opening reads the footers and the id and label columns only. An image is read with the image column of its row group,
+which stays in a small per-process cache (``CACHE_BYTES``), so a pass in row order (embedding, the decode-once pass of
+scoring and evaluation, a Ray block) reads each row group once. Random access (pre-training straight from the shards)
+reads a row group per cache miss: write such pools with small row groups (e.g. ``row_group_size=256``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import ThresherError, UnreadableImage
+from .base import UNLABELED, ImageDataset, decode_image
+from .hf import choose_columns, image_bytes, label_array, schema_features, split_image_column, unique_ids
+from .npz import read_classes
+from .spec import DATASETS
+from .wds import resolve_shards
+
+#: bytes of image columns kept per process (row groups, least recently used out first)
+CACHE_BYTES = 256 << 20
+#: Parquet files kept open per process (a pool may have thousands)
+MAX_OPEN_FILES = 16
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path, memory_map=True)
+    except (pa.ArrowException, OSError) as exc:
+        raise ThresherError(f"cannot read {path} as Parquet: {' '.join(str(exc).split())}") from None
+
+
+class ParquetShards(ImageDataset):
+    """Rows of one or more Parquet files, in file order; row ``i`` is located by its row group."""
+
+    def __init__(
+        self,
+        files: list[Path],
+        groups: np.ndarray,
+        rows: int,
+        image: str,
+        label: str | None,
+        id_column: str | None,
+        classes: list[str] | None,
+        descriptions: list[str] | None = None,
+        spec: str = "",
+    ):
+        super().__init__()
+        self.files, self.spec = files, spec
+        self.groups = groups  # (G, 3) int64: file, row group within the file, first row (over all files)
+        self.starts = np.append(groups[:, 2], rows)  # first row of every group, then the end
+        self.image_column, self.label_column, self.id_column = image, label, id_column
+        self.classes, self.descriptions = classes, descriptions
+        self._reset_handles()
+
+    def _reset_handles(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+        self._cache: OrderedDict[int, tuple] = OrderedDict()
+        self._cached_bytes = 0
+
+    def __getstate__(self) -> dict:
+        # a worker or Ray actor reopens the files by path: no handles, no cached pixels in the pickle
+        state = self.__dict__.copy()
+        for k in ("_pid", "_lock", "_files", "_cache", "_cached_bytes"):
+            state.pop(k)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset_handles()
+
+    def source_files(self) -> list[Path]:
+        return list(self.files)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def _file(self, f: int) -> pq.ParquetFile:
+        """File ``f`` opened (memory-mapped) in this process, through a small least-recently-used set."""
+        if f in self._files:
+            self._files.move_to_end(f)
+            return self._files[f]
+        while len(self._files) >= MAX_OPEN_FILES:
+            self._files.popitem(last=False)[1].close()
+        self._files[f] = _open(self.files[f])
+        return self._files[f]
+
+    def _column(self, name: str) -> pa.ChunkedArray:
+        """One whole column over every file, in row order (ids and labels: small)."""
+        parts = []
+        for f, path in enumerate(self.files):
+            try:
+                parts.extend(self._file(f).read(columns=[name]).column(0).chunks)
+            except (pa.ArrowException, OSError) as exc:
+                raise ThresherError(f"cannot read column {name!r} of {path}: {' '.join(str(exc).split())}") from None
+        return pa.chunked_array(parts) if parts else pa.chunked_array([], pa.null())
+
+    def _make_ids(self) -> np.ndarray:
+        if self.id_column is not None:
+            return unique_ids(self._column(self.id_column).to_pylist(), self.id_column, self.spec)
+        ids = []  # FILE:ROW, the row counted within its file
+        for f, path in enumerate(self.files):
+            mine = np.flatnonzero(self.groups[:, 0] == f)
+            if len(mine):
+                first, end = self.starts[mine[0]], self.starts[mine[-1] + 1]
+                ids.extend(f"{path.name}:{k}" for k in range(end - first))
+        return np.array(ids, dtype=object)
+
+    def _make_labels(self) -> np.ndarray:
+        if self.label_column is None:
+            return np.full(len(self), UNLABELED, dtype=np.int64)
+        return label_array(self._column(self.label_column), self.label_column, self.spec)
+
+    def _group(self, g: int) -> tuple:
+        """The (bytes, paths) parts of row group ``g``'s image column, through the per-process cache."""
+        if os.getpid() != self._pid:  # forked worker: do not share the parent's handles
+            self._reset_handles()
+        with self._lock:
+            if g in self._cache:
+                self._cache.move_to_end(g)
+                return self._cache[g]
+            f, local, _ = (int(v) for v in self.groups[g])
+            try:
+                col = self._file(f).read_row_group(local, columns=[self.image_column]).column(0)
+            except (pa.ArrowException, OSError) as exc:
+                raise UnreadableImage(
+                    f"{self.files[f].name}#rowgroup{local}", f"cannot read: {' '.join(str(exc).split())}"
+                ) from None
+            parts = split_image_column(col, self.image_column, self.files[f])
+            size = col.nbytes
+            while self._cache and self._cached_bytes + size > CACHE_BYTES:
+                self._cached_bytes -= self._cache.popitem(last=False)[1][2]
+            self._cache[g] = (*parts, size)
+            self._cached_bytes += size
+            return self._cache[g]
+
+    def load(self, index: int) -> np.ndarray:
+        example_id = str(self.ids[index])
+        g = int(np.searchsorted(self.starts, index, side="right")) - 1
+        data, paths, _ = self._group(g)
+        row = index - int(self.starts[g])
+        folder = self.files[int(self.groups[g, 0])].parent
+        return decode_image(image_bytes(data, paths, row, example_id, folder), example_id)
+
+
+@DATASETS.register("parquet")
+def open_parquet(
+    body: str,
+    *,
+    data_root: str | None = None,
+    strict: bool = False,
+    image: str | None = None,
+    label: str | None = None,
+    id: str | None = None,
+) -> ParquetShards:
+    """``parquet:PATTERN``: one file, a brace/glob pattern or a folder of ``*.parquet``; options image= (default
+    'image', the one Image feature, or img2dataset's jpg/png/webp column), label= ('label'; empty: none), id= ('key'
+    when there is one; empty or absent: FILE:ROW)."""
+    files = resolve_shards(body, ".parquet")
+    opened = [_open(f) for f in files]
+    schema = opened[0].schema_arrow
+    features = schema_features(schema)
+    if id is None and "key" in schema.names:  # img2dataset's sample keys
+        id = "key"
+    image_col, label_col, id_col = choose_columns(list(schema.names), features, image, label, id)
+    groups, start = [], 0
+    for f, (path, pf) in enumerate(zip(files, opened, strict=True)):
+        names = set(pf.schema_arrow.names)
+        for what, col in (("image", image_col), ("label", label_col), ("id", id_col)):
+            if col is not None and col not in names:
+                raise ThresherError(f"{path} has no {what} column {col!r} ({files[0].name} has); shards must agree")
+        for g in range(pf.metadata.num_row_groups):
+            rows = pf.metadata.row_group(g).num_rows
+            if rows:
+                groups.append((f, g, start))
+                start += rows
+    if not groups:
+        raise ThresherError(f"no rows in {len(files)} Parquet file(s) named by {body!r}")
+    classes = descriptions = None
+    if label_col is not None and isinstance(features.get(label_col), dict):
+        names = features[label_col].get("names")
+        classes = [str(n) for n in names] if names else None
+    if classes is None:
+        classes, descriptions = read_classes(files[0].parent)
+    return ParquetShards(
+        files, np.asarray(groups, np.int64), start, image_col, label_col, id_col, classes, descriptions,
+        spec=f"parquet:{body}",
+    )  # fmt: skip
