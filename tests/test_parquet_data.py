@@ -14,7 +14,7 @@ from test_data_sources import check_bad, check_gray, gray_png, one_line_error, p
 
 from thresher.data import open_dataset
 from thresher.data import parquet as parquet_mod
-from thresher.errors import ThresherError
+from thresher.errors import ThresherError, UnreadableImage
 
 
 def write_img2dataset_shards(folder: Path, images: list[bytes], per_file: int, row_group: int) -> list[Path]:
@@ -70,9 +70,10 @@ def test_reads_each_row_group_once_in_order_and_pickles_by_path(pool, monkeypatc
     monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
     ds.load_batch(list(range(23)), 8)
     assert len(reads) == 3 + 3 + 1  # 4-row groups: 3 per 10-row file, then the 3-row file's one
-    monkeypatch.setattr(parquet_mod, "CACHE_BYTES", 1)  # nothing fits: every miss reads, the cache stays bounded
+    monkeypatch.setattr(parquet_mod, "CACHE_BYTES", 1)  # no room: the cache keeps only the last row group read
+    assert len(ds.ids) == len(ds.labels) == 23  # computed here, but not shipped: no ids, labels or pixels pickled
     small = pickle.loads(pickle.dumps(ds))
-    assert small._cache == {} and len(pickle.dumps(ds)) < 4000  # no pixels in the pickle
+    assert small._cache == {} and small._ids is None and len(pickle.dumps(ds)) < 2000
     reads.clear()
     small.load(0), small.load(5)  # two row groups
     assert len(reads) == 2 and len(small._cache) == 1
@@ -130,6 +131,10 @@ def test_parquet_errors(pool, tmp_path: Path) -> None:
     with pytest.raises(ThresherError) as e:
         open_dataset(f"parquet:{tmp_path / 'junk.parquet'}")
     assert "cannot read" in one_line_error(e) and "as Parquet" in str(e.value)
+    pq.write_table(pa.table({"image": [1, 2]}), tmp_path / "ints.parquet")
+    with pytest.raises(ThresherError) as e:
+        open_dataset(f"parquet:{tmp_path / 'ints.parquet'}")  # at open, not at the first read of a worker
+    assert "holds int64, not images" in one_line_error(e)
     pq.write_table(pa.table({"png": [b"x"], "jpg": [b"y"]}), tmp_path / "two.parquet")
     with pytest.raises(ThresherError) as e:
         open_dataset(f"parquet:{tmp_path / 'two.parquet'}")
@@ -145,3 +150,30 @@ def test_parquet_errors(pool, tmp_path: Path) -> None:
     with pytest.raises(ThresherError) as e:
         _ = open_dataset(f"parquet:{odd / 'b.parquet'}").ids
     assert "repeats 'k'" in one_line_error(e)
+
+
+def test_unreadable_row_group_fails_fast_by_id(pool, monkeypatch) -> None:
+    folder, arrays = pool
+    ds = open_dataset(f"parquet:{folder}")
+    reads = []
+
+    def broken(self, i, *args, **kwargs):
+        reads.append(i)
+        raise OSError("checksum mismatch")
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", broken)
+    for i in (4, 5, 6):  # the second row group of the first file: read once, each row named by its id
+        with pytest.raises(UnreadableImage, match=f"'00000000{i}'.*checksum mismatch"):
+            ds.load(i)
+    assert reads == [1]
+    x, ok = ds.load_batch([4, 5], 8)
+    assert not ok.any() and len(x) == 0
+
+
+def test_default_ids_stay_unique_across_folders(tmp_path: Path) -> None:
+    """Hugging Face (config/split/0000.parquet) and Spark (part-00000) reuse file names in every folder."""
+    for split in ("train", "test"):
+        (tmp_path / split).mkdir()
+        pq.write_table(pa.table({"image": [png_bytes(rgb(1)), png_bytes(rgb(2))]}), tmp_path / split / "0000.parquet")
+    ds = open_dataset(f"parquet:{tmp_path}/{{train,test}}/0000.parquet")
+    assert list(ds.ids) == [f"{split}/0000.parquet:{row}" for split in ("train", "test") for row in (0, 1)]

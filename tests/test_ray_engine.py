@@ -171,8 +171,8 @@ def test_embed_cli_reads_parquet_with_both_engines(parquet_pool, tmp_path, capsy
 
 
 def test_decode_once_pass_on_ray_equals_local(parquet_pool, tmp_path):
-    """Scoring's decode-once pass with engine ray: the same pixels and the same unreadable rows, in batches that
-    straddle Ray's blocks."""
+    """Scoring's decode-once pass with engine ray: the same pixels and the same unreadable rows (batches of 5 rows
+    from Ray blocks of 20)."""
     from thresher.config import RuntimeConfig
     from thresher.data import open_dataset
     from thresher.data.decoded import decode_once
@@ -188,3 +188,35 @@ def test_decode_once_pass_on_ray_equals_local(parquet_pool, tmp_path):
     assert np.array_equal(ok_l, ok_r) and ok_r.tolist() == [i != 7 for i in idx]
     assert np.array_equal(np.asarray(dl.images), np.asarray(dr.images)) and np.array_equal(rows_l, rows_r)
     assert list(dr.ids) == list(ds.ids[idx])
+
+
+def test_rebatch_cuts_any_chunking_back_into_the_batches():
+    """Ray may return the decoder's rows in chunks of any size (it splits large blocks): the pass still yields the
+    requested batches, and rows out of order are an error, not silently misplaced pixels."""
+    from thresher.errors import ThresherError
+    from thresher.ray_engine import _rebatch
+
+    batches = [np.array([9, 3, 5]), np.array([0, 1]), np.array([7, 2, 8, 4]), np.array([6])]
+    rows = np.concatenate(batches)
+    ok = rows % 3 != 0
+    pixels = rows[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+
+    def chunks(sizes, order=None):
+        pos = np.arange(len(rows)) if order is None else np.asarray(order)
+        out, start = [], 0
+        for n in sizes:
+            p = pos[start : start + n]
+            out.append({"row": p, "index": rows[p], "ok": ok[p], "pixels": pixels[p]})
+            start += n
+        return out
+
+    for sizes in ([1, 7, 2], [10], [3, 2, 4, 1], [1] * 10, [4, 0, 6]):
+        got = list(_rebatch(iter(chunks(sizes)), batches))
+        assert [b.tolist() for b, _, _ in got] == [b.tolist() for b in batches]
+        for (_, x, k), want in zip(got, batches, strict=True):
+            assert k.tolist() == (want % 3 != 0).tolist()
+            assert x.shape == (int(k.sum()), 3, 2, 2) and x[:, 0, 0, 0].tolist() == want[want % 3 != 0].tolist()
+    with pytest.raises(ThresherError, match="out of order"):
+        list(_rebatch(iter(chunks([5, 5], order=[0, 1, 2, 4, 3, 5, 6, 7, 8, 9])), batches))
+    with pytest.raises(ThresherError, match="incomplete"):
+        list(_rebatch(iter(chunks([4])), batches))

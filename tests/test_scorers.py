@@ -181,6 +181,13 @@ def test_knn_torch_and_faiss_identical():
     np.testing.assert_allclose(ivf, t, atol=1e-5)
 
 
+def test_ivf_settings_probe_a_share_of_the_lists():
+    assert nb_mod.ivf_settings(100_000, 100_000) is None  # at the threshold: exact
+    assert nb_mod.ivf_settings(200_000, 100_000) == {"index": "ivf-flat", "nlist": 1788, "nprobe": 32}
+    assert nb_mod.ivf_settings(5_000_000, 100_000)["nprobe"] == 8944 // 64
+    assert nb_mod.ivf_settings(500, 100, nlist=8, nprobe=50)["nprobe"] == 8  # never more than the lists
+
+
 def test_agreement_known_answers():
     exact = (np.array([[0.9, 0.8], [0.5, 0.4], [0.3, 0.2]]), np.array([[0, 1], [2, 3], [4, 5]]))
     same = agreement(exact, exact)
@@ -205,8 +212,12 @@ def test_knn_scorer_passes_ivf_parameters():
     exact = SCORERS.create("knn", k=5, backend="faiss").fit(src, tgt).score(src)
     probe_all = SCORERS.create("knn", k=5, backend="faiss", ivf_threshold=100, nprobe=80)  # nlist = 4 sqrt(400)
     np.testing.assert_allclose(probe_all.fit(src, tgt).score(src), exact, atol=1e-5)
-    one_list = SCORERS.create("knn", k=5, backend="faiss", ivf_threshold=100, nprobe=1).fit(src, tgt).score(src)
-    assert np.abs(one_list - exact).max() > 1e-3  # approximate: really the IVF index
+    one = SCORERS.create("knn", k=5, backend="faiss", ivf_threshold=100, nprobe=1).fit(src, tgt)
+    assert np.abs(one.score(src) - exact).max() > 1e-3  # approximate: really the IVF index
+    assert one.report()["search"] == {"index": "ivf-flat", "nlist": 80, "nprobe": 1}
+    assert SCORERS.create("knn", backend="torch", ivf_threshold=100).fit(src, tgt).report()["search"] == {
+        "index": "exact"
+    }
     with pytest.raises(ThresherError, match="nprobe must be an integer >= 1"):
         SCORERS.create("knn", nprobe=0).fit(src, tgt)
 

@@ -31,19 +31,27 @@ def _ray():
     return ray
 
 
-class _ErrorsOnly(logging.Filter):
+#: Ray warnings that every thresher run would print and that ask nothing of the user
+ROUTINE_WARNINGS = ("Token authentication is enabled", "Progress bars disabled")
+
+
+class _QuietFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR
+        if record.levelno >= logging.ERROR:
+            return True
+        if record.levelno < logging.WARNING:
+            return False
+        return not any(text in record.getMessage() for text in ROUTINE_WARNINGS)
 
 
 def quiet_console() -> None:
-    """Keep Ray's INFO and WARNING lines (cluster start, execution plans, token authentication) off the terminal,
-    where thresher prints its own progress; Ray's log files under its session folder still get everything."""
+    """Keep Ray's INFO lines (cluster start, execution plans) and its routine warnings off the terminal, where thresher
+    prints its own progress; other warnings (resources, spilling) still show, and Ray's log files get everything."""
     for name in ("ray", "ray.data"):
         for handler in logging.getLogger(name).handlers:
             console = isinstance(handler, logging.StreamHandler) and "File" not in type(handler).__name__
-            if console and not any(isinstance(f, _ErrorsOnly) for f in handler.filters):
-                handler.addFilter(_ErrorsOnly())
+            if console and not any(isinstance(f, _QuietFilter) for f in handler.filters):
+                handler.addFilter(_QuietFilter())
 
 
 def connect(address: str | None, threads: int | None = None) -> None:
@@ -120,12 +128,20 @@ def _map_rows(
     gpu: bool,
 ):
     """Stream ``rows`` (dataset indices) through a Ray Data actor pool of ``actor(**kwargs)`` in ``map_batches``;
-    yields the actors' numpy batches in row order (``row`` = position in ``rows``)."""
+    yields the actors' numpy batches in row order (``row`` = position in ``rows``).
+
+    ``gpu``: one GPU per actor when the cluster has GPUs, else each actor takes ``threads`` CPUs (default: a whole
+    node's) and there are as many actors as fit. ``gpu=False`` (no model): one CPU per actor, one actor per CPU.
+    """
     ray = _ray()
     connect(address, threads)
     gpus = int(ray.cluster_resources().get("GPU", 0)) if gpu else 0
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    per_actor = 1 if gpus or (gpu and torch.cuda.is_available()) else max(1, min(threads or cpus, cpus))
+    node_cpus = max([int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")] + [1])
+    if gpus or not gpu:
+        per_actor = 1
+    else:  # an actor must fit on one node
+        per_actor = max(1, min(threads or node_cpus, node_cpus))
     n_actors = actors or (gpus if gpus else max(1, cpus // per_actor))
     if "threads" in kwargs:
         kwargs = {**kwargs, "threads": per_actor}
@@ -162,24 +178,29 @@ def decode_batches(
     batch of ``batches``, in order, each batch read and resized by an actor (the decode-once pass of scoring)."""
     if not batches:
         return
-    rows = np.concatenate(batches)
-    ends = np.cumsum([len(b) for b in batches])
     out = _map_rows(
-        rows, _Decoder, {"dataset": ds, "size": size}, int(max(len(b) for b in batches)), address=address,
-        actors=actors, threads=threads, gpu=False,
+        np.concatenate(batches), _Decoder, {"dataset": ds, "size": size}, int(max(len(b) for b in batches)),
+        address=address, actors=actors, threads=threads, gpu=False,
     )  # fmt: skip
-    buf: dict | None = None
-    base = k = 0  # buf holds rows base, base + 1, ... (Ray preserves their order)
+    yield from _rebatch(out, batches)
+
+
+def _rebatch(out, batches: list[np.ndarray]):
+    """Cut the decoder's output chunks (any sizes, in row order) back into ``batches``; check the order fully."""
+    pieces: list[dict] = []  # rows base, base + 1, ... not yet handed out
+    have = base = k = 0
     for got in out:
-        buf = got if buf is None else {key: np.concatenate([buf[key], got[key]]) for key in buf}
-        while k < len(batches) and base + len(buf["row"]) >= ends[k]:
+        pieces.append(got)
+        have += len(got["row"])
+        while k < len(batches) and have >= len(batches[k]):
             n = len(batches[k])
-            if int(buf["row"][0]) != base:
+            part = {key: np.concatenate([p[key] for p in pieces]) for key in got}
+            if not np.array_equal(part["row"][:n], np.arange(base, base + n)):
                 raise ThresherError("Ray returned the decoding pass out of order; re-run the same command to resume")
-            ok = buf["ok"][:n]
-            yield batches[k], torch.from_numpy(buf["pixels"][:n][ok]).permute(0, 3, 1, 2).contiguous(), ok
-            buf = {key: v[n:] for key, v in buf.items()}
-            base, k = base + n, k + 1
+            ok = part["ok"][:n]
+            yield batches[k], torch.from_numpy(part["pixels"][:n][ok]).permute(0, 3, 1, 2).contiguous(), ok
+            pieces = [{key: v[n:] for key, v in part.items()}]
+            have, base, k = have - n, base + n, k + 1
     if k != len(batches):
         raise ThresherError("Ray returned the decoding pass incomplete; re-run the same command to resume")
 

@@ -38,6 +38,13 @@ def _open(path: Path) -> pq.ParquetFile:
         raise ThresherError(f"cannot read {path} as Parquet: {' '.join(str(exc).split())}") from None
 
 
+def _footer(path: Path) -> pq.FileMetaData:
+    try:
+        return pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ThresherError(f"cannot read {path} as Parquet: {' '.join(str(exc).split())}") from None
+
+
 class ParquetShards(ImageDataset):
     """Rows of one or more Parquet files, in file order; row ``i`` is located by its row group."""
 
@@ -69,10 +76,12 @@ class ParquetShards(ImageDataset):
         self._cached_bytes = 0
 
     def __getstate__(self) -> dict:
-        # a worker or Ray actor reopens the files by path: no handles, no cached pixels in the pickle
+        # a worker or Ray actor reopens the files by path: no handles, no cached pixels, and no ids or labels (millions
+        # of strings for a large pool; a worker rebuilds them only if it must name an unreadable image)
         state = self.__dict__.copy()
         for k in ("_pid", "_lock", "_files", "_cache", "_cached_bytes"):
             state.pop(k)
+        state.update(_ids=None, _labels=None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -87,6 +96,8 @@ class ParquetShards(ImageDataset):
 
     def _file(self, f: int) -> pq.ParquetFile:
         """File ``f`` opened (memory-mapped) in this process, through a small least-recently-used set."""
+        if os.getpid() != self._pid:  # forked worker: do not share the parent's handles
+            self._reset_handles()
         if f in self._files:
             self._files.move_to_end(f)
             return self._files[f]
@@ -100,20 +111,28 @@ class ParquetShards(ImageDataset):
         parts = []
         for f, path in enumerate(self.files):
             try:
-                parts.extend(self._file(f).read(columns=[name]).column(0).chunks)
+                with self._lock:
+                    parts.extend(self._file(f).read(columns=[name]).column(0).chunks)
             except (pa.ArrowException, OSError) as exc:
                 raise ThresherError(f"cannot read column {name!r} of {path}: {' '.join(str(exc).split())}") from None
+        types = {str(p.type) for p in parts}
+        if len(types) > 1:
+            raise ThresherError(f"column {name!r} has different types across the shards ({', '.join(sorted(types))})")
         return pa.chunked_array(parts) if parts else pa.chunked_array([], pa.null())
 
     def _make_ids(self) -> np.ndarray:
         if self.id_column is not None:
             return unique_ids(self._column(self.id_column).to_pylist(), self.id_column, self.spec)
-        ids = []  # FILE:ROW, the row counted within its file
+        # FILE:ROW, the row counted within its file and the file named from the shards' common folder (unique even when
+        # a pattern spans folders that reuse file names, as Hugging Face's config/split/0000.parquet and Spark's do)
+        common = Path(os.path.commonpath([str(f.parent) for f in self.files]))
+        ids = []
         for f, path in enumerate(self.files):
             mine = np.flatnonzero(self.groups[:, 0] == f)
             if len(mine):
                 first, end = self.starts[mine[0]], self.starts[mine[-1] + 1]
-                ids.extend(f"{path.name}:{k}" for k in range(end - first))
+                name = path.relative_to(common).as_posix()
+                ids.extend(f"{name}:{k}" for k in range(end - first))
         return np.array(ids, dtype=object)
 
     def _make_labels(self) -> np.ndarray:
@@ -122,7 +141,8 @@ class ParquetShards(ImageDataset):
         return label_array(self._column(self.label_column), self.label_column, self.spec)
 
     def _group(self, g: int) -> tuple:
-        """The (bytes, paths) parts of row group ``g``'s image column, through the per-process cache."""
+        """``(bytes, paths, nbytes, error)`` of row group ``g``'s image column, through the per-process cache; a row
+        group that cannot be read is cached as its error, so its rows fail fast, one by one."""
         if os.getpid() != self._pid:  # forked worker: do not share the parent's handles
             self._reset_handles()
         with self._lock:
@@ -132,25 +152,26 @@ class ParquetShards(ImageDataset):
             f, local, _ = (int(v) for v in self.groups[g])
             try:
                 col = self._file(f).read_row_group(local, columns=[self.image_column]).column(0)
+                entry = (*split_image_column(col, self.image_column, self.files[f]), col.nbytes, None)
             except (pa.ArrowException, OSError) as exc:
-                raise UnreadableImage(
-                    f"{self.files[f].name}#rowgroup{local}", f"cannot read: {' '.join(str(exc).split())}"
-                ) from None
-            parts = split_image_column(col, self.image_column, self.files[f])
-            size = col.nbytes
-            while self._cache and self._cached_bytes + size > CACHE_BYTES:
+                entry = (None, None, 0, f"row group {local} of {self.files[f]}: {' '.join(str(exc).split())}")
+            while self._cache and self._cached_bytes + entry[2] > CACHE_BYTES:
                 self._cached_bytes -= self._cache.popitem(last=False)[1][2]
-            self._cache[g] = (*parts, size)
-            self._cached_bytes += size
-            return self._cache[g]
+            self._cache[g] = entry
+            self._cached_bytes += entry[2]
+            return entry
 
     def load(self, index: int) -> np.ndarray:
-        example_id = str(self.ids[index])
         g = int(np.searchsorted(self.starts, index, side="right")) - 1
-        data, paths, _ = self._group(g)
+        data, paths, _, error = self._group(g)
+        if error is not None:
+            raise UnreadableImage(str(self.ids[index]), f"cannot read {error}")
         row = index - int(self.starts[g])
         folder = self.files[int(self.groups[g, 0])].parent
-        return decode_image(image_bytes(data, paths, row, example_id, folder), example_id)
+        try:
+            return decode_image(image_bytes(data, paths, row, "", folder), "")
+        except UnreadableImage as exc:  # named by its id only when it fails (ids are not shipped to workers)
+            raise UnreadableImage(str(self.ids[index]), exc.reason) from None
 
 
 @DATASETS.register("parquet")
@@ -167,20 +188,22 @@ def open_parquet(
     'image', the one Image feature, or img2dataset's jpg/png/webp column), label= ('label'; empty: none), id= ('key'
     when there is one; empty or absent: FILE:ROW)."""
     files = resolve_shards(body, ".parquet")
-    opened = [_open(f) for f in files]
-    schema = opened[0].schema_arrow
+    footers = [_footer(f) for f in files]  # read and closed: a pool may have thousands of shards
+    schema = footers[0].schema.to_arrow_schema()
     features = schema_features(schema)
     if id is None and "key" in schema.names:  # img2dataset's sample keys
         id = "key"
     image_col, label_col, id_col = choose_columns(list(schema.names), features, image, label, id)
+    # a column that holds no images fails here, in one line, not in the first read of a worker
+    split_image_column(pa.array([], schema.field(image_col).type), image_col, files[0])
     groups, start = [], 0
-    for f, (path, pf) in enumerate(zip(files, opened, strict=True)):
-        names = set(pf.schema_arrow.names)
+    for f, (path, meta) in enumerate(zip(files, footers, strict=True)):
+        names = set(meta.schema.to_arrow_schema().names)
         for what, col in (("image", image_col), ("label", label_col), ("id", id_col)):
             if col is not None and col not in names:
                 raise ThresherError(f"{path} has no {what} column {col!r} ({files[0].name} has); shards must agree")
-        for g in range(pf.metadata.num_row_groups):
-            rows = pf.metadata.row_group(g).num_rows
+        for g in range(meta.num_row_groups):
+            rows = meta.row_group(g).num_rows
             if rows:
                 groups.append((f, g, start))
                 start += rows

@@ -8,21 +8,31 @@ import numpy as np
 
 from . import SCORERS
 from .base import Scorer, Side
-from .neighbors import check_dims, check_k, check_target, feature_shape, knn_similarity, side_features
+from .neighbors import (
+    check_dims,
+    check_k,
+    check_target,
+    faiss_module,
+    feature_shape,
+    ivf_settings,
+    knn_similarity,
+    side_features,
+)
 
 
 @SCORERS.register("knn")
 class KnnScorer(Scorer):
     """score = mean of the top-``k`` cosine similarities to the target (k capped by the target size, with a note).
 
-    A target larger than ``ivf_threshold`` rows is searched with a FAISS IVF index (4 sqrt(n) lists, ``nprobe`` of
-    them visited per query), within ``neighbors.IVF_TOLERANCE`` of the exact scores.
+    A target larger than ``ivf_threshold`` rows is searched with a FAISS IVF index (``neighbors.ivf_settings``;
+    ``nprobe`` lists visited per query), within ``neighbors.IVF_TOLERANCE`` of the exact scores; the report says
+    which search ran.
     """
 
     name = "knn"
     features_from = "source-model"
 
-    def __init__(self, k: int = 10, backend: str = "auto", ivf_threshold: int = 100_000, nprobe: int = 32):
+    def __init__(self, k: int = 10, backend: str = "auto", ivf_threshold: int = 100_000, nprobe: int | None = None):
         self.k = k
         self.backend = backend
         self.ivf_threshold = ivf_threshold
@@ -31,13 +41,16 @@ class KnnScorer(Scorer):
     def fit(self, source: Side, target: Side) -> KnnScorer:
         check_k(self.k, "knn")
         check_k(self.ivf_threshold, "knn", "ivf_threshold")
-        check_k(self.nprobe, "knn", "nprobe")
+        if self.nprobe is not None:
+            check_k(self.nprobe, "knn", "nprobe")
         check_target(target, "knn")
         self.target_features_ = side_features(target, "knn")
         if source.features is not None:
             check_dims(feature_shape(source.features)[1], self.target_features_.shape[1], "knn")
         self.notes_: list[str] = []
         self.k_ = min(int(self.k), len(target))
+        ivf = ivf_settings(len(target), self.ivf_threshold, nprobe=self.nprobe)
+        self.search_ = ivf if ivf is not None and faiss_module(self.backend) is not None else {"index": "exact"}
         if self.k_ < self.k:
             note = f"knn: k={self.k} capped to the target size {self.k_}"
             warnings.warn(note, stacklevel=2)
@@ -55,4 +68,8 @@ class KnnScorer(Scorer):
         return sims.astype(np.float64).mean(axis=1)
 
     def report(self) -> dict:
-        return {"k": getattr(self, "k_", self.k), "notes": list(getattr(self, "notes_", []))}
+        return {
+            "k": getattr(self, "k_", self.k),
+            "search": getattr(self, "search_", None),
+            "notes": list(getattr(self, "notes_", [])),
+        }

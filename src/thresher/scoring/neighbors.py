@@ -137,14 +137,14 @@ def knn_similarity(
     chunk: int | None = None,
     ivf_threshold: int = 100_000,
     nlist: int | None = None,
-    nprobe: int = 32,
+    nprobe: int | None = None,
     return_indices: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Top-k cosine similarities (n_queries, k), best first, float32; rows of both inputs are L2-normalised inside.
 
-    Exact search, except with FAISS when ``len(base) > ivf_threshold``: then an ``IndexIVFFlat`` with ``nlist``
-    (default 4 sqrt(n_base)) inverted lists is trained on the base and ``nprobe`` of them are visited per query:
-    approximate, more probes = better recall and slower, nprobe = nlist is exact; stated tolerance: IVF_TOLERANCE.
+    Exact search, except with FAISS when ``len(base) > ivf_threshold``: then an ``IndexIVFFlat`` (``ivf_settings``)
+    is trained on the base: approximate, more probes = better recall and slower, nprobe = nlist is exact; stated
+    tolerance: IVF_TOLERANCE.
     ``chunk`` = query rows per block (default: bounded so a block's similarity matrix stays under 64 MB).
     ``return_indices`` adds the base row indices.
     """
@@ -215,16 +215,26 @@ def _torch_topk(q: torch.Tensor, base: torch.Tensor, k: int, base_rows: int) -> 
     return best_v, best_i
 
 
-def _faiss_index(faiss: Any, base_n: np.ndarray, ivf_threshold: int, nlist: int | None, nprobe: int) -> Any:
+def ivf_settings(n_base: int, ivf_threshold: int, nlist: int | None = None, nprobe: int | None = None) -> dict | None:
+    """The IVF index FAISS search uses for a base of ``n_base`` rows (None: exact search): ``nlist`` inverted lists
+    (default 4 sqrt(n)) and ``nprobe`` visited per query (default 32, and at least 1/64 of the lists, so the share
+    probed does not shrink without bound as the base grows)."""
+    if n_base <= ivf_threshold:
+        return None
+    nlist = nlist or max(1, int(4 * math.sqrt(n_base)))
+    return {"index": "ivf-flat", "nlist": nlist, "nprobe": min(nprobe or max(32, nlist // 64), nlist)}
+
+
+def _faiss_index(faiss: Any, base_n: np.ndarray, ivf_threshold: int, nlist: int | None, nprobe: int | None) -> Any:
     n, d = base_n.shape
-    if n <= ivf_threshold:
+    ivf = ivf_settings(n, ivf_threshold, nlist, nprobe)
+    if ivf is None:
         index = faiss.IndexFlatIP(d)
     else:
-        nlist = nlist or max(1, int(4 * math.sqrt(n)))
         quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFFlat(quantizer, d, ivf["nlist"], faiss.METRIC_INNER_PRODUCT)
         index.train(base_n)
-        index.nprobe = min(nprobe, nlist)
+        index.nprobe = ivf["nprobe"]
     index.add(base_n)
     return on_gpu(faiss, index)
 
