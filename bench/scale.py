@@ -163,6 +163,23 @@ def run_ray(tmp: Path, rows: int) -> dict:
     return res
 
 
+def table(result: dict) -> str:
+    """The scoring measurements as a Markdown table (one row per pool size, method and path)."""
+    rows = [
+        "| pool rows | method | path | seconds | peak anonymous MiB | peak RSS MiB | top-10% overlap, FAISS vs torch |",
+        "|---:|---|---|---:|---:|---:|---:|",
+    ]
+    for r in result["scoring"]:
+        for m in ("knn", "cluster-min"):
+            for backend, name in (("faiss", "FAISS"), ("torch", "exact torch")):
+                p = r[m][backend]
+                rows.append(
+                    f"| {r['rows']:,} | {m} | {name} | {p['seconds']} | {p['peak_anon_mib']:,} | {p['peak_rss_mib']:,} "
+                    f"| {r[m]['top10_overlap']} |"
+                )
+    return "\n".join(rows)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         score_child(*sys.argv[2:6])
@@ -218,6 +235,7 @@ def main() -> None:
         ),
         reading="; ".join(lines) + ".",
         minutes=clock.minutes(),
+        table=table(result),
     )
 
 

@@ -51,6 +51,29 @@ def test_npz_folder_split_and_npy(tmp_path):
         open_dataset(f"npz:{tmp_path / 'd'}")
 
 
+def test_memory_mapped_datasets_pickle_by_file(tmp_path):
+    """To Ray actors and spawned workers a mapped dataset travels as (file, offset), never as a copy of its pixels;
+    in-memory arrays still pickle whole."""
+    import pickle
+
+    stored = make_npz(tmp_path / "s" / "train.npz", n=40, size=16, compressed=False)
+    compressed = make_npz(tmp_path / "c" / "train.npz", n=40, size=16)
+    gray = make_npz(tmp_path / "g" / "train.npz", n=40, size=16, channels=1)
+    np.save(tmp_path / "plain.npy", np.load(stored)["images"])
+    for spec in (f"npz:{stored}", f"npz:{compressed}", f"npz:{gray}", f"npz:{tmp_path / 'plain.npy'}"):
+        ds = open_dataset(spec)
+        blob = pickle.dumps(ds)
+        assert len(blob) < ds.images.nbytes // 4, spec
+        back = pickle.loads(blob)
+        assert isinstance(back.images, np.memmap) and back.images.shape == ds.images.shape
+        np.testing.assert_array_equal(np.asarray(back.images), np.asarray(ds.images))
+        assert list(back.ids) == list(ds.ids) and np.array_equal(back.labels, ds.labels)
+    from thresher.data.npz import ArrayDataset
+
+    held = ArrayDataset(np.zeros((40, 16, 16, 3), np.uint8))
+    assert len(pickle.dumps(held)) > held.images.nbytes
+
+
 @pytest.mark.parametrize(
     "images,labels,match",
     [

@@ -71,6 +71,13 @@ def connect(address: str | None, threads: int | None = None) -> None:
         raise ThresherError(f"cannot reach the Ray cluster at {address}: {exc}; check --ray-address") from None
 
 
+def _fetch(value):
+    """An actor's constructor argument: object refs (the dataset, the weights) arrive unresolved, so fetch them."""
+    import ray
+
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+
 class _Embedder:
     """One actor: its own copy of the backbone; ``__call__`` embeds one batch of dataset rows."""
 
@@ -82,7 +89,8 @@ class _Embedder:
         set_threads(threads)
         self.device = resolve_device("auto")
         self.fmt = memory_format(self.device)
-        self.ds, self.resolution = dataset, resolution
+        self.ds, self.resolution = _fetch(dataset), resolution
+        state_dict = _fetch(state_dict)
         model = create_backbone(backbone)
         model.load_state_dict({k: torch.from_numpy(v) for k, v in state_dict.items()})
         self.model = model.to(self.device).eval().to(memory_format=self.fmt)
@@ -106,7 +114,7 @@ class _Decoder:
     """One actor of the decode-once pass: ``__call__`` reads and resizes one batch of images (no model)."""
 
     def __init__(self, dataset, size: int):
-        self.ds, self.size = dataset, size
+        self.ds, self.size = _fetch(dataset), size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         index = batch["index"]
@@ -151,10 +159,10 @@ def _map_rows(
     table = pa.table({"row": np.arange(len(rows), dtype=np.int64), "index": np.asarray(rows, np.int64)})
     block = batch_size * 4  # several blocks, so every actor gets work
     data = ray.data.from_arrow([table.slice(i, block) for i in range(0, len(rows), block)])
-    # plain constructor arguments (the dataset pickles by path, weights as arrays): Ray Data ships them to each actor
     mapped = data.map_batches(
         actor,
-        fn_constructor_kwargs=kwargs,
+        # the dataset and the weights go through the object store once, not inside every actor's definition
+        fn_constructor_kwargs={k: ray.put(v) if k in ("dataset", "state_dict") else v for k, v in kwargs.items()},
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=n_actors),

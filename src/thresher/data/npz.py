@@ -39,6 +39,7 @@ class ArrayDataset(ImageDataset):
         multilabels: np.ndarray | None = None,
     ):
         super().__init__()
+        self._reopen = getattr(images, "reopen", None)  # (file, offset) of a memory-mapped .npy, else None
         if images.ndim == 3:  # N x H x W grayscale
             images = images[..., None]
         if images.ndim != 4 or images.shape[-1] not in (1, 3):
@@ -78,6 +79,20 @@ class ArrayDataset(ImageDataset):
         self.descriptions = descriptions
         self.id_prefix = id_prefix
         self.spec = spec
+
+    def __getstate__(self) -> dict:
+        """A memory-mapped dataset pickles by file and offset (to Ray actors, spawned workers), not by a copy of its
+        pixels: a pool of millions would otherwise be copied whole into every worker."""
+        state = self.__dict__.copy()
+        if state.get("_reopen"):
+            state["images"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.images is None and self.__dict__.get("_reopen"):
+            images = _memmap_npy(Path(self._reopen[0]), self._reopen[1])
+            self.images = images[..., None] if images.ndim == 3 else images
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -131,7 +146,9 @@ def _memmap_npy(f_path: Path, offset: int = 0) -> np.ndarray:
         data_offset = f.tell()
     if dtype.hasobject:
         raise ThresherError(f"{f_path}: object arrays are not accepted")
-    return np.memmap(f_path, dtype=dtype, mode="r", offset=data_offset, shape=shape, order="F" if fortran else "C")
+    mapped = np.memmap(f_path, dtype=dtype, mode="r", offset=data_offset, shape=shape, order="F" if fortran else "C")
+    mapped.reopen = (str(f_path), offset)  # how a pickled ArrayDataset maps it again (see __getstate__)
+    return mapped
 
 
 def cached_member(path: Path, member: str) -> np.ndarray:
