@@ -187,7 +187,9 @@ def decode_batches(
     if not batches:
         return
     out = _map_rows(
-        np.concatenate(batches), _Decoder, {"dataset": ds, "size": size}, int(max(len(b) for b in batches)),
+        # actor batches smaller than the pass's (1024): a pool of a few thousand still spreads over every actor;
+        # _rebatch cuts the rows back into the pass's batches
+        np.concatenate(batches), _Decoder, {"dataset": ds, "size": size}, min(256, max(len(b) for b in batches)),
         address=address, actors=actors, threads=threads, gpu=False,
     )  # fmt: skip
     yield from _rebatch(out, batches)
