@@ -195,24 +195,31 @@ def decode_batches(
     yield from _rebatch(out, batches)
 
 
-def _rebatch(out, batches: list[np.ndarray]):
-    """Cut the decoder's output chunks (any sizes, in row order) back into ``batches``; check the order fully."""
+def _regroup(out, sizes: list[int], what: str):
+    """Cut output chunks (any sizes, in row order) into consecutive groups of ``sizes`` rows, each one dict of arrays;
+    the row order is checked fully, and a stream that ends early is an error (the run resumes from what was kept)."""
     pieces: list[dict] = []  # rows base, base + 1, ... not yet handed out
     have = base = k = 0
     for got in out:
         pieces.append(got)
         have += len(got["row"])
-        while k < len(batches) and have >= len(batches[k]):
-            n = len(batches[k])
+        while k < len(sizes) and have >= sizes[k]:
+            n = sizes[k]
             part = {key: np.concatenate([p[key] for p in pieces]) for key in got}
             if not np.array_equal(part["row"][:n], np.arange(base, base + n)):
-                raise ThresherError("Ray returned the decoding pass out of order; re-run the same command to resume")
-            ok = part["ok"][:n]
-            yield batches[k], torch.from_numpy(part["pixels"][:n][ok]).permute(0, 3, 1, 2).contiguous(), ok
+                raise ThresherError(f"Ray returned the {what} out of order; re-run the same command to resume")
+            yield {key: v[:n] for key, v in part.items()}
             pieces = [{key: v[n:] for key, v in part.items()}]
             have, base, k = have - n, base + n, k + 1
-    if k != len(batches):
-        raise ThresherError("Ray returned the decoding pass incomplete; re-run the same command to resume")
+    if k != len(sizes):
+        raise ThresherError(f"Ray returned the {what} incomplete; re-run the same command to resume")
+
+
+def _rebatch(out, batches: list[np.ndarray]):
+    """The decoder's output chunks cut back into ``batches``: ``(indices, readable images, ok)`` per batch."""
+    for batch, part in zip(batches, _regroup(out, [len(b) for b in batches], "decoding pass"), strict=False):
+        ok = part["ok"]
+        yield batch, torch.from_numpy(part["pixels"][ok]).permute(0, 3, 1, 2).contiguous(), ok
 
 
 def embed_shards(
@@ -232,30 +239,22 @@ def embed_shards(
     """Embed the rows of every ``(shard, indices)`` with Ray Data; ``write(shard, feats, kept, bad, cost)`` is called
     in shard order as each shard completes (the local engine's contract, so resume works the same)."""
     rows = np.concatenate([idx for _, idx in shards]).astype(np.int64)
-    shard_of = np.concatenate([np.full(len(idx), s, np.int64) for s, idx in shards])
     state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     embedded = _map_rows(
         rows, _Embedder,
         {"dataset": ds, "backbone": backbone, "state_dict": state, "resolution": resolution, "threads": threads},
         batch_size, address=address, actors=actors, threads=threads, gpu=True,
     )  # fmt: skip
-    ends = {s: int(np.flatnonzero(shard_of == s)[-1]) for s, _ in shards}
-    pending: dict[int, list[dict]] = {}
+
+    def counted(chunks):
+        for chunk in chunks:
+            if progress is not None:
+                progress.update(len(chunk["row"]))
+            yield chunk
+
     started = time.perf_counter()
-    for batch in embedded:
-        for s in np.unique(shard_of[batch["row"]]):
-            mine = shard_of[batch["row"]] == s
-            pending.setdefault(int(s), []).append({k: v[mine] for k, v in batch.items()})
-        if progress is not None:
-            progress.update(len(batch["row"]))
-        for s in sorted(pending):
-            got = pending[s]
-            if int(got[-1]["row"][-1]) != ends[s]:
-                break
-            part = {k: np.concatenate([g[k] for g in got]) for k in got[0]}
-            cost = {"images": len(part["row"]), "seconds": time.perf_counter() - started}
-            write(s, part["emb"][part["ok"]], part["index"][part["ok"]], part["index"][~part["ok"]], cost)
-            del pending[s]
-            started = time.perf_counter()
-    if pending:
-        raise ThresherError(f"Ray returned shards {sorted(pending)} incomplete; re-run the same command to resume")
+    parts = _regroup(counted(embedded), [len(idx) for _, idx in shards], "embedding pass")
+    for (s, _), part in zip(shards, parts, strict=False):
+        cost = {"images": len(part["row"]), "seconds": time.perf_counter() - started}
+        write(s, part["emb"][part["ok"]], part["index"][part["ok"]], part["index"][~part["ok"]], cost)
+        started = time.perf_counter()
