@@ -22,14 +22,14 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/thresher demo $(ARGS)
 
 test: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
 	$(PY) -m pytest -q $(ARGS)
 
 bench: $(VENV)/.installed-dev
 	@for f in bench/[!_]*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
 
 clean:
 	rm -rf runs .pytest_cache build dist src/*.egg-info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,22 @@ def _hermetic_env(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture
+def loopback_only(monkeypatch):
+    """A connection to any host but 127.0.0.1 fails the test (and no proxy is asked): download tests fetch only from
+    their local server."""
+    real = socket.create_connection
+
+    def guarded(address, *args, **kwargs):
+        assert address[0] in ("127.0.0.1", "localhost"), f"a test tried to reach {address[0]}"
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", guarded)
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
 @pytest.fixture(scope="session")

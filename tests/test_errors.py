@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from PIL import Image
 from thresher.cli import main
 
 from conftest import REPO, make_npz
+from http_fixture import RangeServer
+from tiny_archive import make_tiny_archive, synthetic_classes
 
 E = ("--backbone", "small-cnn", "--resolution", "12")  # the tiny model every run here uses
 P = (*E, "--epochs", "1", "--batch-size", "16")  # a 4-step pre-training on a 64-image npz
@@ -1018,6 +1021,132 @@ def test_dataset_duplicate_ids(tmp_path, capsys):
     fails(
         capsys, "embed", f"hf:{folder}?id=name", *E, "--out", tmp_path / "e",
         match="repeats 'cat'; ids must be unique",
+    )  # fmt: skip
+
+
+# --- obtaining built-ins: archives and downloads (issue 15) --------------------------------------------------------
+@pytest.fixture
+def no_pool(tmp_path, monkeypatch) -> Path:
+    """A user without ../shared/data: an empty cache, the cache the only data root, a small draw for test archives."""
+    from thresher.data import tinyimagenet
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("THRESHER_CACHE", str(cache))
+    monkeypatch.delenv("THRESHER_DATA", raising=False)
+    monkeypatch.setattr("thresher.data.builtin.data_roots", lambda explicit=None: [cache / "data"])
+    monkeypatch.setitem(tinyimagenet.VARIANTS, "tiny-imagenet-32", tinyimagenet.Draw(4, 2))
+    return cache
+
+
+@pytest.fixture
+def tiny_zip(tmp_path) -> Path:
+    train, val = synthetic_classes(3, 6, 3)
+    return make_tiny_archive(tmp_path / "in" / "tiny-imagenet-200.zip", train, val)
+
+
+def test_pool_missing_offline(no_pool, capsys):
+    fails(
+        capsys, "data", "info", "builtin:tiny-imagenet-32:train",
+        match="THRESHER_OFFLINE is set: online, run `thresher data download tiny-imagenet-32`; offline, get "
+        "tiny-imagenet-200.zip",
+    )  # fmt: skip
+
+
+def test_data_download_unknown_name(capsys):
+    fails(capsys, "data", "download", "tiny-imagenet", match="did you mean 'tiny-imagenet-32'")
+
+
+def test_data_download_from_missing_file(no_pool, tmp_path, capsys):
+    fails(capsys, "data", "download", "tiny-imagenet-32", "--from", tmp_path / "nope.zip", match="does not exist")
+
+
+def test_data_download_from_for_a_torchvision_builtin(no_pool, tiny_zip, capsys):
+    fails(
+        capsys, "data", "download", "cifar10", "--from", tiny_zip,
+        match="--from and --url are for the Tiny ImageNet archive; cifar10 downloads through torchvision",
+    )  # fmt: skip
+
+
+def test_truncated_archive(no_pool, tiny_zip, tmp_path, capsys):
+    """A cut archive is refused in one line, and the copy converted before from a good one stays as it was."""
+    assert run(capsys, "data", "download", "tiny-imagenet-32", "--from", tiny_zip)[0] == 0
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(tiny_zip.read_bytes()[: tiny_zip.stat().st_size // 2])
+    with untouched(no_pool / "data"):
+        fails(
+            capsys, "data", "download", "tiny-imagenet-32", "--from", cut, "--force",
+            match="is not a complete zip archive (File is not a zip file): it is truncated or damaged",
+        )  # fmt: skip
+
+
+def test_wrong_archive(no_pool, tmp_path, capsys):
+    wrong = tmp_path / "other.zip"
+    with zipfile.ZipFile(wrong, "w") as zf:
+        zf.writestr("cifar-10-batches-py/data_batch_1", b"not this")
+    fails(
+        capsys, "data", "download", "tiny-imagenet-32", "--from", wrong,
+        match="is not the Tiny ImageNet archive: it has no wnids.txt (expected wnids.txt, words.txt",
+    )  # fmt: skip
+
+
+def test_archive_with_too_few_images(no_pool, tmp_path, capsys):
+    train, val = synthetic_classes(2, 3, 3)  # the draw keeps 4 training images per class
+    small = make_tiny_archive(tmp_path / "small.zip", train, val)
+    fails(
+        capsys, "data", "download", "tiny-imagenet-32", "--from", small,
+        match="has 3 train images, the recipe keeps 4: the archive is incomplete",
+    )  # fmt: skip
+
+
+def test_archive_with_a_damaged_image(no_pool, tmp_path, capsys):
+    train, val = synthetic_classes(2, 5, 3)
+    good = make_tiny_archive(tmp_path / "good.zip", train, val)
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info, data[:200] if info.filename.endswith("_2.JPEG") else data)
+    fails(
+        capsys, "data", "download", "tiny-imagenet-32", "--from", bad,
+        match="the archive is damaged, download it again",
+    )  # fmt: skip
+    assert not (no_pool / "data" / "tiny-imagenet-200-32px").exists()
+
+
+def _serve_pool(monkeypatch, data: bytes, md5: str, server: RangeServer) -> None:
+    from thresher.data import tinyimagenet
+    from thresher.data.download import Remote
+
+    monkeypatch.delenv("THRESHER_OFFLINE")
+    monkeypatch.setattr("thresher.data.download.time.sleep", lambda s: None)
+    remote = Remote(server.url("/t.zip"), "tiny-imagenet-200.zip", md5, len(data))
+    monkeypatch.setattr(tinyimagenet, "ARCHIVE", remote)
+
+
+def test_download_with_a_wrong_checksum(no_pool, tiny_zip, loopback_only, monkeypatch, capsys):
+    data = tiny_zip.read_bytes()
+    with RangeServer({"/t.zip": data}) as srv:
+        _serve_pool(monkeypatch, data, "f" * 32, srv)
+        fails(
+            capsys, "data", "download", "tiny-imagenet-32",
+            match="has MD5 " + hashlib.md5(data).hexdigest() + ", expected " + "f" * 32,
+        )  # fmt: skip
+    assert not (no_pool / "downloads" / "tiny-imagenet-200.zip").exists()
+
+
+def test_download_cut_again_and_again(no_pool, tiny_zip, loopback_only, monkeypatch, capsys):
+    data = tiny_zip.read_bytes()
+    with RangeServer({"/t.zip": data}, cut_after=1000, cuts=100) as srv:
+        _serve_pool(monkeypatch, data, hashlib.md5(data).hexdigest(), srv)
+        line = fails(capsys, "data", "download", "tiny-imagenet-32", match="stopped at 6,000 of")
+    assert line.endswith("after 5 retries; run the same command again to resume from there")
+    assert (no_pool / "downloads" / "tiny-imagenet-200.zip.part").stat().st_size == 6000
+
+
+def test_npz_ids_not_unique(tmp_path, capsys):
+    fails(
+        capsys, "data", "info", arrays(tmp_path / "d.npz", images=images(3), ids=np.array(["a", "b", "a"])),
+        match="ids must be unique, non-empty strings",
     )  # fmt: skip
 
 

@@ -77,10 +77,38 @@ def data_list(data_root: DataRootOpt = None) -> None:
         if b.debian and Path(b.debian).is_dir():
             fallback = f"from {b.debian}"
         elif b.download:
-            fallback = "not found locally; torchvision download on first use"
-        where = ", ".join(f"{s}: {p}" if p else f"{s}: {fallback}" for s, p in found.items())
-        typer.echo(f"builtin:{b.name:<17} {b.description}\n    {where}")
+            fallback = f"not found locally; obtained on first use or by `thresher data download {b.name}`"
+        where = (
+            fallback
+            if not any(found.values())
+            else ", ".join(f"{s}: {p}" if p else f"{s}: {fallback}" for s, p in found.items())
+        )
+        typer.echo(f"builtin:{b.name:<22} {b.description}\n    {where}")
     typer.echo("spec kinds: " + ", ".join(f"{k}:" for k in DATASETS))
+
+
+@data_app.command("download")
+def data_download(
+    name: Annotated[str, typer.Argument(help="A built-in: tiny-imagenet-32, tiny-imagenet-32-full, cifar10, ...")],
+    from_: Annotated[
+        Path | None,
+        typer.Option(
+            "--from", help="Convert this tiny-imagenet-200.zip (or its unpacked folder) instead of downloading."
+        ),
+    ] = None,
+    to: Annotated[
+        Path | None, typer.Option("--to", help="Data root to write into (default: the cache's data folder).")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="A mirror of the archive (the checksum still applies).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Obtain it again even when the copy is complete.")] = False,
+) -> None:
+    """Download (or convert an archive you have) a built-in dataset into the cache, where the lookup finds it."""
+    _check_out(to, "--to")
+    from .data.builtin import download_builtin
+
+    download_builtin(name, source=from_, dest_root=to, url=url, force=force, log=typer.echo)
 
 
 @data_app.command("info")
@@ -567,6 +595,18 @@ def demo(
     from .demo import run_demo
 
     run_demo(out, quick=quick, data_root=data_root, force=force, echo=typer.echo)
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    data_root: DataRootOpt = None,
+) -> None:
+    """What to know before a long run: versions, device and threads, built-ins present and where, free disk."""
+    from .doctor import diagnose, format_diagnosis
+
+    report = diagnose(data_root=data_root)
+    typer.echo(json.dumps(report, indent=2) if as_json else format_diagnosis(report))
 
 
 def _manifest_source(folder: str) -> str:

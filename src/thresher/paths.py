@@ -22,7 +22,8 @@ def checkout_root() -> Path | None:
 
 
 def data_roots(explicit: str | os.PathLike | None = None) -> list[Path]:
-    """Folders searched for built-in datasets, in order: explicit, THRESHER_DATA, ../shared/data beside the checkout."""
+    """Folders searched for built-in datasets, in order: explicit, THRESHER_DATA, ../shared/data beside the checkout,
+    then the cache's ``data/`` (where downloaded built-ins are converted)."""
     roots: list[Path] = []
     if explicit:
         roots.append(Path(explicit).expanduser())
@@ -32,6 +33,7 @@ def data_roots(explicit: str | os.PathLike | None = None) -> list[Path]:
     base = checkout_root()
     if base is not None:
         roots.append((base.parent / "shared" / "data").resolve())
+    roots.append(cache_dir() / "data")
     seen: set[Path] = set()
     unique = []
     for r in roots:

@@ -14,7 +14,7 @@ def progress_bar(total: int, desc: str, *, enabled: bool = True, initial: int = 
         initial=initial,
         desc=desc,
         unit=unit,
-        unit_scale=False,
+        unit_scale=unit == "B",  # bytes read best as kB/MB
         dynamic_ncols=True,
         disable=(not enabled) or not sys.stderr.isatty(),
         smoothing=0.1,

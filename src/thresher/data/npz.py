@@ -1,5 +1,6 @@
 """``npz:PATH`` datasets: arrays ``images`` (N x H x W x C uint8) and ``labels``, the format of ../shared/data;
-an optional ``multilabels`` (N x classes, 0/1) makes a multi-label target (evaluated by macro AUROC).
+an optional ``multilabels`` (N x classes, 0/1) makes a multi-label target (evaluated by macro AUROC), and an optional
+``ids`` (N strings, unique) names the examples (else ``<file stem>-<index>``).
 
 Compressed ``.npz`` members are decompressed once into a cache and memory-mapped from there, streaming, so the
 pixels are never held twice in memory; uncompressed members and ``.npy`` files are memory-mapped in place.
@@ -37,6 +38,7 @@ class ArrayDataset(ImageDataset):
         spec: str = "",
         descriptions: list[str] | None = None,
         multilabels: np.ndarray | None = None,
+        ids: np.ndarray | None = None,
     ):
         super().__init__()
         self._reopen = getattr(images, "reopen", None)  # (file, offset) of a memory-mapped .npy, else None
@@ -72,6 +74,9 @@ class ArrayDataset(ImageDataset):
             if not np.isin(multilabels, (0, 1)).all():
                 raise ThresherError(f"{spec or 'array dataset'}: multilabels must hold only 0 and 1")
             multilabels = multilabels.astype(np.uint8)
+        if ids is not None:
+            ids = _check_ids(ids, images.shape[0], spec)
+        self._given_ids = ids
         self.multilabels = multilabels
         self.images = images
         self._raw_labels = labels
@@ -98,6 +103,8 @@ class ArrayDataset(ImageDataset):
         return int(self.images.shape[0])
 
     def _make_ids(self) -> np.ndarray:
+        if self.__dict__.get("_given_ids") is not None:
+            return self._given_ids
         width = max(6, len(str(max(len(self) - 1, 0))))
         return np.array([f"{self.id_prefix}{i:0{width}d}" for i in range(len(self))], dtype=object)
 
@@ -118,6 +125,18 @@ class ArrayDataset(ImageDataset):
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         return to_square(x.contiguous(), size), np.ones(len(idx), dtype=bool)
+
+
+def _check_ids(ids, n: int, spec: str) -> np.ndarray:
+    """Given ids: n unique, non-empty strings."""
+    ids = np.asarray(ids)
+    where = spec or "array dataset"
+    if ids.shape != (n,) or ids.dtype.kind not in "US":
+        raise ThresherError(f"{where}: ids must be {n} strings (one per image), got {ids.dtype} of shape {ids.shape}")
+    ids = ids.astype(str).astype(object)
+    if n and (len(set(ids)) != n or min(len(i) for i in ids) == 0):
+        raise ThresherError(f"{where}: ids must be unique, non-empty strings")
+    return ids
 
 
 # --- npz files ------------------------------------------------------------------------------------
@@ -183,6 +202,23 @@ def cached_member(path: Path, member: str) -> np.ndarray:
     return _memmap_npy(target)
 
 
+def array_shape(path: str | Path, member: str = "images") -> tuple[int, ...]:
+    """The shape of an array in an .npz (or of a .npy), read from its header only: no decompression of the data."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            f = open(path, "rb")
+        else:
+            with zipfile.ZipFile(path) as zf:
+                f = zf.open(f"{member}.npy")
+        with f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            return tuple(read(f)[0])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ThresherError(f"cannot read the {member!r} array of {path} ({exc})") from None
+
+
 def read_classes(folder: Path) -> tuple[list[str] | None, list[str] | None]:
     """``classes.txt`` (line i names label i; ``name<TAB>description`` allowed) -> names, descriptions."""
     f = folder / "classes.txt"
@@ -202,7 +238,7 @@ def open_npz_path(path: Path, spec: str = "") -> ArrayDataset:
     """Open an .npz file, a .npy file of images, or a folder holding images.npy [+ labels.npy]."""
     if not path.exists():
         raise ThresherError(f"dataset path {path} does not exist")
-    labels = multilabels = None
+    labels = multilabels = ids = None
     if path.is_dir():
         img_file = path / "images.npy"
         if not img_file.is_file():
@@ -214,22 +250,34 @@ def open_npz_path(path: Path, spec: str = "") -> ArrayDataset:
             labels = np.load(path / "labels.npy", allow_pickle=False)
         if (path / "multilabels.npy").is_file():
             multilabels = np.load(path / "multilabels.npy", allow_pickle=False)
+        if (path / "ids.npy").is_file():
+            ids = np.load(path / "ids.npy", allow_pickle=False)
         prefix, folder = "", path
     elif path.suffix == ".npy":
         images, prefix, folder = _memmap_npy(path), f"{path.stem}-", path.parent
     else:
         images = cached_member(path, "images.npy")
         with zipfile.ZipFile(path) as zf:
-            if "labels.npy" in zf.namelist():
-                with zf.open("labels.npy") as f:
-                    labels = np.lib.format.read_array(f, allow_pickle=False)
-            if "multilabels.npy" in zf.namelist():
-                with zf.open("multilabels.npy") as f:
-                    multilabels = np.lib.format.read_array(f, allow_pickle=False)
+            small = {}
+            for member in ("labels", "multilabels", "ids"):
+                if f"{member}.npy" in zf.namelist():
+                    with zf.open(f"{member}.npy") as f:
+                        try:
+                            small[member] = np.lib.format.read_array(f, allow_pickle=False)
+                        except ValueError as exc:  # an object (pickled) array
+                            raise ThresherError(f"{path}: array {member!r} cannot be read ({exc})") from None
+            labels, multilabels, ids = small.get("labels"), small.get("multilabels"), small.get("ids")
         prefix, folder = f"{path.stem}-", path.parent
     classes, desc = read_classes(folder)
     ds = ArrayDataset(
-        images, labels, classes=classes, descriptions=desc, id_prefix=prefix, spec=spec, multilabels=multilabels
+        images,
+        labels,
+        classes=classes,
+        descriptions=desc,
+        id_prefix=prefix,
+        spec=spec,
+        multilabels=multilabels,
+        ids=ids,
     )
     ds.source = str(path)
     return ds
