@@ -5,7 +5,7 @@ only cifar10 and fashion-mnist, the pool given once as an archive in the officia
 The archive is built from the shared pool's own images (upsampled 2x, saved as JPEG; 150 train + 25 val per class),
 since this machine cannot reach the public archive. Usage, from the checkout (takes about 6 minutes on 2 cores):
 
-    python scripts/fresh_machine.py [--work DIR] [--keep]
+    .venv/bin/python scripts/fresh_machine.py [--work DIR] [--keep]
 
 It prints each step's command and time, and exits non-zero when a step fails.
 """

@@ -86,7 +86,8 @@ def fetch(
     """Download ``remote`` (or the same file from the mirror ``url``) to ``dest``; return ``dest``.
 
     Resumes a ``.part`` file with an HTTP Range request (a server that ignores Range starts it over), retries a cut
-    connection up to ``retries`` times in a row, and renames into place only after the size and MD5 match.
+    connection with backoff (giving up after ``retries`` attempts in a row that gained less than 1 MiB), and renames
+    into place only after the size and MD5 match.
     """
     dest = Path(dest)
     url = url or remote.url
@@ -112,10 +113,9 @@ def fetch(
                     break
                 try:
                     _transfer(url, part, have, remote.size, timeout, bar)
-                    failures = 0
                 except _Cut as cut:
-                    failures += 1
                     got = part.stat().st_size if part.is_file() else 0
+                    failures = 1 if got - have >= CHUNK else failures + 1  # an attempt that moved on starts a new count
                     if failures > retries:
                         raise ThresherError(
                             f"download of {url} stopped at {got:,} of {remote.size:,} bytes ({cut}) after "
@@ -170,8 +170,12 @@ def _transfer(url: str, part: Path, have: int, size: int, timeout: float, bar) -
                 f"{url} serves {total:,} bytes, expected {size:,}: it is not the published file (or the server "
                 "changed it); check the URL"
             )
-        if start != have:  # the server ignored the Range header: start the file over
+        if start > have:  # bytes we do not have would be skipped: start over
+            part.unlink(missing_ok=True)
+            raise _Cut(f"the server sent bytes from {start:,}, not {have:,}")
+        if start != have:  # the server ignored the Range header (or sent less): rewrite from ``start``
             bar.reset(total=size)
+            bar.update(start)
         mode = "r+b" if start else "wb"
         with open(part, mode) as f:
             f.seek(start)
