@@ -157,32 +157,57 @@ def test_compare_two_models_on_one_test_set(target, tmp_path, capsys):
     assert "different test sets" in capsys.readouterr().err
 
 
-def test_search_source_ranks_candidates_with_probe_and_logme(target, tmp_path):
+def _search(target, out, test, **kw):
     from thresher.evaluate.search import SearchConfig, search_source
 
-    other = make_npz(tmp_path / "cand2" / "train.npz", n=64, seed=4, classes=2)
-    cfg = build_config(
-        SearchConfig,
-        values={
-            "base": str(target["ckpt"]),
-            "candidates": [f"npz:{target['src']}", f"npz:{other}"],
-            "train": {"spec": f"npz:{target['train']}"},
-            "test": {"spec": f"npz:{target['test']}"},
-            "proxy": "both",
-            "resolution": 12,
-            "pretrain": {"objective": "supervised", "epochs": 1, "batch_size": 16},
-            "runtime": {"progress": False},
-        },
-    )
-    res = search_source(cfg, tmp_path / "s", **QUIET)
+    other = target["root"] / "cand2" / "train.npz"
+    if not other.is_file():
+        make_npz(other, n=64, seed=4, classes=2)
+    values = {
+        "base": str(target["ckpt"]),
+        "candidates": [f"npz:{target['src']}", f"npz:{other}"],
+        "train": {"spec": f"npz:{target['train']}"},
+        "test": {"spec": f"npz:{test}"},
+        "resolution": 12,
+        "pretrain": {"objective": "supervised", "epochs": 1, "batch_size": 16},
+        "runtime": {"progress": False},
+        **kw,
+    }
+    return search_source(build_config(SearchConfig, values=values), out, **QUIET)
+
+
+def test_search_source_ranks_candidates_with_probe_and_logme(target, tmp_path):
+    res = _search(target, tmp_path / "s", target["test"], proxy="both")
     assert len(res["rows"]) == 3 and [r["rank"] for r in res["rows"]] == [1, 2, 3]
-    tops = [r["top1"]["mean"] for r in res["rows"]]
-    assert tops == sorted(tops, reverse=True)
-    assert all(np.isfinite(r["logme"]) for r in res["rows"]) and "spearman_logme_vs_top1" in res
-    assert res["rows"][0]["candidate"] in {"(base, no source)", f"npz:{target['src']}", f"npz:{other}"}
+    vals = [r["validation"]["mean"] for r in res["rows"]]
+    assert vals == sorted(vals, reverse=True) and all(0 <= r["test"]["mean"] <= 1 for r in res["rows"])
+    assert all(np.isfinite(r["logme"]) for r in res["rows"]) and "spearman_logme_vs_validation" in res
+    assert {r["candidate"] for r in res["rows"]} == {
+        "(base, no source)",
+        f"npz:{target['src']}",
+        f"npz:{target['root'] / 'cand2' / 'train.npz'}",
+    }
     assert (tmp_path / "s" / "ranking.json").is_file()
     table = (tmp_path / "s" / "ranking.md").read_text()
     assert table.count("\n| ") == 3 + 1 and "Spearman" in table and "pre-training FLOPs" in table
+    assert "did not choose it" in table
+
+
+def test_search_source_ranking_never_reads_the_test_split(target, tmp_path):
+    """001 selects the source on validation data: replacing the test split by noise with permuted labels changes
+    the test column, not the ranking nor the scores it was made from."""
+    real = _search(target, tmp_path / "real", target["test"])
+    rng = np.random.default_rng(7)
+    noise = tmp_path / "noise" / "train.npz"
+    make_npz(noise, n=64, seed=11)
+    with np.load(noise) as z:
+        labels = rng.permutation(z["labels"])
+    np.savez(noise, images=rng.integers(0, 256, (64, 12, 12, 3), dtype=np.uint8), labels=labels)
+    noisy = _search(target, tmp_path / "noisy", noise)
+    assert [r["candidate"] for r in real["rows"]] == [r["candidate"] for r in noisy["rows"]]
+    assert [r["validation"]["values"] for r in real["rows"]] == [r["validation"]["values"] for r in noisy["rows"]]
+    assert [r["test"]["mean"] for r in real["rows"]] != [r["test"]["mean"] for r in noisy["rows"]]
+    assert max(r["test"]["mean"] for r in noisy["rows"]) < min(r["test"]["mean"] for r in real["rows"])
 
 
 def _cli(*args) -> int:

@@ -305,3 +305,22 @@ def test_given_source_model_replaces_training_one(problem, tmp_path):
     assert auroc(pq.read_table(path).column("importance").to_numpy(), labels < 2) > 0.9
     with pytest.raises(ThresherError, match="supervised thresher checkpoint of resnet18"):
         score(cfg(src, tgt, ["knn"], source_model=ckpt, models={"backbone": "resnet18"}), tmp_path / "x", log=print)
+
+
+def test_domain_classifier_on_an_unlabeled_pool_starts_from_the_target_model(problem, tmp_path):
+    """000's domain classifier needs no source labels: on a pool without labels its fold CNNs start from the target
+    model (which never saw a pool image) instead of failing for want of a source model."""
+    src, tgt = problem
+    with np.load(src) as z:
+        unlabeled = tmp_path / "unlabeled" / "train.npz"
+        unlabeled.parent.mkdir()
+        np.savez(unlabeled, images=z["images"])  # no labels at all
+    path = score(cfg(unlabeled, tgt, ["domain-classifier"]), tmp_path / "s", log=lambda *_: None)
+    s = pq.read_table(path).column("domain-classifier").to_numpy()
+    with np.load(src) as z:
+        relevant = z["labels"] < 2
+    assert np.isfinite(s).all() and auroc(s, relevant) > 0.8, auroc(s, relevant)
+    rep = json.loads((tmp_path / "s" / "scores.json").read_text())["reports"]["domain-classifier"]
+    assert rep["mode"] == "image" and rep["init"] == "target-model"
+    names = [p.name for p in (tmp_path / "s" / "cache").iterdir()]
+    assert any(n.startswith("target-model") for n in names) and not any(n.startswith("source-model") for n in names)

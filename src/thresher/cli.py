@@ -514,9 +514,10 @@ def search_source_cmd(
     result = search_source(cfg, out, force=force, log=typer.echo)
     typer.echo(f"ranked by {result['ranked_by']}:")
     for r in result["rows"]:
-        top1 = f"top-1 {r['top1']['mean']:.4f}" if "top1" in r else ""
+        val = f"validation {r['validation']['mean']:.4f}" if "validation" in r else ""
         lm = f"LogME {r['logme']:.4f}" if "logme" in r else ""
-        typer.echo(f"  {r['rank']}. {r['candidate']}  {top1}  {lm}".rstrip())
+        test = f"(test {r['test']['mean']:.4f})" if "test" in r else ""
+        typer.echo(" ".join(f"  {r['rank']}. {r['candidate']}  {val}  {lm}  {test}".split("  ")).rstrip())
 
 
 @app.command("compare")

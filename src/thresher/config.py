@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator
 
 from .errors import ThresherError
 
@@ -75,6 +75,41 @@ class DataConfig(Section):
     strict: bool = runtime(False, description="stop at the first unreadable image instead of skipping it")
     subset: int | None = Field(None, ge=1, description="use a random subset of this many examples")
     subset_seed: int = Field(0, description="seed of the subset draw")
+
+
+class PartialSection(Section):
+    """A study's view of a stage's config (see ``partial_section``): every key typed and checked as the stage checks
+    it, only the keys given passed on, so the stage's own defaults stay the only defaults."""
+
+    __stage_defaults__: typing.ClassVar[dict[str, Any]] = {}
+
+    def values(self) -> dict[str, Any]:
+        """The keys set in the study file (nested sections too), over the few defaults the study sets itself."""
+        return _merge(copy.deepcopy(self.__stage_defaults__), self.model_dump(mode="json", exclude_unset=True))
+
+
+def partial_section(
+    cls: type[BaseModel], name: str, *, exclude: set[str], defaults: dict[str, Any] | None = None, doc: str = ""
+) -> type[PartialSection]:
+    """A section holding ``cls``'s fields but ``exclude`` (those the study fills in), each with its type, bounds and
+    default, so that a typo or a bad value in a study file fails at ``--dry-run``; ``defaults`` are the study's own
+    (e.g. fine-tuning rather than the linear probe), passed to the stage unless the file sets them."""
+    missing = exclude - set(cls.model_fields)
+    if missing:
+        raise ValueError(f"{cls.__name__} has no field {', '.join(sorted(missing))}")
+    fields = {}
+    for key, info in cls.model_fields.items():
+        if key in exclude:
+            continue
+        field = copy.copy(info)
+        if key in (defaults or {}):
+            field.default, field.default_factory = copy.deepcopy(defaults[key]), None
+        elif field.is_required():
+            field.default = None
+        fields[key] = (info.annotation | None if field.default is None else info.annotation, field)
+    model = create_model(name, __base__=PartialSection, __doc__=doc or cls.__doc__, **fields)
+    model.__stage_defaults__ = dict(defaults or {})
+    return model
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

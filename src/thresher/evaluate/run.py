@@ -33,7 +33,7 @@ from ..pretrain.run import train_on
 from ..runs import RunFolder, file_digest
 from . import metrics as M
 from .config import EvalConfig
-from .protocols import PROTOCOLS, Outcome
+from .protocols import PROTOCOLS, Outcome, stratified_split
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.npz"
@@ -74,12 +74,13 @@ class EvalContext:
                  log=print):  # fmt: skip
         self.cfg, self.cache, self.log = cfg, cache, log
         self.checkpoint, self.backbone = checkpoint, backbone
-        (self.train_ds, idx), (self.test_ds, tidx) = train, test
+        self.train_ds, idx = train
+        self.test_ds, tidx = test if test is not None else (None, np.zeros(0, np.int64))  # None: validation only
         self.multilabel = self.train_ds.multilabels is not None
         if self.multilabel:  # (n, classes) 0/1 targets; the int labels are not used
             self.train_idx, self.test_idx = idx, tidx
             self.train_targets = self.train_ds.multilabels[idx]
-            self.test_targets = self.test_ds.multilabels[tidx]
+            self.test_targets = self.test_ds.multilabels[tidx] if test is not None else None
             self.train_labels = np.zeros(len(idx), np.int64)  # one stratum for the validation split
             self.test_labels = np.zeros(len(tidx), np.int64)
             self.num_classes = int(self.train_targets.shape[1])
@@ -87,7 +88,7 @@ class EvalContext:
             self.train_idx = idx[self.train_ds.labels[idx] >= 0]  # unlabeled training examples cannot be used
             self.test_idx = tidx
             self.train_labels = self.train_ds.labels[self.train_idx]
-            self.test_labels = self.test_ds.labels[self.test_idx]
+            self.test_labels = self.test_ds.labels[self.test_idx] if test is not None else np.zeros(0, np.int64)
             self.num_classes = int(max(self.train_ds.num_classes, self.train_labels.max() + 1))
         self._memo: dict = {}
         self.embed_cost = {"images": 0.0, "seconds": 0.0}  # feature and prediction passes run by this process
@@ -98,6 +99,8 @@ class EvalContext:
     def _side(self, side: str) -> tuple[Any, np.ndarray, Any]:
         if side == "train":
             return self.train_ds, self.train_idx, self.cfg.train
+        if self.test_ds is None:
+            raise RuntimeError("this evaluation context has no test split (validation only)")
         return self.test_ds, self.test_idx, self.cfg.test
 
     def _embed(self, side: str, checkpoint: Path | None, rows: np.ndarray | None, tag: str) -> EmbeddingStore:
@@ -171,21 +174,77 @@ class EvalContext:
         return path
 
 
-def _check_splits(cfg: EvalConfig, train: tuple, test: tuple) -> None:
+class HeldOut:
+    """A protocol's view of a context in which a validation split carved from train (per class, seeded, as the
+    protocols carve theirs) stands in for the test split: the probe trains on the rest and predicts only validation
+    rows, so a choice made on it never reads the test split (001 section 3 selects the source on validation)."""
+
+    def __init__(self, ctx: EvalContext, seed: int):
+        self.ctx, self.cfg, self.multilabel, self.num_classes = ctx, ctx.cfg, ctx.multilabel, ctx.num_classes
+        self.fit, self.val = stratified_split(ctx.train_labels, ctx.train_positions(), ctx.cfg.val_fraction, seed)
+        if len(self.val) == 0:
+            raise ThresherError(f"{ctx.cfg.train.spec} is too small to carve a validation split from")
+        self.train_labels = ctx.train_labels
+        self.test_labels = ctx.train_labels[self.val]
+        if ctx.multilabel:
+            self.train_targets, self.test_targets = ctx.train_targets, ctx.train_targets[self.val]
+
+    def train_positions(self) -> np.ndarray:
+        return self.fit
+
+    def features(self, side: str):
+        x = self.ctx.features("train")  # one cached embedding of the training split serves both parts
+        return x if side == "train" else x.take(self.val)
+
+
+def validation_metric(cfg: EvalConfig, cache: Path, *, log=print) -> list[float]:
+    """The linear probe's primary metric (top-1, or macro AUROC) on a validation split carved from the training split,
+    one value per seed. The test split is not even opened: what is chosen on this is chosen before any test
+    prediction. The training features are cached in ``cache`` as ``evaluate`` caches them, so a later evaluation of
+    the same model and split with that cache reuses them."""
+    if cfg.protocol != "linear":
+        raise ThresherError(f"validation ranking uses the linear protocol, not {cfg.protocol}")
+    checkpoint, backbone, train, _ = _open(cfg, with_test=False)
+    train = _readable(train, "train", cfg, cache, log)
+    ctx = EvalContext(cfg, train, None, checkpoint, backbone, cache, log=log)
+    protocol = PROTOCOLS.get(cfg.protocol)
+    values = []
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+        torch.manual_seed(seed)
+        view = HeldOut(ctx, seed)
+        outcome = protocol(view, seed)
+        doc = seed_metrics(outcome, view.test_labels, view.num_classes, view.test_targets if view.multilabel else None)
+        values.append(float(doc["auroc_macro" if ctx.multilabel else "top1"]))
+    return values
+
+
+def _open(cfg: EvalConfig, *, with_test: bool = True) -> tuple:
+    """(checkpoint, backbone, train, test) of an evaluation, its splits checked; ``test`` is None unless asked."""
+    checkpoint = None if cfg.random_init else resolve_checkpoint(cfg.checkpoint)
+    backbone = cfg.backbone or checkpoint_backbone(checkpoint)
+    train = open_data(cfg.train)
+    test = open_data(cfg.test) if with_test else None
+    _check_splits(cfg, train, test)
+    return checkpoint, backbone, train, test
+
+
+def _check_splits(cfg: EvalConfig, train: tuple, test: tuple | None) -> None:
     tr_ds, tr_idx = train
-    te_ds, te_idx = test
+    te_ds, te_idx = test if test is not None else (tr_ds, None)  # validation only: the test checks do not apply
     if (tr_ds.multilabels is None) != (te_ds.multilabels is None):
         raise ThresherError(f"{cfg.train.spec} and {cfg.test.spec}: one is multi-label and the other is not")
     if tr_ds.multilabels is not None:
         if tr_ds.multilabels.shape[1] != te_ds.multilabels.shape[1]:
             raise ThresherError("the training and test splits have different numbers of multi-label classes")
-        if len(tr_idx) == 0 or len(te_idx) == 0:
+        if len(tr_idx) == 0 or (te_idx is not None and len(te_idx) == 0):
             raise ThresherError("the training and test splits must both be non-empty")
         if cfg.protocol != "linear":
             raise ThresherError(f"multi-label targets support the linear protocol (macro AUROC), not {cfg.protocol}")
         return
     if not (tr_ds.labels[tr_idx] >= 0).any():
         raise ThresherError(f"the training split {cfg.train.spec} has no labels; evaluation needs a labeled target")
+    if te_idx is None:
+        return
     if len(te_idx) == 0 or (te_ds.labels[te_idx] < 0).any():
         raise ThresherError(f"the test split {cfg.test.spec} must be non-empty and fully labeled")
     known = int(tr_ds.labels[tr_idx].max()) + 1
@@ -241,10 +300,7 @@ def _auroc_or_none(onehot: np.ndarray, probs: np.ndarray) -> float | None:
 
 def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print) -> dict:
     """Run (or resume) an evaluation into ``out``; returns the metrics document."""
-    checkpoint = None if cfg.random_init else resolve_checkpoint(cfg.checkpoint)
-    backbone = cfg.backbone or checkpoint_backbone(checkpoint)
-    train, test = open_data(cfg.train), open_data(cfg.test)
-    _check_splits(cfg, train, test)
+    checkpoint, backbone, train, test = _open(cfg)
     inputs = {"train": data_identity(*train), "test": data_identity(*test)}
     if checkpoint:
         inputs["checkpoint_sha256"] = file_digest(checkpoint)

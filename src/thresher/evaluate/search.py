@@ -2,10 +2,12 @@
 
 Each candidate dataset gets a short pre-training from the base checkpoint (001's HPT step), then a linear probe on the
 target; candidates that already are checkpoints are probed as they are. The base itself is always a row (no source
-pre-training). ``proxy: logme`` ranks by LogME on the target's training features instead of the probe (no probe
-training, no test predictions; candidates given as checkpoints then need no training at all); ``both`` puts the two
-rankings side by side with their Spearman correlation. ``ranking.json`` and ``ranking.md`` hold the table with the
-cost of each candidate's pre-training and probe.
+pre-training). Candidates are ranked on validation data, as 001 selects: the probe trains on part of the target's
+training split and is scored on a per-class split carved from the rest; only once the ranking is fixed is each
+candidate's probe evaluated on the test split, reported beside it. ``proxy: logme`` ranks by LogME on the target's
+training features instead of the probe (no probe training; candidates given as checkpoints then need no training at
+all); ``both`` puts the two rankings side by side with their Spearman correlation. ``ranking.json`` and
+``ranking.md`` hold the table with the cost of each candidate's pre-training and probe.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from ..models.checkpoint import checkpoint_backbone
 from ..pretrain.config import TrainConfig
 from ..pretrain.run import pretrain
 from ..runs import RunFolder, file_digest
+from . import metrics as M
 from .config import EvalConfig
 from .logme import logme
-from .run import evaluate, resolve_checkpoint
+from .run import evaluate, resolve_checkpoint, validation_metric
 
 RANKING = "ranking.json"
 
@@ -97,32 +100,44 @@ def search_source(cfg: SearchConfig, out: str | Path, *, force: bool = False, lo
         if base is None:  # no base: the first row is the random-init backbone (no pre-training at all)
             rows[0]["candidate"] = "(random init, no pre-training)"
         train_ds, train_idx = open_data(cfg.train)
+        probes: dict[int, EvalConfig] = {}
         for k, row in enumerate(rows):
-            folder = run.path / f"eval-{k:02d}"
             ckpt = row["checkpoint"]
             if cfg.proxy in ("none", "both"):
-                ecfg = EvalConfig(
+                # 001 chooses the source on validation data: the probe is scored on a split carved from the target's
+                # training split; the test split is predicted only once the ranking is fixed
+                probes[k] = EvalConfig(
                     checkpoint=ckpt, backbone=backbone, random_init=ckpt is None, train=cfg.train, test=cfg.test,
                     protocol="linear", seeds=cfg.seeds, resolution=cfg.resolution, runtime=cfg.runtime,
+                    cache=str(run.path / f"cache-{k:02d}"),
                 )  # fmt: skip
-                doc = evaluate(ecfg, folder, log=log)
-                row["top1"] = doc["summary"][doc["primary"]]  # macro AUROC for a multi-label target
-                row["probe_cost"] = doc["cost"]["evaluation"]
+                row["validation"] = M.summarize(validation_metric(probes[k], Path(probes[k].cache), log=log))
             if cfg.proxy in ("logme", "both"):
                 ecfg = EmbedConfig(data=cfg.train, backbone=backbone, checkpoint=ckpt, resolution=cfg.resolution,
                                    runtime=cfg.runtime)  # fmt: skip
                 labeled = train_idx[train_ds.labels[train_idx] >= 0]
-                store = embed_dataset(train_ds, labeled, ecfg, folder / "logme-features", log=log)
+                store = embed_dataset(train_ds, labeled, ecfg, run.path / f"logme-{k:02d}", log=log)
                 row["logme"] = logme(np.asarray(store), train_ds.labels[labeled])
-        key = "top1" if cfg.proxy in ("none", "both") else "logme"
-        value = (lambda r: r["top1"]["mean"]) if key == "top1" else (lambda r: r["logme"])
-        ranked = sorted(rows, key=value, reverse=True)
+        key = "validation" if cfg.proxy in ("none", "both") else "logme"
+        value = (lambda r: r["validation"]["mean"]) if key == "validation" else (lambda r: r["logme"])
+        order = sorted(range(len(rows)), key=lambda i: value(rows[i]), reverse=True)
+        ranked = [rows[i] for i in order]
         for i, r in enumerate(ranked):
             r["rank"] = i + 1
-        result = {"ranked_by": "linear-probe top-1" if key == "top1" else "LogME", "rows": ranked}
+        # the ranking is fixed: only now is the test split predicted, to report what each candidate buys
+        for i, r in zip(order, ranked, strict=True):
+            if i in probes:
+                doc = evaluate(probes[i], run.path / f"eval-{i:02d}", log=log)
+                r["test"] = doc["summary"][doc["primary"]]  # macro AUROC for a multi-label target
+                r["probe_cost"] = doc["cost"]["evaluation"]
+        result = {
+            "ranked_by": "linear-probe validation score" if key == "validation" else "LogME",
+            "validation": "a per-class split carved from the target's training split (the probe trains on the rest)",
+            "rows": ranked,
+        }
         if cfg.proxy == "both":
-            result["spearman_logme_vs_top1"] = _spearman(
-                [r["logme"] for r in ranked], [r["top1"]["mean"] for r in ranked]
+            result["spearman_logme_vs_validation"] = _spearman(
+                [r["logme"] for r in ranked], [r["validation"]["mean"] for r in ranked]
             )
         atomic.write_json(run.file(RANKING), json.loads(json.dumps(result, default=float)))
         atomic.write_text(run.file("ranking.md"), ranking_table(result))
@@ -130,27 +145,31 @@ def search_source(cfg: SearchConfig, out: str | Path, *, force: bool = False, lo
 
 
 def ranking_table(result: dict) -> str:
-    """The ranking as a Markdown table: accuracy (mean +/- std), LogME, and what pre-training and probing cost."""
+    """The ranking as a Markdown table: the validation score it was ranked by, LogME, the test score reported after
+    the ranking, and what pre-training and probing cost."""
 
     def num(v, fmt):
         return format(v, fmt) if isinstance(v, (int, float)) else "-"
 
+    def summary(s):
+        return "-" if not s else f"{s['mean']:.4f}" + (f" +/- {s['std']:.4f}" if s.get("std") else "")
+
     lines = [
-        f"Ranked by {result['ranked_by']}.",
+        f"Ranked by {result['ranked_by']}; the test column was computed after the ranking and did not choose it.",
         "",
-        "| rank | candidate | linear top-1 | LogME | pre-training images | pre-training FLOPs | pre-training s "
+        "| rank | candidate | validation | LogME | test | pre-training images | pre-training FLOPs | pre-training s "
         "| probe s |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
-        top1 = r.get("top1")
-        acc = "-" if not top1 else f"{top1['mean']:.4f}" + (f" +/- {top1['std']:.4f}" if top1.get("std") else "")
         pt = r.get("pretraining") or {}
         probe = r.get("probe_cost") or {}
         lines.append(
-            f"| {r['rank']} | {r['candidate']} | {acc} | {num(r.get('logme'), '.4f')} | {num(pt.get('images'), ',')} "
-            f"| {num(pt.get('flops'), '.3g')} | {num(pt.get('seconds'), '.1f')} | {num(probe.get('seconds'), '.1f')} |"
+            f"| {r['rank']} | {r['candidate']} | {summary(r.get('validation'))} | {num(r.get('logme'), '.4f')} "
+            f"| {summary(r.get('test'))} | {num(pt.get('images'), ',')} | {num(pt.get('flops'), '.3g')} "
+            f"| {num(pt.get('seconds'), '.1f')} | {num(probe.get('seconds'), '.1f')} |"
         )
-    if result.get("spearman_logme_vs_top1") is not None:
-        lines += ["", f"Spearman rank correlation of LogME and top-1: {result['spearman_logme_vs_top1']:.3f}"]
+    if result.get("spearman_logme_vs_validation") is not None:
+        lines += ["", f"Spearman rank correlation of LogME and the validation score: "
+                  f"{result['spearman_logme_vs_validation']:.3f}"]  # fmt: skip
     return "\n".join(lines) + "\n"

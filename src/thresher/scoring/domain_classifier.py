@@ -22,6 +22,7 @@ from .neighbors import check_dims, check_k, check_target, feature_shape, iter_ro
 
 HEADS = ("logistic", "mlp")
 MODES = ("auto", "embedding", "image")
+INITS = ("source-model", "target-model", "none")  # image mode: what each fold's CNN starts from
 DEFAULT_L2_LOGISTIC = 1e-4  # l2 = None picks these (penalty 0.5 * l2 * ||W||^2 on the mean loss, standardised inputs)
 DEFAULT_L2_MLP = 1e-1  # measured on synthetic pools: 1e-4 lets the MLP memorise, and its out-of-fold ranking suffers
 SEPARATION_WARNING = (
@@ -112,7 +113,9 @@ class DomainClassifier(Scorer):
         self.l2 = l2
         self.max_iter = max_iter
         self.epochs = epochs  # image mode only: CNN training epochs per fold
-        self.init = init  # image mode: "source-model" (start from a pool model that never saw the fold) or "none"
+        # image mode: "source-model" (a pool model that never saw the fold; the target model on an unlabeled pool),
+        # "target-model" (trained on the target only) or "none"
+        self.init = init
         self.lr = lr  # image mode: learning rate (default: a fifth of the feature models' rate from a pool model)
 
     def fit(self, source: Side, target: Side) -> DomainClassifier:
@@ -180,10 +183,15 @@ class DomainClassifier(Scorer):
             )
         from .domain_images import fit_domain_images  # the training stack, imported only when used
 
-        if self.init not in ("source-model", "none"):
-            raise ThresherError(f"domain-classifier init must be source-model or none, got {self.init!r}")
+        if self.init not in INITS:
+            raise ThresherError(f"domain-classifier init must be one of {', '.join(INITS)}, got {self.init!r}")
         model = source.extra.get("model")  # the pipeline's cached default models
-        init = (lambda pos: model("source-model", pos)) if self.init == "source-model" and model else None
+        self.init_ = self._start(source, target) if model else "none"
+        init = None
+        if self.init_ == "source-model":  # fold f starts from a pool model trained without source fold f
+            init = lambda pos: model("source-model", pos)  # noqa: E731
+        elif self.init_ == "target-model":  # trained on the target only: it never saw a pool image
+            init = lambda pos: model("target-model")  # noqa: E731
         epochs = check_k(self.epochs, self.name, "epochs")
         res = fit_domain_images(
             source, target, folds=folds, epochs=epochs, init=init, seed=self.seed, lr=self.lr,
@@ -200,6 +208,13 @@ class DomainClassifier(Scorer):
         if self.heldout_accuracy_ >= 0.99:
             warnings.warn(f"domain-classifier: {SEPARATION_WARNING}", stacklevel=3)
         return self
+
+    def _start(self, source: Side, target: Side) -> str:
+        """The model the fold CNNs start from. 000's method needs no source labels: on an unlabeled pool the default
+        ``source-model`` gives way to the target model (trained on the target's labels), else to no model at all."""
+        if self.init != "source-model" or (source.labels >= 0).any():
+            return self.init
+        return "target-model" if (target.labels >= 0).any() else "none"
 
     def score(self, source: Side) -> np.ndarray:
         self._check_fitted()
@@ -220,6 +235,7 @@ class DomainClassifier(Scorer):
             if self.mode == "embedding":
                 rep["l2"] = self.l2_
             else:
+                rep["init"] = getattr(self, "init_", self.init)  # the model the fold CNNs started from
                 rep["unreadable_scored_zero"] = self.unreadable_scored_zero_
                 rep["training_cost"] = getattr(self, "training_cost_", {})
             rep["heldout_accuracy"] = round(self.heldout_accuracy_, 6)  # balanced: mean of the per-side accuracies
