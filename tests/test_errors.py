@@ -507,6 +507,67 @@ def test_study_unknown_method(tiny_npz, tmp_path, capsys):
     )
 
 
+def _study(tiny_npz, tmp_path, extra: str) -> Path:
+    """A small study file on the tiny npz, with ``extra`` YAML lines."""
+    return yaml_file(
+        tmp_path / "study.yaml",
+        f"source: {{spec: 'npz:{tiny_npz}'}}\n"
+        f"targets: [{{name: t, train: {{spec: 'npz:{tiny_npz}'}}, test: {{spec: 'npz:{tiny_npz}'}}}}]\n"
+        "methods: [knn]\nbudgets: [0.5]\n" + extra,
+    )
+
+
+def test_study_typo_in_score_section(tiny_npz, tmp_path, capsys):
+    cfg = _study(tiny_npz, tmp_path, "score: {modls: {target_epochs: 2}}\n")
+    fails(
+        capsys, "study", cfg, "--out", tmp_path / "st", "--dry-run",
+        match="unknown config key 'score.modls'; did you mean 'score.models'?",
+    )  # fmt: skip
+
+
+def test_study_typo_in_evaluation_section(tiny_npz, tmp_path, capsys):
+    cfg = _study(tiny_npz, tmp_path, "evaluation: {protocl: linear}\n")
+    fails(
+        capsys, "study", cfg, "--out", tmp_path / "st", "--dry-run",
+        match="unknown config key 'evaluation.protocl'; did you mean 'evaluation.protocol'?",
+    )  # fmt: skip
+
+
+def test_study_typo_in_pretrain_section(tiny_npz, tmp_path, capsys):
+    cfg = _study(tiny_npz, tmp_path, "pretrain: {epochs: 1, extra: {optim: {momentun: 0.8}}}\n")
+    fails(
+        capsys, "study", cfg, "--out", tmp_path / "st", "--dry-run",
+        match="unknown config key 'pretrain.extra.optim.momentun'; did you mean 'pretrain.extra.optim.momentum'?",
+    )  # fmt: skip
+
+
+def test_study_bad_value_in_a_section(tiny_npz, tmp_path, capsys):
+    cfg = _study(tiny_npz, tmp_path, "evaluation: {finetune: {epochs: 0}}\n")
+    fails(
+        capsys, "study", cfg, "--out", tmp_path / "st", "--dry-run",
+        match="config key 'evaluation.finetune.epochs': Input should be greater than or equal to 1",
+    )  # fmt: skip
+
+
+def test_study_bad_scorer_parameter(tiny_npz, tmp_path, capsys):
+    """Found by --dry-run (every stage's config is built before anything runs), named by its stage."""
+    cfg = _study(tiny_npz, tmp_path, "score: {params: {knn: {kk: 3}}}\n")
+    fails(
+        capsys, "study", cfg, "--out", tmp_path / "st", "--dry-run",
+        match="study stage score t: bad parameters for knn:",
+    )  # fmt: skip
+    assert not (tmp_path / "st").exists()
+
+
+def test_study_bad_objective_parameter(tiny_npz, tmp_path, capsys):
+    cfg = _study(tiny_npz, tmp_path, "objectives: [simclr]\npretrain: {extra: {objective_params: {temprature: 0.2}}}\n")
+    fails(
+        capsys, "study", cfg, "--out", tmp_path / "st",
+        match="objective simclr has no parameter temprature; it accepts:",
+    )  # fmt: skip
+    assert not (tmp_path / "st" / "stages").exists()  # refused before the first stage, not after the pool's
+
+
 # --- the command line itself ------------------------------------------------------------------------------------
 def test_bad_option_value(tiny_npz, tmp_path, capsys):
     fails(

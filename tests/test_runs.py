@@ -44,6 +44,24 @@ def test_same_config_resumes_other_refused_force_replaces(tmp_path):
     assert not (out / "result.txt").exists()
 
 
+def test_folder_of_an_older_layout_gets_its_own_message(tmp_path):
+    """Same settings, another fingerprint (thresher stored them another way, e.g. a study before its sections were
+    typed): the one line says so instead of listing no difference."""
+    out = tmp_path / "r"
+    with RunFolder(out, "embed", cfg()):
+        (out / "result.txt").write_text("kept")
+    doc = yaml.safe_load((out / "config.yaml").read_text())
+    doc["thresher"]["fingerprint"] = "0" * 64
+    doc["thresher"]["thresher_version"] = "0.0.9"
+    (out / "config.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(
+        ThresherError, match=r"same settings written by an older layout \(thresher 0.0.9\); pass --force"
+    ):
+        with RunFolder(out, "embed", cfg()):
+            pass
+    assert (out / "result.txt").read_text() == "kept"
+
+
 def test_foreign_folder_refused_even_with_force(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()

@@ -85,7 +85,7 @@ class PartialSection(Section):
 
     def values(self) -> dict[str, Any]:
         """The keys set in the study file (nested sections too), over the few defaults the study sets itself."""
-        return _merge(copy.deepcopy(self.__stage_defaults__), self.model_dump(mode="json", exclude_unset=True))
+        return merge(copy.deepcopy(self.__stage_defaults__), self.model_dump(mode="json", exclude_unset=True))
 
 
 def partial_section(
@@ -174,10 +174,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge(base: dict, extra: dict) -> dict:
+    """``extra`` over ``base``, section by section (nested dicts merge, other values replace); neither is changed."""
     out = dict(base)
     for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -210,7 +211,7 @@ def build_config(
     if "config" in data and isinstance(data.get("thresher"), dict):
         data = data["config"]  # a resolved config.yaml from a run folder is accepted as input
     if values:
-        data = _merge(data, copy.deepcopy(values))  # overrides below edit nested sections: never the caller's dict
+        data = merge(data, copy.deepcopy(values))  # overrides below edit nested sections: never the caller's dict
     for ov in overrides or []:
         key, value = parse_override(ov)
         set_dotted(data, key, value)

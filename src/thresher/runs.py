@@ -118,6 +118,13 @@ class RunFolder:
         kind = old["thresher"]["kind"]
         if kind != self.kind:  # two kinds of config: a list of differing keys would mean nothing
             what = f"{_a(kind)} run, not {_a(self.kind)} run"
+        elif not changed:  # the same settings, fingerprinted by a thresher that stored them another way
+            version = old["thresher"].get("thresher_version", "?")
+            return (
+                f"{self.path} holds results of the same settings written by an older layout (thresher {version}); "
+                "pass --force to redo them (cached stages and models are kept where their keys still match), or use "
+                "another --out"
+            )
         else:
             what = "results of a different config" + (f" (differs in: {', '.join(changed[:6])})" if changed else "")
         return f"{self.path} holds {what}; use another --out, or pass --force to replace them"

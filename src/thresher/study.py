@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,14 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from . import atomic
-from .config import DataConfig, RuntimeConfig, Section, build_config
+from .config import DataConfig, RuntimeConfig, Section, build_config, merge, partial_section
 from .data.loader import open_data
 from .errors import ThresherError
+from .evaluate.config import EvalConfig
+from .pretrain.config import TrainConfig
+from .registry import Registry
 from .runs import RunFolder
+from .scoring.pipeline import ScoreConfig
 
 RESULTS = "results.json"
 
@@ -41,6 +46,34 @@ class StudyTarget(Section):
     test: DataConfig
 
 
+#: the training-config keys a study leaves to its file (the rest it sets per arm: data, resolution, objective, ...)
+StudyTrainExtra = partial_section(
+    TrainConfig,
+    "StudyTrainExtra",
+    exclude={"data", "backbone", "init", "manifest", "resolution", "objective", "schedule", "epochs", "batch_size",
+             "seed", "runtime"},
+    doc="Further training-config keys for every arm (optim, lr_schedule, objective_params, schedule_params, ...).",
+)  # fmt: skip
+
+#: the score-config keys of a study (source, target, methods, seed and the source model are the study's)
+StudyScore = partial_section(
+    ScoreConfig,
+    "StudyScore",
+    exclude={"source", "target", "methods", "seed", "runtime", "cache", "source_model"},
+    doc="Score settings of every target's score run (models, params, near_duplicates, ...).",
+)
+
+#: the evaluate-config keys of a study (the model, splits, resolution and seed are the study's); a study fine-tunes
+#: three seeds unless told otherwise
+StudyEvaluation = partial_section(
+    EvalConfig,
+    "StudyEvaluation",
+    exclude={"checkpoint", "backbone", "random_init", "train", "test", "resolution", "seed", "runtime", "cache"},
+    defaults={"protocol": "finetune", "seeds": 3},
+    doc="Evaluation of every arm (protocol, seeds, finetune, linear, shots, ...).",
+)
+
+
 class StudyPretrain(Section):
     """How every arm is pre-trained (the whole pool and every subset alike)."""
 
@@ -49,7 +82,9 @@ class StudyPretrain(Section):
     batch_size: int = Field(128, ge=2)
     lr: float = Field(0.1, gt=0)
     equal_steps: bool = Field(False, description="give every subset the whole pool's number of steps instead")
-    extra: dict[str, Any] = Field(default_factory=dict, description="further training-config keys (optim, ...)")
+    extra: StudyTrainExtra = Field(
+        default_factory=StudyTrainExtra, description="further training-config keys (optim, lr_schedule, ...)"
+    )
 
 
 class StudyConfig(Section):
@@ -67,9 +102,9 @@ class StudyConfig(Section):
     objectives: list[str] = Field(default_factory=lambda: ["supervised"], min_length=1)
     schedules: list[str] = Field(default_factory=lambda: ["full"], min_length=1)
     pretrain: StudyPretrain = StudyPretrain()
-    score: dict[str, Any] = Field(default_factory=dict, description="score-config keys (params, models, ...)")
-    evaluation: dict[str, Any] = Field(
-        default_factory=lambda: {"protocol": "finetune", "seeds": 3}, description="evaluate-config keys"
+    score: StudyScore = Field(default_factory=StudyScore, description="score-config keys (params, models, ...)")
+    evaluation: StudyEvaluation = Field(
+        default_factory=StudyEvaluation, description="evaluate-config keys (protocol, seeds, finetune, ...)"
     )
     reuse_pool_model: bool = Field(
         True, description="the whole pool's supervised model is the scorers' source model (importance, kNN, ...)"
@@ -167,9 +202,8 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             "schedule": v["schedule"],
             "epochs": epochs,
             "batch_size": pt.batch_size,
-            "optim": {"lr": pt.lr},
             "seed": cfg.seed,
-            **pt.extra,
+            **merge({"optim": {"lr": pt.lr}}, pt.extra.values()),
         }
 
     pool_stage = {}
@@ -178,7 +212,7 @@ def plan(cfg: StudyConfig) -> list[Stage]:
                       est_images=pt.epochs * n_pool, est_scale=(v["resolution"] / 32) ** 2))  # fmt: skip
         s.meta = {"arm": "whole pool", "variant": v}
         pool_stage[json.dumps(v, sort_keys=True)] = uid(s)
-    score_models = cfg.score.get("models", {})
+    models = cfg.score.models  # typed: the score config's own defaults where the study file sets nothing
     reusable = next(
         (
             pool_stage[json.dumps(v, sort_keys=True)]
@@ -186,9 +220,9 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             if cfg.reuse_pool_model
             and v["objective"] == "supervised"
             and v["schedule"] == "full"
-            and v["resolution"] == score_models.get("resolution", 32)
-            and pt.backbone == score_models.get("backbone", "small-cnn")
-            and pt.epochs == score_models.get("source_epochs", pt.epochs)
+            and v["resolution"] == models.resolution
+            and pt.backbone == models.backbone
+            and ("source_epochs" not in models.model_fields_set or pt.epochs == models.source_epochs)
         ),
         None,
     )
@@ -199,7 +233,7 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             "target": target.train.model_dump(),
             "methods": ["random", *cfg.methods],
             "seed": cfg.seed,
-            **cfg.score,
+            **cfg.score.values(),
         }
         if reusable:  # the source model is the whole-pool run: same backbone, resolution and (by default) epochs
             score_values.setdefault("models", {})
@@ -239,7 +273,7 @@ def plan(cfg: StudyConfig) -> list[Stage]:
                 "test": target.test.model_dump(),
                 "resolution": cfg.evaluation_resolution or max(cfg.resolutions),  # one for every arm (000)
                 "seed": cfg.seed,
-                **cfg.evaluation,
+                **cfg.evaluation.values(),
             }
             if pre is None:
                 ev_values.update(random_init=True, backbone=pt.backbone)
@@ -247,7 +281,7 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             if _variant_name(v, cfg):
                 name += f"-{_slug(_variant_name(v, cfg))}"
             e = add(Stage("evaluate", name, ev_values, deps=[pre] if pre else [],
-                          est_images=_eval_estimate(cfg, ev_values)))  # fmt: skip
+                          est_images=_eval_estimate(cfg, target)))  # fmt: skip
             e.meta = {"target": target.name, "arm": arm, "budget": budget, "variant": v, "pretrain": pre}
     return list(stages.values())
 
@@ -261,24 +295,23 @@ def _budget_count(budget: float | int, n: int) -> int:
 
 def _score_estimate(cfg: StudyConfig, n_pool: int, n_target: int, reused: bool) -> float:
     """Images a score run processes with the default models (trainings plus embedding passes), roughly."""
-    m = {"target_epochs": 15, "source_epochs": 8, **cfg.score.get("models", {})}
-    images = m["target_epochs"] * n_target + 2 * (n_pool + n_target)
+    m = cfg.score.models
+    images = m.target_epochs * n_target + 2 * (n_pool + n_target)
     if not reused:
-        images += m["source_epochs"] * n_pool
+        images += m.source_epochs * n_pool
     if "domain-classifier" in cfg.methods:  # k=2 folds: a pool model on half the pool and a fold CNN each
-        images += 2 * (m["source_epochs"] * n_pool / 2 + 4 * (n_pool + n_target) / 2 + (n_pool + n_target) / 2)
+        images += 2 * (m.source_epochs * n_pool / 2 + 4 * (n_pool + n_target) / 2 + (n_pool + n_target) / 2)
     return images
 
 
-def _eval_estimate(cfg: StudyConfig, ev: dict) -> float:
+def _eval_estimate(cfg: StudyConfig, target: StudyTarget) -> float:
     try:
-        n_train = len(open_data(DataConfig(**ev["train"]))[1])
+        n_train = len(open_data(target.train)[1])
     except ThresherError:
         return 0.0
-    seeds = ev.get("seeds", 3)
-    if ev.get("protocol", "finetune") in ("finetune", "lpft"):
-        ft = {"epochs": 10, "lr_grid": [0.01, 0.03], **ev.get("finetune", {})}
-        return seeds * len(ft["lr_grid"]) * ft["epochs"] * n_train
+    ev = cfg.evaluation
+    if ev.protocol in ("finetune", "lpft"):
+        return ev.seeds * len(ev.finetune.lr_grid) * ev.finetune.epochs * n_train
     return n_train
 
 
@@ -298,51 +331,102 @@ def describe_plan(stages: list[Stage], images_per_second: float = 2400.0) -> str
 
 
 # --- running it -----------------------------------------------------------------------------------------------
-def run_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, dry_run: bool = False, log=print) -> dict:
-    """Run (or resume) every stage of the study into ``out``; write ``results.json``; return the results."""
-    from .evaluate.config import EvalConfig
-    from .evaluate.run import evaluate
-    from .pretrain.config import TrainConfig
+@dataclass(frozen=True)
+class StageKind:
+    """How a study runs one kind of stage: the stage's typed config, its ``run(cfg, out, *, log)``, how the folders of
+    the stages it reads enter its values, and a check of what the config alone cannot say (e.g. scorer parameters)."""
+
+    config: type[Section]
+    run: Callable[..., Any]
+    wire: Callable[[dict, list[Path], Path, RuntimeConfig], dict]
+    check: Callable[[Any], Any] = lambda cfg: None
+
+
+#: kind -> a factory of its StageKind (imports of the stages stay inside, where they are used)
+STAGE_KINDS: Registry[StageKind] = Registry("study stage kind")
+
+
+@STAGE_KINDS.register("pretrain")
+def _pretrain_stage() -> StageKind:
     from .pretrain.run import pretrain
-    from .scoring.pipeline import ScoreConfig, score
+
+    def wire(values: dict, deps: list[Path], root: Path, rt: RuntimeConfig) -> dict:
+        return {**values, "runtime": rt.model_dump(), **({"manifest": str(deps[0])} if deps else {})}
+
+    return StageKind(TrainConfig, pretrain, wire)
+
+
+@STAGE_KINDS.register("score")
+def _score_stage() -> StageKind:
+    from .scoring.pipeline import build_scorers, score
+
+    def wire(values: dict, deps: list[Path], root: Path, rt: RuntimeConfig) -> dict:
+        # one cache for every score run: models that depend on the pool alone (the domain classifier's per-fold pool
+        # models) are trained once for all targets
+        out = {**values, "runtime": rt.model_dump(), "cache": str(root / "score-cache")}
+        if deps:
+            out["source_model"] = str(deps[0] / "checkpoint.pt")
+        return out
+
+    return StageKind(ScoreConfig, score, wire, check=build_scorers)
+
+
+@STAGE_KINDS.register("select")
+def _select_stage() -> StageKind:
     from .select_run import SelectConfig, run_select
 
+    def wire(values: dict, deps: list[Path], root: Path, rt: RuntimeConfig) -> dict:
+        return {**values, "scores": str(deps[0])}
+
+    return StageKind(SelectConfig, run_select, wire)
+
+
+@STAGE_KINDS.register("evaluate")
+def _evaluate_stage() -> StageKind:
+    from .evaluate.run import evaluate
+
+    def wire(values: dict, deps: list[Path], root: Path, rt: RuntimeConfig) -> dict:
+        return {
+            **values,
+            "runtime": rt.model_dump(),
+            **({"checkpoint": str(deps[0] / "checkpoint.pt")} if deps else {}),
+        }
+
+    return StageKind(EvalConfig, evaluate, wire)
+
+
+def stage_configs(cfg: StudyConfig, stages: list[Stage], root: Path) -> list[tuple[Stage, StageKind, Section]]:
+    """Every stage's validated config, built before anything runs: a bad key or value anywhere in the study file
+    stops ``--dry-run`` and the study itself before the first stage, not when its stage comes."""
+    by_uid = {f"{s.kind}:{s.name}:{s.key}": s for s in stages}
+    out = []
+    for s in stages:
+        kind = STAGE_KINDS.create(s.kind)
+        values = kind.wire(s.values, [root / by_uid[d].folder for d in s.deps], root, cfg.runtime)
+        try:
+            stage_cfg = build_config(kind.config, values=values)
+            kind.check(stage_cfg)
+        except ThresherError as exc:
+            raise ThresherError(f"study stage {s.kind} {s.name}: {exc}") from None
+        out.append((s, kind, stage_cfg))
+    return out
+
+
+def run_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, dry_run: bool = False, log=print) -> dict:
+    """Run (or resume) every stage of the study into ``out``; write ``results.json``; return the results."""
     stages = plan(cfg)
+    out = Path(out)
+    configs = stage_configs(cfg, stages, out / "stages")
     if dry_run:
         log(describe_plan(stages))
         return {"plan": [{"kind": s.kind, "name": s.name, "images": s.est_images} for s in stages]}
-    out = Path(out)
-    by_uid = {f"{s.kind}:{s.name}:{s.key}": s for s in stages}
     # every stage folder is keyed by its own inputs: --force replaces the study's results, not its stages
     with RunFolder(out, "study", cfg, force=force, keep=("stages",)) as run:
         root = run.path / "stages"
         t0 = time.perf_counter()
-        for k, s in enumerate(stages):
-            folder = root / s.folder
+        for k, (s, kind, stage_cfg) in enumerate(configs):
             log(f"[{k + 1}/{len(stages)}] {s.kind} {s.name}")
-            deps = [root / by_uid[d].folder for d in s.deps]
-            runtime = cfg.runtime.model_dump()
-            if s.kind == "pretrain":
-                values = {**s.values, "runtime": {**runtime, "progress": cfg.runtime.progress}}
-                if deps:
-                    values["manifest"] = str(deps[0])
-                summary = pretrain(build_config(TrainConfig, values=values), folder, log=log)
-                s.meta["summary"] = summary
-            elif s.kind == "score":
-                # one cache for every score run: models that depend on the pool alone (the domain classifier's
-                # per-fold pool models) are trained once for all targets
-                values = {**s.values, "runtime": runtime, "cache": str(root / "score-cache")}
-                if deps:
-                    values["source_model"] = str(deps[0] / "checkpoint.pt")
-                score(build_config(ScoreConfig, values=values), folder, log=log)
-            elif s.kind == "select":
-                values = {**s.values, "scores": str(deps[0])}
-                run_select(build_config(SelectConfig, values=values), folder, log=log)
-            elif s.kind == "evaluate":
-                values = {**s.values, "runtime": runtime}
-                if deps:
-                    values["checkpoint"] = str(deps[0] / "checkpoint.pt")
-                s.meta["metrics"] = evaluate(build_config(EvalConfig, values=values), folder, log=log)
+            kind.run(stage_cfg, root / s.folder, log=log)
         results = collect(cfg, stages, root)
         results["seconds"] = round(time.perf_counter() - t0, 1)
         atomic.write_json(run.file(RESULTS), json.loads(json.dumps(results, default=float)))
@@ -394,7 +478,7 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
         "targets": [t.name for t in cfg.targets],
         "methods": ["random", *cfg.methods],
         "budgets": cfg.budgets,
-        "protocol": cfg.evaluation.get("protocol", "finetune"),
+        "protocol": cfg.evaluation.protocol,
         "rows": rows,
     }
 

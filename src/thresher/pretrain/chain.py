@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from .. import atomic
-from ..config import Section, build_config, runtime
+from ..config import Section, build_config, merge, runtime
 from ..errors import ThresherError
 from ..runs import RunFolder, file_digest
 from .config import TrainConfig
@@ -53,9 +53,9 @@ class ChainConfig(Section):
         result = []
         previous = self.base
         for k, stage in enumerate(self.stages):
-            values = _merge(copy.deepcopy(self.defaults), {key: v for key, v in stage.items() if key != "name"})
+            values = merge(copy.deepcopy(self.defaults), {key: v for key, v in stage.items() if key != "name"})
             if runtime_values:
-                values = _merge(values, copy.deepcopy(runtime_values))
+                values = merge(values, copy.deepcopy(runtime_values))
             if k > 0 or "init" not in values:
                 values["init"] = previous
             folder = Path(out) / f"{k + 1:02d}-{stage['name']}"
@@ -66,12 +66,6 @@ class ChainConfig(Section):
             result.append((stage["name"], folder, cfg))
             previous = str(folder / "checkpoint.pt")
         return result
-
-
-def _merge(a: dict, b: dict) -> dict:
-    for key, value in b.items():
-        a[key] = _merge(a[key], value) if isinstance(value, dict) and isinstance(a.get(key), dict) else value
-    return a
 
 
 def run_chain(
