@@ -210,7 +210,7 @@ def embed(
 def pretrain(
     spec: Annotated[str | None, typer.Argument(help="Training dataset spec (or data.spec in --config).")] = None,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Run folder (checkpoint.pt, log.jsonl, summary.json).")
+        Path, typer.Option("--out", "-o", help="Run folder (its checkpoint, log.jsonl, summary.json).")
     ] = ...,
     backbone: Annotated[str | None, typer.Option(help="Backbone name, e.g. small-cnn, resnet18.")] = None,
     objective: Annotated[str | None, typer.Option(help="Objective name (default supervised).")] = None,
@@ -639,10 +639,11 @@ def _check_out(path: Path | None, flag: str = "--out", *, file: bool = False) ->
 
 
 def _checkpoint_file(path: str | None) -> str | None:
-    """A run folder stands for its checkpoint.pt."""
-    if path and Path(path).is_dir() and (Path(path) / "checkpoint.pt").is_file():
-        return str(Path(path) / "checkpoint.pt")
-    return path
+    """A run folder stands for its checkpoint (resolved by the checkpoint module; other paths pass unchanged)."""
+    from .models.checkpoint import resolve_checkpoint
+
+    found = resolve_checkpoint(path, strict=False)
+    return str(found) if found is not None else None
 
 
 def _is_click_error(exc: BaseException) -> bool:

@@ -8,6 +8,7 @@ folder). On one process every function here is a no-op.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -43,7 +44,16 @@ def init_from_env(device: torch.device) -> DistInfo:
     if not dist.is_initialized():
         # CUDA: NCCL for the gradients, gloo for the small CPU tensors (losses, flags) the loop reduces
         dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_shutdown)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _shutdown() -> None:
+    """Leave the process group before the interpreter exits: a group left to process teardown may destroy its
+    communication threads while they still run, and the process then aborts ("terminate called without an active
+    exception") after a run that succeeded."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def info() -> DistInfo:

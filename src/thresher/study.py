@@ -30,6 +30,7 @@ from .config import DataConfig, RuntimeConfig, Section, build_config, merge, par
 from .data.loader import open_data
 from .errors import ThresherError
 from .evaluate.config import EvalConfig
+from .models.checkpoint import checkpoint_path
 from .pretrain.config import TrainConfig
 from .registry import Registry
 from .runs import RunFolder
@@ -365,7 +366,7 @@ def _score_stage() -> StageKind:
         # models) are trained once for all targets
         out = {**values, "runtime": rt.model_dump(), "cache": str(root / "score-cache")}
         if deps:
-            out["source_model"] = str(deps[0] / "checkpoint.pt")
+            out["source_model"] = str(checkpoint_path(deps[0]))
         return out
 
     return StageKind(ScoreConfig, score, wire, check=build_scorers)
@@ -389,7 +390,7 @@ def _evaluate_stage() -> StageKind:
         return {
             **values,
             "runtime": rt.model_dump(),
-            **({"checkpoint": str(deps[0] / "checkpoint.pt")} if deps else {}),
+            **({"checkpoint": str(deps[0])} if deps else {}),
         }
 
     return StageKind(EvalConfig, evaluate, wire)

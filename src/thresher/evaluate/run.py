@@ -26,7 +26,13 @@ from ..data.loader import data_identity, open_data
 from ..embed import EmbedConfig, EmbeddingStore, embed_dataset
 from ..errors import ThresherError
 from ..models import build_backbone
-from ..models.checkpoint import checkpoint_backbone
+from ..models.checkpoint import (
+    checkpoint_backbone,
+    checkpoint_path,
+    resolve_checkpoint,
+    training_cost,
+    write_checkpoint,
+)
 from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
 from ..pretrain.objectives.supervised import head_logits
 from ..pretrain.run import train_on
@@ -37,34 +43,6 @@ from .protocols import PROTOCOLS, Outcome, stratified_split
 
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.npz"
-
-
-def resolve_checkpoint(path: str | None) -> Path | None:
-    """A run folder stands for its checkpoint.pt; a chain folder for its last stage's."""
-    if not path:
-        return None
-    p = Path(path)
-    if p.is_dir():
-        if (p / "checkpoint.pt").is_file():
-            return p / "checkpoint.pt"
-        chain = p / "chain.json"
-        if chain.is_file():
-            return Path(json.loads(chain.read_text())["checkpoint"])
-        raise ThresherError(f"{p} holds no checkpoint.pt; give a checkpoint file or a finished run folder")
-    if not p.is_file():
-        raise ThresherError(f"checkpoint {p} does not exist")
-    return p
-
-
-def pretraining_cost(checkpoint: Path | None, given: str | None = None) -> dict | None:
-    """The cost a thresher run recorded for producing ``checkpoint``: a chain's total when the chain folder was
-    given (all its stages), else the run's summary.json; None for checkpoints thresher did not train."""
-    if checkpoint is None:
-        return None
-    if given and (Path(given) / "chain.json").is_file():
-        return json.loads((Path(given) / "chain.json").read_text()).get("cost")
-    f = checkpoint.parent / "summary.json"
-    return json.loads(f.read_text()).get("cost") if f.is_file() else None
 
 
 class EvalContext:
@@ -157,7 +135,7 @@ class EvalContext:
         ident = {"data": data_identity(self.train_ds, idx), "init": file_digest(init) if init else None}
         folder = self.cache / f"finetune-{fingerprint(tcfg, ident)[:12]}"
         summary = train_on(self.train_ds, idx, tcfg, folder, log=self.log)
-        return {**summary, "checkpoint": folder / "checkpoint.pt"}
+        return {**summary, "checkpoint": checkpoint_path(folder)}
 
     def _head_checkpoint(self, head: dict, seed: int) -> Path:
         backbone = build_backbone(self.backbone, str(self.checkpoint) if self.checkpoint else None, self.cfg.seed)
@@ -170,7 +148,7 @@ class EvalContext:
         path = self.cache / f"lpft-init-{h.hexdigest()[:16]}.pt"  # named by its content: never a stale reuse
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic.torch_save(path, {"format": "thresher-checkpoint", "backbone": self.backbone, "model": model})
+            write_checkpoint(path, backbone=self.backbone, model=model)
         return path
 
 
@@ -353,7 +331,7 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
             },
             "seeds": per_seed,
             "tuned": all(d["tuned"] for d in per_seed),
-            "cost": {"evaluation": cost_eval, "pretraining": pretraining_cost(checkpoint, cfg.checkpoint)},
+            "cost": {"evaluation": cost_eval, "pretraining": training_cost(checkpoint, cfg.checkpoint)},
         }
         test_ds, test_idx = test
 

@@ -25,14 +25,14 @@ from ..config import DataConfig, RuntimeConfig, Section, build_config, runtime
 from ..data.loader import open_data
 from ..embed import EmbedConfig, embed_dataset
 from ..errors import ThresherError
-from ..models.checkpoint import checkpoint_backbone
+from ..models.checkpoint import checkpoint_backbone, checkpoint_path, resolve_checkpoint
 from ..pretrain.config import TrainConfig
 from ..pretrain.run import pretrain
 from ..runs import RunFolder, file_digest
 from . import metrics as M
 from .config import EvalConfig
 from .logme import logme
-from .run import evaluate, resolve_checkpoint, validation_metric
+from .run import evaluate, validation_metric
 
 RANKING = "ranking.json"
 
@@ -78,7 +78,7 @@ def search_source(cfg: SearchConfig, out: str | Path, *, force: bool = False, lo
         for k, cand in enumerate(cfg.candidates):
             folder = run.path / f"{k + 1:02d}-{_slug(cand)}"
             as_file = Path(cand)
-            if as_file.is_file() or (as_file / "checkpoint.pt").is_file():  # a ready checkpoint
+            if as_file.is_file() or checkpoint_path(as_file).is_file():  # a ready checkpoint
                 rows.append({"candidate": cand, "checkpoint": str(resolve_checkpoint(cand)), "pretraining": None})
                 continue
             values = {
@@ -95,7 +95,7 @@ def search_source(cfg: SearchConfig, out: str | Path, *, force: bool = False, lo
                 raise ThresherError(f"candidate {cand}: {exc}") from None
             log(f"candidate {k + 1}/{len(cfg.candidates)}: {tcfg.objective} on {cand} from the base -> {folder}")
             summary = pretrain(tcfg, folder / "pretrain", log=log)
-            rows.append({"candidate": cand, "checkpoint": str(folder / "pretrain" / "checkpoint.pt"),
+            rows.append({"candidate": cand, "checkpoint": str(checkpoint_path(folder / "pretrain")),
                          "pretraining": summary["cost"]})  # fmt: skip
         if base is None:  # no base: the first row is the random-init backbone (no pre-training at all)
             rows[0]["candidate"] = "(random init, no pre-training)"

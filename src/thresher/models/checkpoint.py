@@ -1,4 +1,6 @@
-"""Load backbone weights from the checkpoint formats people actually have, safely and with one-line errors.
+"""The checkpoint format, end to end: where a run keeps its checkpoint, writing and reading thresher checkpoints,
+resolving a run or chain folder to its checkpoint, what a checkpoint holds and what producing it cost; and loading
+backbone weights from the checkpoint formats people actually have, safely and with one-line errors.
 
 Accepted: plain torchvision/timm state dicts (classifier heads ignored), MoCo-style ``{"state_dict": {"module.
 encoder_q....": ...}}``, thresher checkpoints (``{"model": {"backbone....": ...}, "optimizer": ..., ...}``), other
@@ -97,6 +99,102 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike[str], *, str
         missing=missing,
         mismatched=[m[0] for m in mismatched],
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# thresher's own checkpoints: the file a run folder holds, written and read here only
+
+#: the checkpoint file of a run folder; a run folder stands for it wherever a checkpoint is accepted
+CHECKPOINT_FILE = "checkpoint.pt"
+FORMAT = "thresher-checkpoint"
+
+
+def checkpoint_path(folder: str | os.PathLike[str]) -> Path:
+    """The checkpoint a run folder holds (or will hold)."""
+    return Path(folder) / CHECKPOINT_FILE
+
+
+def resolve_checkpoint(path: str | os.PathLike[str] | None, *, strict: bool = True) -> Path | None:
+    """A checkpoint file as given; a run folder's checkpoint; a chain folder's last stage's (``chain.json``).
+
+    ``strict=False`` returns an unresolvable path unchanged, for the reader that later says what is wrong with it."""
+    if not path:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        if checkpoint_path(p).is_file():
+            return checkpoint_path(p)
+        chain = p / "chain.json"
+        if chain.is_file():
+            return Path(_json(chain)["checkpoint"])
+        if strict:
+            raise ThresherError(f"{p} holds no {CHECKPOINT_FILE}; give a checkpoint file or a finished run folder")
+        return p
+    if strict and not p.is_file():
+        raise ThresherError(f"checkpoint {p} does not exist")
+    return p
+
+
+def write_checkpoint(
+    path: str | os.PathLike[str], *, backbone: str, model: Mapping[str, torch.Tensor], **fields
+) -> None:
+    """Write a thresher checkpoint atomically: the objective's (or a model's) state dict as ``model`` (keys
+    ``backbone.*`` and ``head.*``), the backbone's name, versions, and whatever else the writer records."""
+    from .. import SCHEMA_VERSION, __version__, atomic
+
+    doc = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "thresher_version": __version__,
+           "backbone": backbone, "model": dict(model), **fields}  # fmt: skip
+    atomic.torch_save(path, doc)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict:
+    """A thresher checkpoint as its dict (tensors on the CPU, pickles refused); one line when it is not one."""
+    obj, _ = _read(Path(path))
+    if not isinstance(obj, dict) or not isinstance(obj.get("model"), Mapping):
+        raise ThresherError(f"{path} is not a thresher checkpoint (it has no 'model' weights); give a thresher run")
+    return obj
+
+
+def head_weights(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear head (``head.weight``, ``head.bias``) of a supervised thresher checkpoint."""
+    model = read_checkpoint(path)["model"]
+    if "head.weight" not in model or "head.bias" not in model:
+        raise ThresherError(f"{path} has no linear head: give a supervised thresher checkpoint")
+    return model["head.weight"], model["head.bias"]
+
+
+def describe_checkpoint(path: str | os.PathLike[str]) -> dict:
+    """What a thresher checkpoint is: backbone, objective, classes, and the head's output size (None without one)."""
+    ckpt = read_checkpoint(path)
+    head = ckpt["model"].get("head.weight")
+    return {
+        "backbone": ckpt.get("backbone"),
+        "objective": ckpt.get("objective"),
+        "classes": ckpt.get("classes"),
+        "head_outputs": int(head.shape[0]) if head is not None else None,
+    }
+
+
+def training_cost(
+    checkpoint: str | os.PathLike[str] | None, given: str | os.PathLike[str] | None = None
+) -> dict | None:
+    """What producing ``checkpoint`` cost, as the run recorded it: a chain's total when ``given`` is the chain's
+    folder (all its stages), else the run's ``summary.json``; None for a checkpoint thresher did not train."""
+    if checkpoint is None:
+        return None
+    if given and (Path(given) / "chain.json").is_file():
+        return _json(Path(given) / "chain.json").get("cost")
+    f = Path(checkpoint).parent / "summary.json"
+    return _json(f).get("cost") if f.is_file() else None
+
+
+def _json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ThresherError(f"cannot read {path} ({type(exc).__name__}); re-run the command that wrote it") from None
 
 
 # ----------------------------------------------------------------------------------------------------------

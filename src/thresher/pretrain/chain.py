@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 from .. import atomic
 from ..config import Section, build_config, merge, runtime
 from ..errors import ThresherError
+from ..models.checkpoint import checkpoint_path
 from ..runs import RunFolder, file_digest
 from .config import TrainConfig
 
@@ -64,7 +65,7 @@ class ChainConfig(Section):
             except ThresherError as exc:
                 raise ThresherError(f"chain stage {stage['name']!r}: {exc}") from None
             result.append((stage["name"], folder, cfg))
-            previous = str(folder / "checkpoint.pt")
+            previous = str(checkpoint_path(folder))
         return result
 
 
@@ -83,6 +84,6 @@ def run_chain(
             log(f"chain stage {k + 1}/{len(stages)}: {name} ({tcfg.objective} on {tcfg.data.spec}) -> {folder}")
             summaries[name] = pretrain(tcfg, folder, force=force, log=log)
         total = {key: sum(s["cost"][key] for s in summaries.values()) for key in ("images", "seconds", "flops")}
-        result = {"stages": summaries, "cost": total, "checkpoint": str(stages[-1][1] / "checkpoint.pt")}
+        result = {"stages": summaries, "cost": total, "checkpoint": str(checkpoint_path(stages[-1][1]))}
         atomic.write_json(run.file(SUMMARY), json.loads(json.dumps(result)))
         return result

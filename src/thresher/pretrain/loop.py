@@ -22,20 +22,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import SCHEMA_VERSION, __version__, atomic
+from .. import atomic
 from .. import distributed as dist_utils
 from ..data.base import BadImageLog, ImageDataset
 from ..data.loader import iterate_batches
 from ..data.transforms import build_transform, step_generator
 from ..device import autocast, memory_format
 from ..errors import ThresherError
+from ..models.checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
 from ..progress import progress_bar
 from .config import TrainConfig
 from .data_schedules import DataSchedule, build_schedule
 from .lr_schedules import LR_SCHEDULES, default_milestones
 from .trainable import trainable_parameters
 
-CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 SUMMARY = "summary.json"
 
@@ -220,26 +220,23 @@ class Trainer:
                 schedule_state[key] = torch.from_numpy(dist_utils.all_reduce_sum(local).copy())
         if not self.dist.main:
             return
-        ckpt = {
-            "format": "thresher-checkpoint",
-            "schema_version": SCHEMA_VERSION,
-            "thresher_version": __version__,
-            "model": self.objective.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "data_schedule": schedule_state,
-            "scaler": self.scaler.state_dict() if self.scaler else None,
-            "rng": {
+        write_checkpoint(
+            checkpoint_path(self.root),
+            backbone=self.cfg.backbone,
+            model=self.objective.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            data_schedule=schedule_state,
+            scaler=self.scaler.state_dict() if self.scaler else None,
+            rng={
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
-            "state": dict(self.state.__dict__),
-            "skipped": {"count": self.skipped.count, "first": self.skipped.first},
-            "backbone": self.cfg.backbone,
-            "objective": self.cfg.objective,
-            "classes": self.ds.classes,
-            "config": self.cfg.model_dump(mode="json"),
-        }
-        atomic.torch_save(self.root / CHECKPOINT, ckpt)
+            state=dict(self.state.__dict__),
+            skipped={"count": self.skipped.count, "first": self.skipped.first},
+            objective=self.cfg.objective,
+            classes=self.ds.classes,
+            config=self.cfg.model_dump(mode="json"),
+        )
 
     def _nothing_read(self) -> str:
         """The error when a whole first epoch trained on no image (every one unreadable)."""
@@ -252,19 +249,19 @@ class Trainer:
 
     def _kept(self) -> str:
         """What a divergence leaves behind: the last good checkpoint, or none (training stopped before the first)."""
-        path = self.root / CHECKPOINT
+        path = checkpoint_path(self.root)
         if path.is_file():
             return f"the last good checkpoint ({path}) is kept"
         return "no checkpoint had been written yet"
 
     def try_resume(self) -> bool:
-        path = self.root / CHECKPOINT
+        path = checkpoint_path(self.root)
         if not path.is_file():
             return False
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ThresherError(f"cannot read {path} ({type(exc).__name__}); move it away to restart the run") from None
+            ckpt = read_checkpoint(path)
+        except ThresherError as exc:
+            raise ThresherError(f"cannot resume from {path}: {exc}; move it away to restart the run") from None
         self.objective.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if "data_schedule" in ckpt:

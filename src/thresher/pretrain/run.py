@@ -17,6 +17,7 @@ from ..device import resolve_device, set_threads
 from ..distributed import agree, init_from_env
 from ..errors import ThresherError
 from ..models import build_backbone
+from ..models.checkpoint import read_checkpoint
 from ..runs import RunFolder, file_digest
 from .config import TrainConfig
 from .loop import Trainer, plan
@@ -48,7 +49,7 @@ def load_head(objective: torch.nn.Module, path: str | None) -> None:
     """Copy ``head.*`` from a thresher checkpoint into the objective's head (LP-FT: fine-tuning from the probe)."""
     if not path:
         raise ThresherError("init_head needs --init, the checkpoint holding the head")
-    model = torch.load(path, map_location="cpu", weights_only=True).get("model", {})
+    model = read_checkpoint(path)["model"]
     head = {k.removeprefix("head."): v for k, v in model.items() if k.startswith("head.")}
     target = getattr(objective, "head", None)
     if target is None or not head:

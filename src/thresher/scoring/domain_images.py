@@ -13,6 +13,7 @@ from ..config import DataConfig, fingerprint
 from ..data.loader import data_identity
 from ..data.views import ConcatView
 from ..embed import EmbedConfig, embed_dataset
+from ..models.checkpoint import checkpoint_path
 from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
 from ..pretrain.objectives.supervised import head_logits
 from ..pretrain.run import train_on
@@ -91,7 +92,7 @@ def fit_domain_images(
         ecfg = EmbedConfig(
             data=DataConfig(spec=held.spec),
             backbone=train.backbone,
-            checkpoint=str(folder / "checkpoint.pt"),
+            checkpoint=str(checkpoint_path(folder)),
             resolution=train.resolution,
             runtime=runtime,
         )
@@ -99,7 +100,7 @@ def fit_domain_images(
         cost["images"] += store.meta["cost"]["images"]
         cost["flops"] += store.meta["cost"].get("flops", 0.0)
         p = np.full(len(held), np.nan)  # rows of unreadable images stay NaN
-        logits = head_logits(folder / "checkpoint.pt", store)  # in blocks, no whole-fold copy
+        logits = head_logits(checkpoint_path(folder), store)  # in blocks, no whole-fold copy
         p[store.indices] = np.exp(logits[:, 1] - np.logaddexp(logits[:, 0], logits[:, 1]))  # softmax P(target)
         oof[ho_s] = p[: len(ho_s)]
         seen = ~np.isnan(p)

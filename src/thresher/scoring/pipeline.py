@@ -18,7 +18,6 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 from pydantic import Field, field_validator
 
 from .. import atomic
@@ -28,7 +27,13 @@ from ..data.loader import data_identity, open_data
 from ..data.spec import absolute_spec
 from ..embed import EmbedConfig, EmbeddingStore, embed_dataset
 from ..errors import ThresherError
-from ..models.checkpoint import checkpoint_backbone
+from ..models.checkpoint import (
+    checkpoint_backbone,
+    checkpoint_path,
+    describe_checkpoint,
+    resolve_checkpoint,
+    training_cost,
+)
 from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
 from ..pretrain.objectives.supervised import head_logits
 from ..pretrain.run import train_on
@@ -140,7 +145,8 @@ class Resources:
         side = "target" if which == "target-model" else "source"
         if which == "source-model" and positions is None and self.cfg.source_model:
             key = f"given-{file_digest(self.cfg.source_model)[:12]}"
-            self.costs.setdefault(key, _run_cost(Path(self.cfg.source_model)))
+            cost = training_cost(Path(self.cfg.source_model)) or {}
+            self.costs.setdefault(key, {k: float(cost.get(k, 0.0)) for k in ("images", "flops", "seconds")})
             self.used.add(key)
             return Path(self.cfg.source_model)
         ds, idx = self.data[side]
@@ -172,7 +178,7 @@ class Resources:
             summary = train_on(ds, idx, tcfg, folder, log=self.log)
             self.fresh_seconds += time.perf_counter() - t0
             self.costs[key] = {k: summary["cost"][k] for k in ("images", "flops", "seconds")}
-            self._memo[key] = folder / "checkpoint.pt"
+            self._memo[key] = checkpoint_path(folder)
         self.used.add(key)
         return self._memo[key]
 
@@ -218,7 +224,7 @@ class Resources:
                 align(EmbeddingStore(self.cfg.target_features), self.data["target"], "--target-features"),
             )
         else:
-            ckpt = path / "checkpoint.pt" if path.is_dir() else path
+            ckpt = resolve_checkpoint(path)
             backbone = self.cfg.features_backbone or checkpoint_backbone(ckpt)
             pair = tuple(self.embeddings(s, ckpt, backbone, self.cfg.resolution) for s in ("source", "target"))
         self._memo["given"] = pair
@@ -275,24 +281,18 @@ def _check_source_model(cfg: ScoreConfig, ds) -> None:
     classes (scorers read its head)."""
     path = Path(cfg.source_model)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ThresherError(f"cannot read --source-model {path}: {type(exc).__name__}") from None
-    head = ckpt.get("model", {}).get("head.weight") if isinstance(ckpt, dict) else None
-    if ckpt.get("backbone") != cfg.models.backbone or ckpt.get("objective") != "supervised" or head is None:
+        info = describe_checkpoint(path)
+    except ThresherError as exc:
+        raise ThresherError(f"cannot read --source-model: {exc}") from None
+    if info["backbone"] != cfg.models.backbone or info["objective"] != "supervised" or info["head_outputs"] is None:
         raise ThresherError(
             f"--source-model {path} must be a supervised thresher checkpoint of {cfg.models.backbone} "
-            f"(it is {ckpt.get('objective')} on {ckpt.get('backbone')})"
+            f"(it is {info['objective']} on {info['backbone']})"
         )
-    if head.shape[0] != max(1, ds.num_classes):
-        raise ThresherError(f"--source-model {path} predicts {head.shape[0]} classes, the pool has {ds.num_classes}")
-
-
-def _run_cost(checkpoint: Path) -> dict:
-    """The training cost a thresher run recorded beside ``checkpoint`` (zeros when it has none)."""
-    summary = checkpoint.parent / "summary.json"
-    cost = json.loads(summary.read_text()).get("cost", {}) if summary.is_file() else {}
-    return {k: float(cost.get(k, 0.0)) for k in ("images", "flops", "seconds")}
+    if info["head_outputs"] != max(1, ds.num_classes):
+        raise ThresherError(
+            f"--source-model {path} predicts {info['head_outputs']} classes, the pool has {ds.num_classes}"
+        )
 
 
 def align(store: EmbeddingStore, data: tuple, flag: str):
@@ -325,7 +325,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
         p = getattr(cfg, key)
         if p:
             p = Path(p)
-            f = p / "meta.json" if (p / "meta.json").is_file() else (p / "checkpoint.pt" if p.is_dir() else p)
+            f = p / "meta.json" if (p / "meta.json").is_file() else resolve_checkpoint(p)
             inputs[f"{key}_sha256"] = file_digest(f)
     # the cache is addressed by the fingerprints of what it holds: --force keeps it, so models are not retrained
     with RunFolder(out, "score", cfg, force=force, inputs=inputs, keep=("cache",)) as run:

@@ -47,9 +47,10 @@ def head_logits(checkpoint, features, block: int = 65536):
     """
     import numpy as np
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    w = ckpt["model"]["head.weight"].double().numpy()
-    b = ckpt["model"]["head.bias"].double().numpy()
+    from ...models.checkpoint import head_weights
+
+    weight, bias = head_weights(checkpoint)
+    w, b = weight.double().numpy(), bias.double().numpy()
     out = np.empty((len(features), w.shape[0]), np.float64)
     for start in range(0, len(features), block):
         out[start : start + block] = np.asarray(features[start : start + block], np.float64) @ w.T + b
