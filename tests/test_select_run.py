@@ -124,3 +124,18 @@ def test_absolute_spec(tmp_path, monkeypatch):
     assert absolute_spec("npz:d:train") == f"npz:{tmp_path / 'd'}:train"
     assert absolute_spec("builtin:cifar10:train") == "builtin:cifar10:train"
     assert absolute_spec("hf:d?image=img") == f"hf:{tmp_path / 'd'}?image=img"
+
+
+def test_score_table_round_trip(tmp_path):
+    """The ScoreTable type reads what it writes: methods are the columns beyond the fixed ones, costs are typed."""
+    from thresher.scoring.table import ScoreTable
+
+    table = pa.table({"id": ["a", "b"], "label": [0, 1], "index": [0, 1], "knn": [0.5, np.nan]})
+    report = {"classes": ["x", "y"], "reports": {"knn": {"cost": {"images": 10, "flops": np.float64(2.5)}}}}
+    assert not ScoreTable.exists(tmp_path)
+    ScoreTable(table, report).write(tmp_path)
+    back = ScoreTable.read(tmp_path)
+    assert ScoreTable.exists(tmp_path) and back.methods == ["knn"] and back.classes == ["x", "y"]
+    assert list(back.ids) == ["a", "b"] and np.isnan(back.column("knn")[1])
+    assert back.method_cost("knn") == {"images": 10.0, "flops": 2.5, "seconds": 0.0}
+    assert back.method_cost("random") == {"images": 0.0, "flops": 0.0, "seconds": 0.0}

@@ -1,4 +1,5 @@
-"""Atomic writes (temporary file in the same folder + fsync + rename): a reader never sees half a file."""
+"""Atomic writes (temporary file in the same folder + fsync + rename): a reader never sees half a file; and the one
+JSON helper: what every artefact's JSON is made of (``jsonable``), written atomically and read with one-line errors."""
 
 from __future__ import annotations
 
@@ -102,8 +103,32 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON values: numpy arrays and scalars (and tensors) as lists and numbers, paths and anything
+    else as strings; dict keys as strings."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars, torch tensors
+        return jsonable(obj.tolist())
+    return str(obj)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Write ``jsonable(obj)`` atomically, indented."""
+    write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path, *, fix: str = "re-run the command that wrote it") -> Any:
+    """A JSON file's content; a missing, unreadable or corrupt file is one line saying what to do (``fix``)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ThresherError(f"cannot read {path} ({type(exc).__name__}); {fix}") from None
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:

@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator
 
+from .atomic import jsonable
 from .errors import ThresherError
 
 C = TypeVar("C", bound="Section")
@@ -239,12 +240,8 @@ def _strip_runtime(model: BaseModel) -> dict:
         if extra.get("runtime"):
             continue
         value = getattr(model, name)
-        out[name] = _strip_runtime(value) if isinstance(value, BaseModel) else _jsonable(value)
+        out[name] = _strip_runtime(value) if isinstance(value, BaseModel) else jsonable(value)
     return out
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 def semantic_dict(cfg: BaseModel) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import atomic, svg
 from .errors import ThresherError
+from .scoring.table import ScoreTable
 from .study import RESULTS, gain_recovered
 
 BASELINES = ("no pre-training", "whole pool")
@@ -130,12 +131,10 @@ def plots(results: dict, study: Path) -> list[tuple[str, str]]:
         rows = [r for r in results["rows"] if r["target"] == t and r["score_folder"]]
         if not rows:
             continue
-        scores = _score_table(Path(rows[0]["score_folder"]))
-        if scores is None:
+        if not ScoreTable.exists(rows[0]["score_folder"]):
             continue
-        table, methods = scores
-        report_file = Path(rows[0]["score_folder"]) / "scores.json"
-        names = json.loads(report_file.read_text()).get("classes") if report_file.is_file() else None
+        scores = ScoreTable.read(rows[0]["score_folder"])
+        table, methods, names = scores.table, scores.methods, scores.classes
         samples = {}
         for m in methods:
             v = table.column(m).to_numpy()
@@ -165,18 +164,6 @@ def plots(results: dict, study: Path) -> list[tuple[str, str]]:
         if series:
             figs.append((f"{t}: pre-training loss per epoch", svg.line_chart(series, f"{t}", "epoch", "loss")))
     return figs
-
-
-def _score_table(folder: Path):
-    import pyarrow.parquet as pq
-
-    from .scoring.base import SCORES_FILE, TABLE_COLUMNS
-
-    f = folder / SCORES_FILE
-    if not f.is_file():
-        return None
-    table = pq.read_table(f)
-    return table, [c for c in table.column_names if c not in TABLE_COLUMNS]
 
 
 def _coverage(select_folder: Path, table, names: list | None) -> tuple[list[str], list[float], int] | None:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
 from .config import Section
 from .data.manifest import Manifest, file_sha256
-from .errors import ThresherError, one_line
+from .errors import ThresherError
 from .runs import RunFolder, read_run_config
-from .scoring.base import REPORT_FILE, SCORES_FILE, TABLE_COLUMNS
+from .scoring.table import ScoreTable
 from .selection import SELECTORS, parse_budget, select
 
 
@@ -49,44 +47,11 @@ class SelectConfig(Section):
         return v
 
 
-def scores_path(path: str | Path) -> Path:
-    p = Path(path)
-    p = p / SCORES_FILE if p.is_dir() else p
-    if not p.is_file():
-        raise ThresherError(f"{path}: no {SCORES_FILE} there; run thresher score first")
-    return p
-
-
-def read_scores(path: Path) -> tuple[Any, dict]:
-    """The score table and its report (scores.json), checked to be what ``thresher score`` writes."""
-    import pyarrow as pa
-
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise ThresherError(
-            f"cannot read {path} as a score table ({one_line(str(exc), 160)}); re-run thresher score"
-        ) from None
-    missing = [c for c in TABLE_COLUMNS[:3] if c not in table.column_names]
-    if missing:
-        raise ThresherError(
-            f"{path} lacks column(s) {', '.join(missing)}, so it is not a thresher score table; re-run thresher score"
-        )
-    report_file = path.parent / REPORT_FILE
-    try:
-        report = json.loads(report_file.read_text()) if report_file.is_file() else {}
-    except (OSError, ValueError) as exc:
-        raise ThresherError(f"cannot read {report_file} ({one_line(str(exc), 160)}); re-run thresher score") from None
-    if not isinstance(report, dict):
-        raise ThresherError(f"{report_file} is not a JSON object; re-run thresher score")
-    return table, report
-
-
 def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=print) -> Manifest:
     """Select from a score table into ``out`` (manifest.parquet + manifest.json); re-running is a no-op."""
-    path = scores_path(cfg.scores)
-    table, report = read_scores(path)
-    methods = [c for c in table.column_names if c not in TABLE_COLUMNS]
+    scores_table = ScoreTable.read(cfg.scores)
+    path, table, report = scores_table.path, scores_table.table, scores_table.report
+    methods = scores_table.methods
     if cfg.mode != "classes" and cfg.method is None:
         raise ThresherError(f"name the score column with --method (available: {', '.join(methods)})")
     if cfg.method is not None and cfg.method not in methods:
@@ -150,7 +115,8 @@ def inspect_selection(folder: str | Path, *, log=print, sheet_count: int = 32) -
     path = Path(manifest.meta.get("scores_path", ""))
     if not path.is_file():
         raise ThresherError(f"{folder}: the scores it was selected from ({path}) are gone; cannot compare to the pool")
-    table, report = read_scores(path)
+    scores_table = ScoreTable.read(path)
+    table, report = scores_table.table, scores_table.report
     want = manifest.meta.get("inputs", {}).get("scores_sha256")
     if want and file_sha256(path) != want:
         raise ThresherError(f"{path} changed since {folder} was selected from it; re-run thresher select")

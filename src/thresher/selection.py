@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .data.manifest import Manifest, _jsonable
+from .atomic import jsonable
+from .data.manifest import Manifest
 from .errors import ThresherError
 from .hierarchy import classes_under, resolve_class_list
 from .registry import Registry
@@ -65,7 +66,7 @@ class Selection:
 
     def provenance(self) -> dict[str, Any]:
         """The ``selection`` block of manifest.json: mode, params, budget as given and resolved, seed, pool."""
-        return _jsonable(
+        return jsonable(
             {
                 "mode": self.mode,
                 "params": self.params,
@@ -536,6 +537,6 @@ def select(
     sel.positions = pool_pos[np.asarray(sel.positions, dtype=np.int64)]
     sel.weights = np.asarray(sel.weights, dtype=np.float64)
     sel.counts = np.asarray(sel.counts, dtype=np.int64)
-    sel.mode, sel.params, sel.budget, sel.seed = mode, _jsonable(full), _jsonable(budget), seed
+    sel.mode, sel.params, sel.budget, sel.seed = mode, jsonable(full), jsonable(budget), seed
     sel.pool_size, sel.n_excluded = pool.size, pool.n_excluded
     return sel

@@ -35,6 +35,7 @@ from .pretrain.config import TrainConfig
 from .registry import Registry
 from .runs import RunFolder
 from .scoring.pipeline import ScoreConfig
+from .scoring.table import ScoreTable
 
 RESULTS = "results.json"
 
@@ -430,7 +431,7 @@ def run_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, dry_run
             kind.run(stage_cfg, root / s.folder, log=log)
         results = collect(cfg, stages, root)
         results["seconds"] = round(time.perf_counter() - t0, 1)
-        atomic.write_json(run.file(RESULTS), json.loads(json.dumps(results, default=float)))
+        atomic.write_json(run.file(RESULTS), results)
         return results
 
 
@@ -449,8 +450,7 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
         if pre is not None and pre.deps:  # a subset: its selection's scoring run pays for the method's scorer
             sel = by_uid[pre.deps[0]]
             sc = by_uid[sel.deps[0]]
-            report = json.loads((root / sc.folder / "scores.json").read_text())["reports"].get(method, {})
-            score_cost = {k: float(report.get("cost", {}).get(k, 0.0)) for k in ("images", "flops", "seconds")}
+            score_cost = ScoreTable.read(root / sc.folder).method_cost(method)
         rows.append(
             {
                 "target": s.meta["target"],

@@ -37,21 +37,6 @@ def _first(items: Sequence[Any], k: int = 5) -> str:
     return shown + (", ..." if len(items) > k else "")
 
 
-def _jsonable(obj: Any) -> Any:
-    """numpy scalars/arrays and paths -> plain JSON values (recursively)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 @dataclass
 class Manifest:
     """Selected example ids with weight and count per id, plus provenance ``meta`` (DESIGN.md; 004 4.3).
@@ -138,7 +123,7 @@ class Manifest:
     def json_doc(self) -> dict[str, Any]:
         """``manifest.json``: ``meta`` plus format, versions, number of unique ids and total count."""
         doc: dict[str, Any] = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "thresher_version": __version__}
-        doc.update({k: v for k, v in _jsonable(self.meta).items() if k not in _RESERVED})
+        doc.update({k: v for k, v in atomic.jsonable(self.meta).items() if k not in _RESERVED})
         doc["n_unique"] = self.n_unique
         doc["total_count"] = self.total_count
         return doc

@@ -341,5 +341,5 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
                 np.savez(f, ids=test_ds.ids[test_idx].astype(str), labels=labels, probs=np.stack(probs))
 
         atomic.write_with(run.file(PREDICTIONS), write_predictions)
-        atomic.write_json(run.file(METRICS), json.loads(json.dumps(doc, default=float)))
+        atomic.write_json(run.file(METRICS), doc)
         return doc

@@ -12,7 +12,6 @@ all); ``both`` puts the two rankings side by side with their Spearman correlatio
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -139,7 +138,7 @@ def search_source(cfg: SearchConfig, out: str | Path, *, force: bool = False, lo
             result["spearman_logme_vs_validation"] = _spearman(
                 [r["logme"] for r in ranked], [r["validation"]["mean"] for r in ranked]
             )
-        atomic.write_json(run.file(RANKING), json.loads(json.dumps(result, default=float)))
+        atomic.write_json(run.file(RANKING), result)
         atomic.write_text(run.file("ranking.md"), ranking_table(result))
         return result
 

@@ -9,7 +9,6 @@ initialised from stage ``k-1``'s checkpoint (the first from ``base``), so a kill
 from __future__ import annotations
 
 import copy
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -85,5 +84,5 @@ def run_chain(
             summaries[name] = pretrain(tcfg, folder, force=force, log=log)
         total = {key: sum(s["cost"][key] for s in summaries.values()) for key in ("images", "seconds", "flops")}
         result = {"stages": summaries, "cost": total, "checkpoint": str(checkpoint_path(stages[-1][1]))}
-        atomic.write_json(run.file(SUMMARY), json.loads(json.dumps(result)))
+        atomic.write_json(run.file(SUMMARY), result)
         return result

@@ -13,11 +13,6 @@ import numpy as np
 
 from ..errors import ThresherError
 
-#: the files of a score run, and the columns of scores.parquet that are not a method's scores
-SCORES_FILE = "scores.parquet"
-REPORT_FILE = "scores.json"
-TABLE_COLUMNS = ("id", "label", "index", "max_target_cosine", "near_duplicate", "unreadable")
-
 
 @dataclass
 class Side:

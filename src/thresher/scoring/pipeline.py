@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
 from .. import atomic
@@ -39,8 +38,9 @@ from ..pretrain.objectives.supervised import head_logits
 from ..pretrain.run import train_on
 from ..runs import RunFolder, file_digest
 from . import SCORERS
-from .base import REPORT_FILE, SCORES_FILE, Side, check_scores
+from .base import Side, check_scores
 from .duplicates import PixelDescriptors, near_duplicates
+from .table import SCORES_FILE, ScoreTable
 
 
 class FeatureModelConfig(Section):
@@ -330,7 +330,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
     # the cache is addressed by the fingerprints of what it holds: --force keeps it, so models are not retrained
     with RunFolder(out, "score", cfg, force=force, inputs=inputs, keep=("cache",)) as run:
         done_file = run.file(SCORES_FILE)
-        if done_file.is_file():
+        if ScoreTable.exists(run.path):
             log(f"{run.path}: already complete, nothing to do")
             return done_file
         cache = Path(cfg.cache) if cfg.cache else run.path / "cache"
@@ -368,7 +368,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             rep_file = parts / f"{name}.json"
             if part.is_file() and rep_file.is_file():
                 columns[name] = np.load(part)
-                reports[name] = json.loads(rep_file.read_text())
+                reports[name] = atomic.read_json(rep_file, fix=f"delete it to score {name} again")
                 continue
             t0 = time.perf_counter()
             res.used, res.fresh_seconds = set(), 0.0
@@ -385,7 +385,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                 "cost": res.method_cost(wall - res.fresh_seconds, report.get("training_cost")),
             }
             atomic.save_npy(part, values)
-            atomic.write_json(rep_file, _jsonable(reports[name]))
+            atomic.write_json(rep_file, reports[name])
             columns[name] = values
             log(f"{name}: scored {len(src)} examples in {reports[name]['seconds']:.1f} s")
         if cfg.near_duplicates.descriptor == "pixels":
@@ -419,8 +419,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             },
             "reports": reports,
         }
-        atomic.write_json(run.file(REPORT_FILE), _jsonable(summary))
-        atomic.write_with(done_file, lambda t: pq.write_table(pa.table(table), t))
+        ScoreTable(pa.table(table), summary).write(run.path)
         log(
             f"near-duplicates of target images: {int(flagged.sum())} flagged (cosine >= "
             f"{cfg.near_duplicates.threshold})" + (", excluded from selection" if cfg.near_duplicates.exclude else "")
@@ -429,5 +428,3 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
         return done_file
 
 
-def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))

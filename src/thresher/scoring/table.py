@@ -1,0 +1,126 @@
+"""The ScoreTable (DESIGN.md): what ``thresher score`` produces, written and read here only.
+
+``scores.parquet`` holds one row per pool example: ``id``, ``label``, ``index`` (in the pool dataset),
+``max_target_cosine`` and ``near_duplicate`` (near-duplicates of target images), ``unreadable``, and one float column
+per scorer (NaN for unreadable images). ``scores.json`` beside it is the table's report: the source and target specs,
+the methods, the pool's class names, the near-duplicate summary, and each method's report (parameters, diagnostics,
+seconds and cost as if it ran alone). The table is written last: a folder holding it is a finished score run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import atomic
+from ..errors import ThresherError, one_line
+
+SCORES_FILE = "scores.parquet"
+REPORT_FILE = "scores.json"
+#: the columns of scores.parquet that are not a method's scores
+TABLE_COLUMNS = ("id", "label", "index", "max_target_cosine", "near_duplicate", "unreadable")
+COST_KEYS = ("images", "flops", "seconds")
+
+
+@dataclass
+class ScoreTable:
+    """A score table and its report; ``path`` is the ``scores.parquet`` it was read from (None before writing)."""
+
+    table: pa.Table
+    report: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    # --- files -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def locate(path: str | Path) -> Path:
+        """``scores.parquet`` given itself or the score run folder holding it; a clear error when there is none."""
+        p = Path(path)
+        p = p / SCORES_FILE if p.is_dir() else p
+        if not p.is_file():
+            raise ThresherError(f"{path}: no {SCORES_FILE} there; run thresher score first")
+        return p
+
+    @staticmethod
+    def exists(folder: str | Path) -> bool:
+        """Whether ``folder`` holds a finished score table."""
+        return (Path(folder) / SCORES_FILE).is_file()
+
+    @classmethod
+    def read(cls, path: str | Path) -> ScoreTable:
+        """Read and check a table (a file or a score run folder) and its report."""
+        path = cls.locate(path)
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise ThresherError(
+                f"cannot read {path} as a score table ({one_line(str(exc), 160)}); re-run thresher score"
+            ) from None
+        missing = [c for c in TABLE_COLUMNS[:3] if c not in table.column_names]
+        if missing:
+            raise ThresherError(
+                f"{path} lacks column(s) {', '.join(missing)}, so it is not a thresher score table; re-run thresher "
+                "score"
+            )
+        report_file = path.parent / REPORT_FILE
+        try:
+            report = json.loads(report_file.read_text()) if report_file.is_file() else {}
+        except (OSError, ValueError) as exc:
+            raise ThresherError(
+                f"cannot read {report_file} ({one_line(str(exc), 160)}); re-run thresher score"
+            ) from None
+        if not isinstance(report, dict):
+            raise ThresherError(f"{report_file} is not a JSON object; re-run thresher score")
+        return cls(table, report, path)
+
+    def write(self, folder: str | Path) -> Path:
+        """Write the report, then the table (atomically each): the table's presence marks a finished run."""
+        folder = Path(folder)
+        atomic.write_json(folder / REPORT_FILE, self.report)
+        self.path = folder / SCORES_FILE
+        atomic.write_with(self.path, lambda t: pq.write_table(self.table, t))
+        return self.path
+
+    # --- contents ---------------------------------------------------------------------------------------------
+    @property
+    def methods(self) -> list[str]:
+        return [c for c in self.table.column_names if c not in TABLE_COLUMNS]
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in self.table.column_names:
+            raise ThresherError(f"{self.path} has no scores of method {name!r} (available: {', '.join(self.methods)})")
+        return self.table.column(name).to_numpy(zero_copy_only=False)
+
+    def flag(self, name: str) -> np.ndarray | None:
+        """A boolean column (``near_duplicate``, ``unreadable``), or None when the table predates it."""
+        return self.table.column(name).to_numpy() if name in self.table.column_names else None
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.column("id")
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.column("label")
+
+    @property
+    def indices(self) -> np.ndarray:
+        return self.column("index")
+
+    @property
+    def classes(self) -> list[str] | None:
+        return self.report.get("classes")
+
+    def method_report(self, method: str) -> dict:
+        return self.report.get("reports", {}).get(method, {})
+
+    def method_cost(self, method: str) -> dict[str, float]:
+        """What scoring with ``method`` cost, as if it ran alone (zeros for a method without a recorded cost)."""
+        cost = self.method_report(method).get("cost", {})
+        return {k: float(cost.get(k, 0.0)) for k in COST_KEYS}
+
