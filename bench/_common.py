@@ -13,9 +13,9 @@ from pathlib import Path
 from thresher.config import build_config
 from thresher.evaluate.config import EvalConfig
 from thresher.evaluate.run import evaluate
-from thresher.pretrain.config import TrainConfig
 from thresher.pretrain.run import pretrain
 from thresher.scoring.pipeline import ScoreConfig, score
+from thresher.train.config import TrainConfig
 
 POOL = "builtin:tiny-imagenet-32:train"
 TARGETS = {"cifar10": "builtin:cifar10", "fashion-mnist": "builtin:fashion-mnist"}

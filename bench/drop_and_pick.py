@@ -23,9 +23,9 @@ from _report import publish
 from thresher.config import DataConfig, RuntimeConfig, build_config
 from thresher.data.loader import open_data
 from thresher.embed import EmbedConfig, embed_dataset
-from thresher.pretrain.config import TrainConfig
-from thresher.pretrain.objectives.supervised import head_logits
 from thresher.pretrain.run import pretrain
+from thresher.train.config import TrainConfig
+from thresher.train.heads import head_logits
 
 # regime: (training data, held-out split, epochs at scale 1)
 REGIMES = {

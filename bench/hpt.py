@@ -17,7 +17,7 @@ from pathlib import Path
 from _common import POOL, Clock, parser, small_cnn, top1, train
 from _report import publish
 
-from thresher.pretrain import loop
+from thresher.train import loop
 
 TARGET = "builtin:cifar10"
 

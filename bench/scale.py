@@ -120,7 +120,7 @@ def run_scoring(rows: int, tmp: Path) -> dict:
 
 def run_ivf(tmp: Path, queries: int, base: int) -> dict:
     """knn similarities of ``queries`` rows against a ``base``-row target: exact FAISS search against IVF."""
-    from thresher.scoring.neighbors import IVF_TOLERANCE, agreement, knn_similarity
+    from thresher.ops.neighbors import IVF_TOLERANCE, agreement, knn_similarity
 
     make_pool(tmp / "ivf-q.npy", queries, seed=1, noise=1.5)
     make_pool(tmp / "ivf-b.npy", base, seed=1, noise=1.5)  # the same blobs (same seed), other draws

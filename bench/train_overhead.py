@@ -28,9 +28,9 @@ from thresher.data.npz import ArrayDataset
 from thresher.data.transforms import build_transform, step_generator
 from thresher.device import memory_format
 from thresher.models import build_backbone
-from thresher.pretrain.config import TrainConfig
-from thresher.pretrain.objectives import build_objective
-from thresher.pretrain.run import train_on
+from thresher.train.config import TrainConfig
+from thresher.train.engine import train_on
+from thresher.train.objective import build_objective
 
 
 def dataset(n: int) -> tuple[object, np.ndarray]:

@@ -8,7 +8,7 @@ import yaml
 from thresher.config import build_config, diff_keys, fingerprint, parse_override, valid_keys
 from thresher.embed import EmbedConfig
 from thresher.errors import ThresherError
-from thresher.pretrain.config import TrainConfig
+from thresher.train.config import TrainConfig
 
 
 def test_yaml_then_values_then_overrides(tmp_path):

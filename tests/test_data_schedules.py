@@ -10,9 +10,10 @@ import torch
 
 from thresher.config import build_config
 from thresher.errors import ThresherError
-from thresher.pretrain.config import TrainConfig
-from thresher.pretrain.data_schedules import DropAndPick, build_schedule
 from thresher.pretrain.run import pretrain
+from thresher.pretrain.schedules import DropAndPick
+from thresher.train.config import TrainConfig
+from thresher.train.data_schedule import build_schedule
 
 
 def reference_dap(n, epochs, W, interval, p, alpha, R, losses_of):
@@ -149,7 +150,7 @@ class Killed(BaseException):
 def test_killed_drop_and_pick_run_resumes_to_identical_weights(tiny_npz, tmp_path, monkeypatch, objective):
     kw = {"objective": objective, "objective_params": {"queue_size": 32} if objective == "moco" else {}}
     pretrain(cfg(f"npz:{tiny_npz}", **kw), tmp_path / "full", log=lambda *_: None)
-    import thresher.pretrain.loop as loop
+    import thresher.train.loop as loop
 
     real = loop.Trainer.save
     saves = {"n": 0}

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from thresher.data import open_dataset
-from thresher.data.wds import expand_braces, split_member_name
+from thresher.data.shards import expand_braces
+from thresher.data.wds import split_member_name
 from thresher.errors import ThresherError, UnreadableImage
 
 GRAY = 77

@@ -12,8 +12,8 @@ from thresher.config import build_config
 from thresher.errors import ThresherError
 from thresher.evaluate.config import EvalConfig
 from thresher.evaluate.run import evaluate
-from thresher.pretrain.config import TrainConfig
 from thresher.pretrain.run import pretrain
+from thresher.train.config import TrainConfig
 
 from conftest import make_npz
 

@@ -11,10 +11,10 @@ from thresher.config import build_config
 from thresher.data.manifest import Manifest
 from thresher.errors import ThresherError
 from thresher.models import build_backbone
-from thresher.pretrain.config import TrainConfig
-from thresher.pretrain.objectives import build_objective
 from thresher.pretrain.run import pretrain
-from thresher.pretrain.trainable import trainable_parameters
+from thresher.train.config import TrainConfig
+from thresher.train.objective import build_objective
+from thresher.train.trainable import trainable_parameters
 
 
 def cfg(spec, **kw):

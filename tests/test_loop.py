@@ -9,8 +9,8 @@ import torch
 
 from thresher.config import build_config
 from thresher.errors import ThresherError
-from thresher.pretrain.config import TrainConfig
 from thresher.pretrain.run import pretrain
+from thresher.train.config import TrainConfig
 
 
 def cfg(spec, **kw):
@@ -49,7 +49,7 @@ class Killed(BaseException):
 
 def test_resume_mid_epoch_gives_identical_weights_and_log(tiny_npz, tmp_path, monkeypatch):
     pretrain(cfg(f"npz:{tiny_npz}"), tmp_path / "full", log=lambda *_: None)
-    import thresher.pretrain.loop as loop
+    import thresher.train.loop as loop
 
     real = loop.Trainer.save
     state = {"saves": 0}

@@ -17,11 +17,11 @@ from torch import nn
 
 from thresher.errors import ThresherError
 from thresher.models import build_backbone
-from thresher.pretrain.objectives import OBJECTIVES, build_objective, objective_params
 from thresher.pretrain.objectives.byol import byol_loss
 from thresher.pretrain.objectives.heads import info_nce
 from thresher.pretrain.objectives.moco import MoCo
 from thresher.pretrain.objectives.simclr import nt_xent
+from thresher.train.objective import OBJECTIVES, build_objective, objective_params
 
 RTOL = 1e-5
 ATOL = 1e-6

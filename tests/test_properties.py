@@ -31,14 +31,14 @@ from scipy import stats
 from thresher.config import build_config, fingerprint, semantic_dict, valid_keys
 from thresher.data.loader import subset_indices
 from thresher.errors import ThresherError
-from thresher.pretrain.config import TrainConfig
-from thresher.pretrain.data_schedules import build_schedule, schedule_params
-from thresher.pretrain.loop import epoch_order, plan, rank_batches
-from thresher.pretrain.lr_schedules import LR_SCHEDULES
-from thresher.pretrain.objectives import OBJECTIVES, objective_params
 from thresher.pretrain.run import manifest_indices
-from thresher.pretrain.trainable import PARAMETER_SETS
 from thresher.selection import parse_budget, select
+from thresher.train.config import TrainConfig
+from thresher.train.data_schedule import build_schedule, schedule_params
+from thresher.train.loop import epoch_order, plan, rank_batches
+from thresher.train.lr_schedules import LR_SCHEDULES
+from thresher.train.objective import OBJECTIVES, objective_params
+from thresher.train.trainable import PARAMETER_SETS
 
 
 def props(max_examples: int = 60):

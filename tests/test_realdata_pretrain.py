@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from thresher.config import build_config
-from thresher.pretrain.config import TrainConfig
 from thresher.pretrain.run import pretrain
+from thresher.train.config import TrainConfig
 
 pytestmark = pytest.mark.realdata
 

@@ -82,7 +82,7 @@ def test_ivf_within_stated_tolerance_on_real_embeddings(real_scores):
     here (the knn scorer's own base, cifar10 train, has 5,000 rows); the queries are the cifar10 train images."""
     pytest.importorskip("faiss")
     from thresher.embed import EmbeddingStore
-    from thresher.scoring.neighbors import IVF_TOLERANCE, agreement, knn_similarity
+    from thresher.ops.neighbors import IVF_TOLERANCE, agreement, knn_similarity
 
     _, _, out = real_scores
     stores = {}

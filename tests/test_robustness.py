@@ -14,9 +14,9 @@ from PIL import Image
 from thresher.config import build_config
 from thresher.embed import EmbedConfig, embed
 from thresher.errors import ThresherError
-from thresher.pretrain.config import TrainConfig
 from thresher.pretrain.run import pretrain
 from thresher.runs import RunFolder
+from thresher.train.config import TrainConfig
 
 from conftest import make_npz
 
@@ -49,7 +49,7 @@ class Killed(BaseException):
 
 
 def test_kill_after_last_checkpoint_before_summary(tiny_npz, tmp_path, monkeypatch):
-    import thresher.pretrain.loop as loop
+    import thresher.train.loop as loop
 
     def die(*a, **k):
         raise Killed
@@ -65,7 +65,7 @@ def test_kill_after_last_checkpoint_before_summary(tiny_npz, tmp_path, monkeypat
 
 def test_kill_at_an_epoch_end_resumes_identically(tiny_npz, tmp_path, monkeypatch):
     pretrain(tcfg(f"npz:{tiny_npz}", epochs=3), tmp_path / "full", log=lambda *_: None)
-    import thresher.pretrain.loop as loop
+    import thresher.train.loop as loop
 
     real = loop.Trainer.save
 
@@ -86,7 +86,7 @@ def test_kill_at_an_epoch_end_resumes_identically(tiny_npz, tmp_path, monkeypatc
 
 
 def test_a_line_cut_by_the_kill_does_not_break_resume(tiny_npz, tmp_path, monkeypatch):
-    import thresher.pretrain.loop as loop
+    import thresher.train.loop as loop
 
     real = loop.Trainer.save
 

@@ -246,8 +246,8 @@ def test_unreadable_pool_and_target_images_are_left_out(tmp_path, monkeypatch):
 
 def test_given_checkpoint_embeds_both_sides_and_trains_nothing(problem, tmp_path):
     """--features RUN: a thresher run (its checkpoint and backbone) embeds source and target; no default model."""
-    from thresher.pretrain.config import TrainConfig
     from thresher.pretrain.run import pretrain
+    from thresher.train.config import TrainConfig
 
     src, tgt = problem
     pretrain(
@@ -289,8 +289,8 @@ def test_importance_alone_does_not_embed_the_pool(problem, tmp_path):
 
 def test_given_source_model_replaces_training_one(problem, tmp_path):
     """A study's whole-pool model serves as the scorers' source model: nothing is trained on the source labels."""
-    from thresher.pretrain.config import TrainConfig
     from thresher.pretrain.run import pretrain
+    from thresher.train.config import TrainConfig
 
     src, tgt = problem
     tcfg = {"data": {"spec": f"npz:{src}"}, "backbone": "small-cnn", "resolution": 12, "epochs": 3, "batch_size": 16}

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 
 from thresher.errors import ThresherError
+from thresher.ops import neighbors as nb_mod
+from thresher.ops.kmeans import _lloyd, assign, iter_sq_dists, kmeans, pairwise_sq_dists
+from thresher.ops.linear import fit_linear, softmax
+from thresher.ops.neighbors import agreement, knn_similarity
 from thresher.scoring import SCORERS, Side, check_scores
 from thresher.scoring import domain_classifier as dc_mod
-from thresher.scoring import neighbors as nb_mod
-from thresher.scoring.domain_classifier import SEPARATION_WARNING, balanced_weights
+from thresher.scoring.balance import balanced_weights
+from thresher.scoring.domain_classifier import SEPARATION_WARNING
 from thresher.scoring.entropy import entropy_from_logits
-from thresher.scoring.kmeans import _lloyd, assign, iter_sq_dists, kmeans, pairwise_sq_dists
-from thresher.scoring.linear import fit_linear, softmax
-from thresher.scoring.neighbors import agreement, knn_similarity
 
 try:
     import faiss  # noqa: F401

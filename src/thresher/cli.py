@@ -243,8 +243,8 @@ def pretrain(
     """Pre-train a backbone with the one training loop; re-running on the same --out resumes."""
     _check_out(out)
     from .config import build_config
-    from .pretrain.config import TrainConfig
     from .pretrain.run import pretrain as run_pretrain
+    from .train.config import TrainConfig
 
     if chain is not None:
         from .pretrain.chain import ChainConfig, run_chain

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -12,12 +13,25 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps a name to a factory. A new method is one file and one ``@REGISTRY.register("name")`` decorator."""
+    """Maps a name to a factory. A new method is one file and one ``@REGISTRY.register("name")`` decorator, listed in
+    its package's roster.
 
-    def __init__(self, kind: str):
+    A registry lives in a leaf module that imports none of its members; ``roster`` names the module whose import
+    registers them (the package listing its members), imported the first time a name is looked up or listed. So a
+    member may import its registry without a cycle, and every name is known wherever the registry is used.
+    """
+
+    def __init__(self, kind: str, *, roster: str | None = None):
         self.kind = kind
+        self.roster = roster
         self._items: dict[str, Callable[..., T]] = {}
         self._prefixes: dict[str, Callable[..., T]] = {}
+
+    def _load_roster(self) -> None:
+        """Import the roster once (its members register themselves on import)."""
+        if self.roster is not None:
+            roster, self.roster = self.roster, None
+            importlib.import_module(roster)
 
     def register(self, name: str, *, prefix: bool = False) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Register a factory under ``name``; with ``prefix=True`` it serves every ``name:<rest>``."""
@@ -32,11 +46,14 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> Callable[..., T]:
-        if name in self._items:
-            return self._items[name]
-        head, sep, _ = name.partition(":")
-        if sep and head in self._prefixes:
-            return self._prefixes[head]
+        for attempt in range(2):
+            if name in self._items:
+                return self._items[name]
+            head, sep, _ = name.partition(":")
+            if sep and head in self._prefixes:
+                return self._prefixes[head]
+            if attempt == 0:
+                self._load_roster()
         raise ThresherError(self._unknown(name))
 
     def validate(self, names: str | list[str]) -> None:
@@ -56,6 +73,7 @@ class Registry(Generic[T]):
         return factory(**kwargs)
 
     def names(self) -> list[str]:
+        self._load_roster()
         return sorted(self._items) + [f"{p}:<name>" for p in sorted(self._prefixes)]
 
     def __contains__(self, name: str) -> bool:
@@ -66,9 +84,11 @@ class Registry(Generic[T]):
         return True
 
     def __iter__(self) -> Iterator[str]:
+        self._load_roster()
         return iter(sorted(self._items))
 
     def _unknown(self, name: str) -> str:
+        self._load_roster()
         close = difflib.get_close_matches(name, list(self._items), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(self.names())})"

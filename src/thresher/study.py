@@ -31,11 +31,11 @@ from .data.loader import open_data
 from .errors import ThresherError
 from .evaluate.config import EvalConfig
 from .models.checkpoint import checkpoint_path
-from .pretrain.config import TrainConfig
 from .registry import Registry
 from .runs import RunFolder
 from .scoring.pipeline import ScoreConfig
 from .scoring.table import ScoreTable
+from .train.config import TrainConfig
 
 RESULTS = "results.json"
 

@@ -1,5 +1,9 @@
-"""Data layer: datasets named by spec strings, transforms at a chosen resolution, batched loading."""
+"""Data layer: datasets named by spec strings, transforms at a chosen resolution, batched loading.
 
+The dataset kinds, one module each, registered in ``spec.DATASETS`` on import; this list is their roster.
+"""
+
+from . import builtin, folder, hf, npz, parquet, wds  # noqa: F401  (the dataset kinds)
 from .base import BadImageLog, ImageDataset
 from .spec import DATASETS, open_dataset
 

@@ -16,6 +16,14 @@ from ..errors import ThresherError, UnreadableImage
 
 UNLABELED = -1
 
+IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff", "ppm", "pgm")
+
+
+def is_image_name(name: str) -> bool:
+    """True for a visible file name whose extension is one of ``IMAGE_EXTENSIONS`` (case-insensitive)."""
+    stem, dot, ext = name.rpartition(".")
+    return bool(dot and stem) and not name.startswith(".") and ext.lower() in IMAGE_EXTENSIONS
+
 
 class ImageDataset(ABC):
     """Random-access images with stable string ids and integer labels (``-1`` when unlabeled).

@@ -13,19 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ThresherError, UnreadableImage
-from .base import UNLABELED, ImageDataset, decode_image
+from .base import IMAGE_EXTENSIONS, UNLABELED, ImageDataset, decode_image, is_image_name
 from .spec import DATASETS
 
+
 #: Lower-case file extensions recognised as images (by folder and by the image member of wds samples).
-IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff", "ppm", "pgm")
-
-
-def is_image_name(name: str) -> bool:
-    """True for a visible file name whose extension is one of ``IMAGE_EXTENSIONS`` (case-insensitive)."""
-    stem, dot, ext = name.rpartition(".")
-    return bool(dot and stem) and not name.startswith(".") and ext.lower() in IMAGE_EXTENSIONS
-
-
 def _top_level_images(root: Path) -> list[str]:
     """Image file names directly inside ``root``."""
     with os.scandir(root) as it:

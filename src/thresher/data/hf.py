@@ -6,16 +6,24 @@ feature types (Image, ClassLabel names) come from ``dataset_info.json`` or, fail
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from ..errors import ThresherError, UnreadableImage
+from ..errors import ThresherError
 from .base import UNLABELED, ImageDataset, decode_image
+from .columns import (
+    choose_columns,
+    closest,
+    feature_type,
+    image_bytes,
+    label_array,
+    schema_features,
+    split_image_column,
+    unique_ids,
+)
 from .spec import DATASETS, split_suffix
 
 
@@ -28,11 +36,6 @@ def _read_json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ThresherError(f"{path} does not hold a JSON object")
     return data
-
-
-def _closest(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def resolve_split(root: Path, split: str | None) -> Path:
@@ -48,7 +51,7 @@ def resolve_split(root: Path, split: str | None) -> Path:
                 f"{root} holds a DatasetDict; name a split as hf:{root}:SPLIT (splits: {', '.join(splits) or 'none'})"
             )
         if split not in splits:
-            raise ThresherError(f"split {split!r} not in {root}{_closest(split, splits)} (splits: {', '.join(splits)})")
+            raise ThresherError(f"split {split!r} not in {root}{closest(split, splits)} (splits: {', '.join(splits)})")
         return root / split
     if split is not None:
         raise ThresherError(f"{root} holds a single dataset, not a DatasetDict; drop the ':{split}' suffix")
@@ -80,109 +83,6 @@ def read_saved_dataset(folder: Path) -> tuple[pa.Table, dict, list[Path]]:
     return table, (features if isinstance(features, dict) else {}), files
 
 
-def schema_features(schema: pa.Schema) -> dict:
-    """The Hugging Face feature types (Image, ClassLabel names) recorded in an arrow or Parquet schema, or {}."""
-    meta = schema.metadata or {}
-    try:
-        features = json.loads(meta[b"huggingface"])["info"]["features"]
-    except (ValueError, KeyError, TypeError):
-        return {}
-    return features if isinstance(features, dict) else {}
-
-
-def _feature_type(features: dict, column: str) -> str | None:
-    feat = features.get(column)
-    return feat.get("_type") if isinstance(feat, dict) else None
-
-
-#: image columns named by their format, as img2dataset writes them
-FORMAT_COLUMNS = ("jpg", "jpeg", "png", "webp")
-
-
-def choose_columns(
-    names: list[str], features: dict, image: str | None, label: str | None, id: str | None
-) -> tuple[str, str | None, str | None]:
-    """Resolve the image/label/id column options against the column ``names``; ``label=''`` means unlabeled."""
-    for opt, col in (("image", image), ("label", label), ("id", id)):
-        if col and col not in names:
-            raise ThresherError(
-                f"no column {col!r} for option {opt}{_closest(col, names)} (columns: {', '.join(names)})"
-            )
-    if not image:
-        typed = [c for c in names if _feature_type(features, c) == "Image"]
-        by_format = [c for c in FORMAT_COLUMNS if c in names]
-        if "image" in names:
-            image = "image"
-        elif len(typed) == 1:
-            image = typed[0]
-        elif not typed and len(by_format) == 1:
-            image = by_format[0]
-        else:
-            which = f"Image columns: {', '.join(typed)}" if typed else f"columns: {', '.join(names)}"
-            raise ThresherError(f"cannot tell which column holds the images; pass ?image=COLUMN ({which})")
-    if label is None:
-        label = "label" if "label" in names else None
-    return image, (label or None), (id or None)
-
-
-def split_image_column(col, name: str, where) -> tuple:
-    """An image column (Image feature struct, bytes, or file paths) -> its (bytes, paths) parts, either None."""
-    kind = col.type
-    fields = {kind.field(i).name for i in range(kind.num_fields)} if pa.types.is_struct(kind) else set()
-    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
-    if {"bytes", "path"} <= fields:
-        return (
-            pa.chunked_array([c.field("bytes") for c in chunks], kind.field("bytes").type),
-            pa.chunked_array([c.field("path") for c in chunks], kind.field("path").type),
-        )
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        return col, None
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return None, col
-    raise ThresherError(
-        f"column {name!r} of {where} holds {kind}, not images (expected an Image feature, bytes or file paths)"
-    )
-
-
-def image_bytes(bytes_col, paths_col, index: int, example_id: str, folder: Path) -> bytes:
-    """The encoded image of row ``index``: its bytes, else the file its path names (relative: to ``folder``)."""
-    data = bytes_col[index].as_py() if bytes_col is not None else None
-    if data is not None:
-        return data
-    path = paths_col[index].as_py() if paths_col is not None else None
-    if not path:
-        raise UnreadableImage(example_id, "row has neither image bytes nor a path")
-    p = Path(path).expanduser()
-    if not p.is_absolute() and not p.exists():
-        p = folder / p
-    try:
-        return p.read_bytes()
-    except OSError as exc:
-        raise UnreadableImage(example_id, f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
-
-
-def label_array(col, name: str, where) -> np.ndarray:
-    """An integer label column as int64, nulls as -1 (unlabeled); anything else is a one-line error."""
-    if not pa.types.is_integer(col.type):
-        raise ThresherError(
-            f"label column {name!r} of {where} holds {col.type}, not integers "
-            "(use a ClassLabel feature, or label= for unlabeled)"
-        )
-    labels = np.asarray(pc.fill_null(col, UNLABELED).to_numpy(), dtype=np.int64)
-    if len(labels) and labels.min() < UNLABELED:
-        raise ThresherError(f"label column {name!r} has negative label {int(labels.min())}")
-    return labels
-
-
-def unique_ids(values: list, name: str, where) -> np.ndarray:
-    """The values of an id column as strings, which must be unique."""
-    ids = np.array([str(v) for v in values], dtype=object)
-    uniq, counts = np.unique(ids.astype(str), return_counts=True)
-    if (counts > 1).any():
-        raise ThresherError(f"id column {name!r} of {where} repeats {str(uniq[counts > 1][0])!r}; ids must be unique")
-    return ids
-
-
 class ArrowImageDataset(ImageDataset):
     """Rows of a memory-mapped arrow table whose image column holds encoded bytes (or a file path)."""
 
@@ -202,7 +102,7 @@ class ArrowImageDataset(ImageDataset):
         self.source = str(folder)
         self.image_column, self.label_column, self.id_column = image, label, id_column
         self.classes = None
-        if label is not None and _feature_type(features, label) == "ClassLabel":
+        if label is not None and feature_type(features, label) == "ClassLabel":
             names = features[label].get("names")
             self.classes = [str(n) for n in names] if names else None
         self._attach(table)

@@ -22,6 +22,7 @@ import torch
 from ..errors import ThresherError
 from ..paths import cache_dir
 from .base import UNLABELED, ImageDataset, to_square
+from .classes import read_classes
 from .spec import DATASETS, split_suffix
 
 
@@ -217,21 +218,6 @@ def array_shape(path: str | Path, member: str = "images") -> tuple[int, ...]:
             return tuple(read(f)[0])
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise ThresherError(f"cannot read the {member!r} array of {path} ({exc})") from None
-
-
-def read_classes(folder: Path) -> tuple[list[str] | None, list[str] | None]:
-    """``classes.txt`` (line i names label i; ``name<TAB>description`` allowed) -> names, descriptions."""
-    f = folder / "classes.txt"
-    if not f.is_file():
-        return None, None
-    names, desc = [], []
-    for line in f.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        name, _, words = line.partition("\t")
-        names.append(name.strip())
-        desc.append(words.strip() or name.strip())
-    return names, desc
 
 
 def open_npz_path(path: Path, spec: str = "") -> ArrayDataset:

@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 
 from ..errors import ThresherError, UnreadableImage
 from .base import UNLABELED, ImageDataset, decode_image
-from .hf import choose_columns, image_bytes, label_array, schema_features, split_image_column, unique_ids
-from .npz import read_classes
+from .classes import read_classes
+from .columns import choose_columns, image_bytes, label_array, schema_features, split_image_column, unique_ids
+from .shards import resolve_shards
 from .spec import DATASETS
-from .wds import resolve_shards
 
 #: bytes of image columns kept per process (row groups, least recently used out first)
 CACHE_BYTES = 256 << 20

@@ -11,8 +11,9 @@ from ..errors import ThresherError
 from ..registry import Registry
 from .base import ImageDataset
 
-#: scheme -> opener(body, *, data_root, strict, **options) -> ImageDataset
-DATASETS: Registry = Registry("dataset kind")
+#: scheme -> opener(body, *, data_root, strict, **options) -> ImageDataset; the kinds register from
+#: ``thresher.data`` (the package lists them), imported on the first lookup
+DATASETS: Registry = Registry("dataset kind", roster="thresher.data")
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -64,11 +65,3 @@ def open_dataset(spec: str, *, data_root: str | None = None, strict: bool = Fals
     ds = opener(body, data_root=data_root, strict=strict, **options)
     ds.spec = spec
     return ds
-
-
-def _register_builtin_kinds() -> None:
-    # Import for their @DATASETS.register side effects; each module is one dataset kind.
-    from . import builtin, folder, hf, npz, parquet, wds  # noqa: F401
-
-
-_register_builtin_kinds()

@@ -87,7 +87,7 @@ def _choose(ctx, positions: np.ndarray, seed: int, grid: list, train_and_score) 
 # --- linear -------------------------------------------------------------------------------------------------------
 def linear_probe(ctx, seed: int, positions: np.ndarray | None = None) -> Outcome:
     """Softmax regression on frozen features, L2 chosen on validation, refit on all training positions."""
-    from ..scoring.linear import fit_linear
+    from ..ops.linear import fit_linear
 
     if getattr(ctx, "multilabel", False):
         return _linear_multilabel(ctx, seed, positions)
@@ -126,7 +126,7 @@ PROTOCOLS.register("linear")(linear_probe)
 def _linear_multilabel(ctx, seed: int, positions: np.ndarray | None) -> Outcome:
     """Multi-label targets (001's AUROC setting): one binary logistic probe per class on the frozen features, one
     L2 penalty for all chosen on validation by macro AUROC; a class constant in training predicts its frequency."""
-    from ..scoring.linear import fit_linear
+    from ..ops.linear import fit_linear
     from .metrics import macro_auroc
 
     lc = ctx.cfg.linear

@@ -33,10 +33,10 @@ from ..models.checkpoint import (
     training_cost,
     write_checkpoint,
 )
-from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
-from ..pretrain.objectives.supervised import head_logits
-from ..pretrain.run import train_on
 from ..runs import RunFolder, file_digest
+from ..train.config import LRScheduleConfig, OptimConfig, TrainConfig
+from ..train.engine import train_on
+from ..train.heads import head_logits
 from . import metrics as M
 from .config import EvalConfig
 from .protocols import PROTOCOLS, Outcome, stratified_split

@@ -25,9 +25,9 @@ from ..data.loader import open_data
 from ..embed import EmbedConfig, embed_dataset
 from ..errors import ThresherError
 from ..models.checkpoint import checkpoint_backbone, checkpoint_path, resolve_checkpoint
-from ..pretrain.config import TrainConfig
 from ..pretrain.run import pretrain
 from ..runs import RunFolder, file_digest
+from ..train.config import TrainConfig
 from . import metrics as M
 from .config import EvalConfig
 from .logme import logme

@@ -20,7 +20,7 @@ from ..config import Section, build_config, merge, runtime
 from ..errors import ThresherError
 from ..models.checkpoint import checkpoint_path
 from ..runs import RunFolder, file_digest
-from .config import TrainConfig
+from ..train.config import TrainConfig
 
 SUMMARY = "chain.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

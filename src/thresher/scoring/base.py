@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ThresherError
+from ..ops.neighbors import feature_shape, load_rows
 
 
 @dataclass
@@ -101,3 +102,25 @@ def check_scores(name: str, scores: np.ndarray, n: int) -> np.ndarray:
 def fold_ids(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """A fold number in 0..k-1 for each of n examples (cross-fitting), fold sizes within 1, in random order."""
     return rng.permutation(np.arange(n) % k)
+
+
+def side_features(side: Side, who: str, *, load: bool = True) -> Any:
+    """The validated features of one side: non-empty, 2-D, finite (checked block by block when ``load`` is False).
+
+    ``load=True`` returns a float32 ndarray (for the small side or when a model trains on it); ``load=False`` returns
+    the original array-like untouched, for the pool, which is then read in blocks with ``iter_rows``.
+    """
+    if side.features is None:
+        side.require_features(who)  # raises the standard message
+    what = f"{side.name} features"
+    n, _ = feature_shape(side.features, what)
+    if n != len(side):
+        raise ThresherError(f"{what} have {n} rows but {side.name} has {len(side)} examples")
+    if not load:
+        return side.features
+    return load_rows(side.features, what)
+
+
+def check_target(target: Side, who: str) -> None:
+    if len(target) == 0:
+        raise ThresherError(f"{who}: target {target.name!r} is empty; scoring needs at least one target example")

@@ -13,10 +13,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import SCORERS
-from .base import Scorer, Side
-from .kmeans import iter_sq_dists, kmeans
-from .neighbors import check_dims, check_k, check_target, feature_shape, l2_normalize, side_features
+from ..ops.kmeans import iter_sq_dists, kmeans
+from ..ops.neighbors import check_dims, check_k, feature_shape, l2_normalize
+from .base import Scorer, Side, check_target, side_features
+from .registry import SCORERS
 
 
 class _ClusterScorer(Scorer):

@@ -15,10 +15,11 @@ import warnings
 import numpy as np
 
 from ..errors import ThresherError
-from . import SCORERS
-from .base import Scorer, Side, fold_ids
-from .linear import LinearModel, fit_linear
-from .neighbors import check_dims, check_k, check_target, feature_shape, iter_rows, side_features
+from ..ops.linear import LinearModel, fit_linear
+from ..ops.neighbors import check_dims, check_k, feature_shape, iter_rows
+from .balance import balanced_accuracy, balanced_weights
+from .base import Scorer, Side, check_target, fold_ids, side_features
+from .registry import SCORERS
 
 HEADS = ("logistic", "mlp")
 MODES = ("auto", "embedding", "image")
@@ -29,21 +30,6 @@ SEPARATION_WARNING = (
     "near-perfect separation: the classifier may use low-level shortcuts such as resolution or compression; "
     "its ranking within the pool may still be useful but check the top images"
 )
-
-
-def balanced_weights(is_target: np.ndarray) -> np.ndarray:
-    """Per-example weights giving each side the same total (n/2 each, so the mean weight is 1)."""
-    is_target = np.asarray(is_target, dtype=bool)
-    n, n_t = len(is_target), int(is_target.sum())
-    if n_t == 0 or n_t == n:
-        raise ThresherError("balanced weights need examples of both sides")
-    return np.where(is_target, n / (2.0 * n_t), n / (2.0 * (n - n_t)))
-
-
-def balanced_accuracy(p_target: np.ndarray, is_target: np.ndarray) -> float:
-    """Mean of the per-side accuracies at threshold 0.5."""
-    pred = np.asarray(p_target) >= 0.5
-    return 0.5 * (float(pred[is_target].mean()) + float((~pred[~is_target]).mean()))
 
 
 class _Stacked:

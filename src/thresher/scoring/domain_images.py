@@ -14,12 +14,12 @@ from ..data.loader import data_identity
 from ..data.views import ConcatView
 from ..embed import EmbedConfig, embed_dataset
 from ..models.checkpoint import checkpoint_path
-from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
-from ..pretrain.objectives.supervised import head_logits
-from ..pretrain.run import train_on
 from ..runs import file_digest
+from ..train.config import LRScheduleConfig, OptimConfig, TrainConfig
+from ..train.engine import train_on
+from ..train.heads import head_logits
+from .balance import balanced_accuracy, balanced_weights
 from .base import Side, fold_ids
-from .domain_classifier import balanced_accuracy, balanced_weights
 
 #: a fold model that starts from a pool model is fine-tuned at a fifth of the feature models' rate: measured on
 #: tiny-imagenet vs cifar10 (seed 0), top-10% share of cifar-like classes 0.14 at the full rate 0.1, 0.22 at 0.02 and

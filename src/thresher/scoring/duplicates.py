@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.base import ImageDataset
-from .neighbors import knn_similarity
+from ..ops.neighbors import knn_similarity
 
 
 class PixelDescriptors:

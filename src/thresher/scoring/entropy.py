@@ -12,10 +12,10 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import ThresherError
-from . import SCORERS
-from .base import Scorer, Side
-from .linear import fit_linear
-from .neighbors import check_dims, check_target, feature_shape, side_features
+from ..ops.linear import fit_linear
+from ..ops.neighbors import check_dims, feature_shape
+from .base import Scorer, Side, check_target, side_features
+from .registry import SCORERS
 
 
 def entropy_from_logits(logits: np.ndarray) -> np.ndarray:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ThresherError
-from . import SCORERS
-from .base import Scorer, Side
-from .linear import fit_linear, softmax
-from .neighbors import check_dims, check_target, feature_shape, side_features
+from ..ops.linear import fit_linear, softmax
+from ..ops.neighbors import check_dims, feature_shape
+from .base import Scorer, Side, check_target, side_features
+from .registry import SCORERS
 
 
 @SCORERS.register("importance")

@@ -6,18 +6,9 @@ import warnings
 
 import numpy as np
 
-from . import SCORERS
-from .base import Scorer, Side
-from .neighbors import (
-    check_dims,
-    check_k,
-    check_target,
-    faiss_module,
-    feature_shape,
-    ivf_settings,
-    knn_similarity,
-    side_features,
-)
+from ..ops.neighbors import check_dims, check_k, faiss_module, feature_shape, ivf_settings, knn_similarity
+from .base import Scorer, Side, check_target, side_features
+from .registry import SCORERS
 
 
 @SCORERS.register("knn")

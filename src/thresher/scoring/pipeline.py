@@ -33,13 +33,13 @@ from ..models.checkpoint import (
     resolve_checkpoint,
     training_cost,
 )
-from ..pretrain.config import LRScheduleConfig, OptimConfig, TrainConfig
-from ..pretrain.objectives.supervised import head_logits
-from ..pretrain.run import train_on
 from ..runs import RunFolder, file_digest
-from . import SCORERS
+from ..train.config import LRScheduleConfig, OptimConfig, TrainConfig
+from ..train.engine import train_on
+from ..train.heads import head_logits
 from .base import Side, check_scores
 from .duplicates import PixelDescriptors, near_duplicates
+from .registry import SCORERS
 from .table import SCORES_FILE, ScoreTable
 
 

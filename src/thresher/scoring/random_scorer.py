@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import SCORERS
 from .base import Scorer, Side
+from .registry import SCORERS
 
 
 @SCORERS.register("random")

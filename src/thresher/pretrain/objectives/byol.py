@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import OBJECTIVES
+from ...train.objective import OBJECTIVES
 from .heads import ema_update, mlp
 
 

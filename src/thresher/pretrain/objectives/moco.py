@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...distributed import gather_rows
-from . import OBJECTIVES
+from ...train.objective import OBJECTIVES
 from .heads import ema_update, info_nce, mlp
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import OBJECTIVES
+from ...train.objective import OBJECTIVES
 from .heads import mlp
 
 

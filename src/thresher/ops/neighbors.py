@@ -1,4 +1,4 @@
-"""Exact (or IVF) top-k cosine similarity in bounded memory, and the row-chunk helpers the scorers share.
+"""Exact (or IVF) top-k cosine similarity in bounded memory, and the row-chunk helpers shared by scorers and probes.
 
 ``knn_similarity`` uses FAISS (``IndexFlatIP``) when it is importable, else chunked torch matmul + top-k; both are
 exact and agree to float32 rounding. Queries are read block by block, so a memory-mapped pool of 1M x 512 never has
@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from ..errors import ThresherError
-from .base import Side
 
 BACKENDS = ("auto", "torch", "faiss")
 # Elements of a (query block x base block) similarity matrix computed at once by the torch path (64 MB of float32).
@@ -74,23 +73,6 @@ def iter_rows(features: Any, rows: int, what: str = "features") -> Iterator[tupl
         yield start, block
 
 
-def side_features(side: Side, who: str, *, load: bool = True) -> Any:
-    """The validated features of one side: non-empty, 2-D, finite (checked block by block when ``load`` is False).
-
-    ``load=True`` returns a float32 ndarray (for the small side or when a model trains on it); ``load=False`` returns
-    the original array-like untouched, for the pool, which is then read in blocks with ``iter_rows``.
-    """
-    if side.features is None:
-        side.require_features(who)  # raises the standard message
-    what = f"{side.name} features"
-    n, _ = feature_shape(side.features, what)
-    if n != len(side):
-        raise ThresherError(f"{what} have {n} rows but {side.name} has {len(side)} examples")
-    if not load:
-        return side.features
-    return load_rows(side.features, what)
-
-
 def load_rows(features: Any, what: str = "features") -> np.ndarray:
     """The whole array as a writable, finite float32 ndarray (a read-only memory map is copied: torch writes)."""
     x = np.ascontiguousarray(np.asarray(features), dtype=np.float32)
@@ -98,11 +80,6 @@ def load_rows(features: Any, what: str = "features") -> np.ndarray:
         x = x.copy()
     check_finite(x, what)
     return x
-
-
-def check_target(target: Side, who: str) -> None:
-    if len(target) == 0:
-        raise ThresherError(f"{who}: target {target.name!r} is empty; scoring needs at least one target example")
 
 
 def check_dims(source_dim: int, target_dim: int, who: str) -> None:

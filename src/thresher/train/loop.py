@@ -32,7 +32,7 @@ from ..errors import ThresherError
 from ..models.checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
 from ..progress import progress_bar
 from .config import TrainConfig
-from .data_schedules import DataSchedule, build_schedule
+from .data_schedule import DataSchedule, build_schedule
 from .lr_schedules import LR_SCHEDULES, default_milestones
 from .trainable import trainable_parameters
 

@@ -1,4 +1,4 @@
-"""Typed config of a training run (the one loop's settings)."""
+"""Typed config of a training run (the one loop's settings): data, model, objective, optimiser, LR schedule."""
 
 from __future__ import annotations
 
@@ -83,8 +83,9 @@ class TrainConfig(Section):
     def _check_named(self) -> TrainConfig:
         """Registry names and their parameters are checked here, so a typo fails before any work."""
         from ..errors import ThresherError
-        from .data_schedules import DATA_SCHEDULES, schedule_params
-        from .objectives import OBJECTIVES, objective_params
+        from . import supervised  # noqa: F401  (registers the engine's own objective)
+        from .data_schedule import DATA_SCHEDULES, schedule_params
+        from .objective import OBJECTIVES, objective_params
         from .trainable import PARAMETER_SETS
 
         try:

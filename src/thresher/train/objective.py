@@ -1,0 +1,50 @@
+"""The objective interface of the engine: ``nn.Module``s whose ``forward(batch)`` returns ``loss`` and
+``per_sample_loss``, found by name in one registry.
+
+Each objective names the augmentation it needs (``transform``: a key of the transform registry) and whether it
+needs labels; the training loop builds that transform and never asks which objective it runs. The engine's own
+``supervised`` objective (every stage fits classifiers with it) is in ``train/supervised.py``; the pre-training
+objectives (MoCo, SimCLR, BYOL) are in ``pretrain/objectives/``; ``pretrain/__init__.py`` lists them all. A new
+objective is one file with one ``@OBJECTIVES.register("name")`` class and one line in that roster; its keyword
+arguments are its hyper-parameters (``objective_params`` in the config), except the run facts the loop offers every
+objective (``CONTEXT``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from ..errors import ThresherError
+from ..registry import Registry
+
+#: the pre-training objectives register from ``thresher.pretrain``, imported on the first lookup
+OBJECTIVES: Registry = Registry("objective", roster="thresher.pretrain")
+
+#: facts of the run any objective may take as a keyword argument (not user parameters)
+CONTEXT = ("num_classes", "num_examples", "total_steps")
+
+
+def objective_params(name: str) -> list[str]:
+    """The user-settable hyper-parameters of objective ``name``."""
+    sig = inspect.signature(OBJECTIVES.get(name))
+    return [p for p in sig.parameters if p not in ("self", "backbone", *CONTEXT)]
+
+
+def build_objective(name: str, backbone: nn.Module, params: dict[str, Any] | None = None, **context: Any) -> nn.Module:
+    """Instantiate objective ``name`` on ``backbone`` with the user's ``params`` and the context it accepts."""
+    cls = OBJECTIVES.get(name)
+    accepted = inspect.signature(cls).parameters
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(objective_params(name)))
+    if unknown:
+        raise ThresherError(
+            f"objective {name} has no parameter {', '.join(unknown)}; it accepts: {', '.join(objective_params(name))}"
+        )
+    kwargs = {k: v for k, v in context.items() if k in accepted}
+    try:
+        return cls(backbone=backbone, **kwargs, **params)
+    except (TypeError, ValueError) as exc:
+        raise ThresherError(f"objective {name}: {exc}") from None
