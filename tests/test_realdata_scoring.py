@@ -85,12 +85,13 @@ def test_ivf_within_stated_tolerance_on_real_embeddings(real_scores):
     from thresher.ops.neighbors import IVF_TOLERANCE, agreement, knn_similarity
 
     _, _, out = real_scores
-    stores = {}
-    for meta in (out / "cache").glob("embed-*/meta.json"):
+    stores = []  # the workspace's embeddings by the source model: the pool's (the larger) and the target's
+    for meta in (out / "cache").glob("embeddings-*/meta.json"):
         info = json.loads(meta.read_text())
-        if "/source-model-" in info["checkpoint"]:
-            stores[meta.parent.name.split("-")[1]] = EmbeddingStore(meta.parent)
-    queries, base = np.asarray(stores["target"][:]), np.asarray(stores["source"][:])
+        if "/model-source-model-" in (info["checkpoint"] or ""):
+            stores.append(EmbeddingStore(meta.parent))
+    assert len(stores) == 2
+    queries, base = (np.asarray(s[:]) for s in sorted(stores, key=len))
     assert len(base) > 10_000 and len(queries) >= 5_000
     exact = knn_similarity(queries, base, 10, backend="faiss", ivf_threshold=10**9, return_indices=True)
     ivf = knn_similarity(queries, base, 10, backend="faiss", ivf_threshold=10_000, return_indices=True)

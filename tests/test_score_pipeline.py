@@ -72,12 +72,15 @@ def test_default_models_rank_target_like_classes_first(problem, tmp_path):
     assert costs["random"]["images"] == 0 and costs["random"]["flops"] == 0
     for m in ("knn", "cluster-min", "importance", "domain-classifier"):
         assert costs[m]["images"] > 0 and costs[m]["flops"] > 0 and costs[m]["seconds"] > 0, (m, costs[m])
-    assert costs["cluster-min"] == pytest.approx(costs["cluster-avg"], rel=0.5)  # same target model and embeddings
+    numeric = {m: {k: costs[m][k] for k in ("images", "flops")} for m in methods}
+    assert numeric["cluster-min"] == numeric["cluster-avg"]  # the same target model and embeddings, counted alike
+    knn_used = {a["kind"] for a in report["reports"]["knn"]["artefacts"]}
+    assert costs["knn"]["kind"] == "mixed" and knn_used == {"model", "embeddings", "head outputs"}
     # the domain classifier pays for its pool models and fold CNNs on top: more than kNN's source model
     assert costs["domain-classifier"]["images"] > costs["knn"]["images"]
     # models and embeddings are cached as run folders and reused
     cache = sorted(p.name.rsplit("-", 1)[0] for p in (tmp_path / "s" / "cache").iterdir())
-    assert cache.count("source-model") == 1 and cache.count("target-model") == 1
+    assert cache.count("model-source-model") == 1 and cache.count("model-target-model") == 1
 
 
 def test_resume_skips_finished_methods_and_refuses_other_config(problem, tmp_path, monkeypatch):
@@ -105,7 +108,7 @@ def test_resume_skips_finished_methods_and_refuses_other_config(problem, tmp_pat
     with pytest.raises(ThresherError, match="--force"):
         score(cfg(src, tgt, ["random", "cluster-min"]), out, log=lambda *_: None)
     # --force replaces the results but keeps the content-addressed cache: the source model is not retrained
-    (ckpt,) = (out / "cache").glob("source-model-*/checkpoint.pt")
+    (ckpt,) = (out / "cache").glob("model-source-model-*/checkpoint.pt")
     before = ckpt.stat().st_mtime_ns
     score(cfg(src, tgt, ["knn", "cluster-min"]), out, force=True, log=lambda *_: None)
     assert ckpt.stat().st_mtime_ns == before
@@ -125,7 +128,7 @@ def test_given_features_store_and_checkpoint(problem, tmp_path):
         log=lambda *_: None,
     )
     assert not (tmp_path / "s" / "cache").exists() or not any(
-        p.name.startswith(("source-model", "target-model")) for p in (tmp_path / "s" / "cache").iterdir()
+        p.name.startswith("model-") for p in (tmp_path / "s" / "cache").iterdir()
     )
     t = pq.read_table(path)
     assert t.column("knn").to_numpy().shape == (96,)
@@ -173,15 +176,15 @@ def test_runs_sharing_a_cache_never_collide(problem, tmp_path):
         path = score(c, tmp_path / f"s{n}", log=lambda *_: None)
         assert pq.read_table(path).num_rows == n
     names = [p.name for p in (tmp_path / "shared-cache").iterdir()]
-    assert sum(n.startswith("source-model-") and "-part-" not in n for n in names) == 2  # knn's, one per run
+    assert sum(n.startswith("model-source-model-") and "-part-" not in n for n in names) == 2  # knn's, one per run
     # strictly out of fold: each image-mode fold starts from a pool model trained on the other fold only
-    parts = [p for p in (tmp_path / "shared-cache").iterdir() if p.name.startswith("source-model-part-")]
+    parts = [p for p in (tmp_path / "shared-cache").iterdir() if p.name.startswith("model-source-model-part-")]
     assert len(parts) == 4
     import yaml
 
     used = sorted(yaml.safe_load((p / "config.yaml").read_text())["inputs"]["data"]["used"] for p in parts)
     assert used == [30, 30, 40, 40]  # half of the 60- and of the 80-image pools
-    assert sum(n.startswith("domain-fold0") and not n.endswith("heldout") for n in names) == 2
+    assert sum(n.startswith("model-domain-fold0") for n in names) == 2
 
 
 def test_unreadable_pool_and_target_images_are_left_out(tmp_path, monkeypatch):
@@ -271,8 +274,8 @@ def test_given_checkpoint_embeds_both_sides_and_trains_nothing(problem, tmp_path
         log=lambda *_: None,
     )
     cache = [p.name for p in (tmp_path / "s" / "cache").iterdir()]
-    assert not any(n.startswith(("source-model", "target-model", "domain-fold")) for n in cache)  # nothing trained
-    assert sum(n.startswith("embed-") for n in cache) == 2
+    assert not any(n.startswith("model-") for n in cache)  # nothing trained
+    assert sum(n.startswith("embeddings-") for n in cache) == 2
     report = json.loads((tmp_path / "s" / "scores.json").read_text())
     assert report["reports"]["domain-classifier"]["mode"] == "embedding"
     assert np.isfinite(pq.read_table(path).column("knn").to_numpy()).all()
@@ -282,9 +285,10 @@ def test_importance_alone_does_not_embed_the_pool(problem, tmp_path):
     """Importance reads the source model's head on the target only: the pool is never embedded for it."""
     src, tgt = problem
     score(cfg(src, tgt, ["importance"]), tmp_path / "s", log=lambda *_: None)
-    names = [p.name for p in (tmp_path / "s" / "cache").iterdir()]
-    assert [n for n in names if n.startswith("embed-")] == [n for n in names if n.startswith("embed-target")]
-    assert len(names) == 2  # the source model and the target's embeddings
+    names = sorted(p.name.split("-")[0] for p in (tmp_path / "s" / "cache").iterdir())
+    assert names == ["embeddings", "head", "model"]  # the source model, its embeddings and logits of the target
+    (store,) = (tmp_path / "s" / "cache").glob("embeddings-*")
+    assert json.loads((store / "meta.json").read_text())["rows"] == 32  # the target's 32 images, not the pool's
 
 
 def test_given_source_model_replaces_training_one(problem, tmp_path):
@@ -297,7 +301,7 @@ def test_given_source_model_replaces_training_one(problem, tmp_path):
     pretrain(build_config(TrainConfig, values={**tcfg, "runtime": {"progress": False}}), tmp_path / "pool", log=print)
     ckpt = str(tmp_path / "pool" / "checkpoint.pt")
     path = score(cfg(src, tgt, ["importance", "knn"], source_model=ckpt), tmp_path / "s", log=lambda *_: None)
-    assert not any(p.name.startswith("source-model") for p in (tmp_path / "s" / "cache").iterdir())
+    assert not any(p.name.startswith("model-") for p in (tmp_path / "s" / "cache").iterdir())
     report = json.loads((tmp_path / "s" / "scores.json").read_text())["reports"]
     pool_images = json.loads((tmp_path / "pool" / "summary.json").read_text())["cost"]["images"]
     assert report["importance"]["cost"]["images"] >= pool_images  # the given model's training is its cost
@@ -323,4 +327,42 @@ def test_domain_classifier_on_an_unlabeled_pool_starts_from_the_target_model(pro
     rep = json.loads((tmp_path / "s" / "scores.json").read_text())["reports"]["domain-classifier"]
     assert rep["mode"] == "image" and rep["init"] == "target-model"
     names = [p.name for p in (tmp_path / "s" / "cache").iterdir()]
-    assert any(n.startswith("target-model") for n in names) and not any(n.startswith("source-model") for n in names)
+    assert any(n.startswith("model-target-model") for n in names)
+    assert not any(n.startswith("model-source-model") for n in names)
+
+
+def test_evaluate_reuses_the_embeddings_score_made(problem, tmp_path, monkeypatch):
+    """One workspace: the source model's embeddings of the target's train split, made by `score`, are read back by
+    `evaluate --protocol linear` on that checkpoint and data, not computed again; its cost says they were reused."""
+    import thresher.embed as embed_module
+    from thresher.evaluate.config import EvalConfig
+    from thresher.evaluate.run import evaluate
+
+    src, tgt = problem
+    test = pool(tmp_path / "tgt-test" / "test.npz", n_per_class=8, classes=(0, 1), seed=5)
+    ws = tmp_path / "workspace"
+    score(cfg(src, tgt, ["knn"], cache=str(ws)), tmp_path / "s", log=lambda *_: None)
+    (ckpt,) = ws.glob("model-source-model-*/checkpoint.pt")
+    embedded = []
+    real = embed_module.embed_dataset
+
+    def spy(ds, indices, *args, **kwargs):
+        embedded.append((ds.spec, len(indices)))
+        return real(ds, indices, *args, **kwargs)
+
+    monkeypatch.setattr(embed_module, "embed_dataset", spy)
+    values = {
+        "checkpoint": str(ckpt),
+        "train": {"spec": f"npz:{tgt}"},
+        "test": {"spec": f"npz:{test}"},
+        "protocol": "linear",
+        "seeds": 1,
+        "resolution": 12,
+        "cache": str(ws),
+        "runtime": {"progress": False},
+    }
+    doc = evaluate(build_config(EvalConfig, values=values), tmp_path / "e", log=lambda *_: None)
+    assert embedded == [(f"npz:{test}", 16)]  # only the test split was embedded; the train split's came from score
+    arts = doc["cost"]["evaluation"]["artefacts"]
+    assert sorted(a["reused"] for a in arts) == [False, True] and {a["kind"] for a in arts} == {"embeddings"}
+    assert doc["cost"]["evaluation"]["reused_artefacts"] == 1 and doc["cost"]["evaluation"]["forward_images"] == 32 + 16

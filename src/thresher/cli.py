@@ -264,7 +264,9 @@ def pretrain(
         typer.echo(f"final checkpoint: {result['checkpoint']}")
         return
     if manifest and not spec:
-        spec = _manifest_source(manifest)
+        from .data.manifest import Manifest
+
+        spec = Manifest.source_of(manifest)
     values = _values(
         data__spec=spec,
         data__subset=subset,
@@ -325,7 +327,10 @@ def score(
         str | None, typer.Option(help="Backbone of a non-thresher --features checkpoint.")
     ] = None,
     cache: Annotated[
-        str | None, typer.Option(help="Folder of cached models/embeddings to reuse (default OUT/cache).")
+        str | None,
+        typer.Option(
+            help="Workspace of models and embeddings, computed once and shared between runs (default OUT/cache)."
+        ),
     ] = None,
     source_subset: Annotated[int | None, typer.Option(help="Score a random subset of the pool of this size.")] = None,
     target_subset: Annotated[int | None, typer.Option(help="Use a random subset of the target of this size.")] = None,
@@ -439,7 +444,10 @@ def evaluate_cmd(
     shots_per_class: Annotated[int | None, typer.Option(help="fewshot: labels per class instead.")] = None,
     seeds: Annotated[int | None, typer.Option(help="Repeats (default 3): mean, std and 95% interval.")] = None,
     resolution: Annotated[int | None, typer.Option(help="Square input resolution in pixels.")] = None,
-    cache: Annotated[str | None, typer.Option(help="Folder for cached features and fine-tuning runs.")] = None,
+    cache: Annotated[
+        str | None,
+        typer.Option(help="Workspace of features and fine-tuning runs, shareable with score (default OUT/cache)."),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     force: ForceOpt = False,
@@ -531,13 +539,10 @@ def compare_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write comparison.json here.")] = None,
 ) -> None:
     """Two evaluated models on one test set: paired bootstrap, error IoU and (with --test) RV2 of their features."""
-    import json as _json
-
-    from . import atomic
     from .evaluate.compare import compare
 
     _check_out(out)
-    res = compare(run_a, run_b, test=test, layer=layer)
+    res = compare(run_a, run_b, test=test, layer=layer, out=out)
     pb = res["paired_bootstrap"]
     typer.echo(f"A {run_a}: top-1 {res['a']['top1']['mean']:.4f}   B {run_b}: top-1 {res['b']['top1']['mean']:.4f}")
     typer.echo(
@@ -545,8 +550,6 @@ def compare_cmd(
         f"p = {pb['p_value']:.4f}); error IoU {res['error_iou']:.3f}"
         + (f"; RV2 of features {res['rv2']:.3f}" if "rv2" in res else "")
     )
-    if out:
-        atomic.write_json(Path(out) / "comparison.json", _json.loads(_json.dumps(res, default=float)))
 
 
 @app.command("study")
@@ -608,16 +611,6 @@ def doctor(
 
     report = diagnose(data_root=data_root)
     typer.echo(json.dumps(report, indent=2) if as_json else format_diagnosis(report))
-
-
-def _manifest_source(folder: str) -> str:
-    """The source spec a manifest was selected from (manifest.json), when no dataset is given."""
-    from .data.manifest import Manifest
-
-    source = Manifest.read(folder).meta.get("source")
-    if not source:
-        raise ThresherError(f"{folder}/manifest.json names no source; give the dataset spec")
-    return source
 
 
 def _check_out(path: Path | None, flag: str = "--out", *, file: bool = False) -> None:

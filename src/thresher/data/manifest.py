@@ -141,6 +141,14 @@ class Manifest:
         return folder
 
     @classmethod
+    def source_of(cls, folder: str | Path) -> str:
+        """The source spec a manifest was selected from (its ``manifest.json``), for a run given no dataset."""
+        source = cls.read(folder).meta.get("source")
+        if not source:
+            raise ThresherError(f"{folder}/manifest.json names no source; give the dataset spec")
+        return source
+
+    @classmethod
     def read(cls, folder: str | Path) -> Manifest:
         """Read and validate a manifest folder (or either of its two files)."""
         import pyarrow as pa

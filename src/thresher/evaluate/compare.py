@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import atomic
 from ..analysis.similarity import error_iou, layer_activations, rv2
 from ..config import DataConfig
 from ..data.loader import data_identity, open_data
@@ -20,6 +21,8 @@ from ..errors import ThresherError
 from ..models import build_backbone
 from . import metrics as M
 from .run import METRICS, PREDICTIONS
+
+COMPARISON = "comparison.json"
 
 
 def _load(run: Path) -> tuple[dict, dict]:
@@ -48,9 +51,11 @@ def compare(
     rv2_examples: int = 5000,
     layer: str | None = None,
     seed: int = 0,
+    out: str | Path | None = None,
 ) -> dict:
     """Paired bootstrap, error IoU and (with ``test``, the test split's spec) RV2 of two evaluated models' activations
-    at ``layer`` (a module name such as ``layer3``; default the pooled features)."""
+    at ``layer`` (a module name such as ``layer3``; default the pooled features); written to ``out/comparison.json``
+    when ``out`` is given."""
     (ma, pa), (mb, pb) = _load(run_a), _load(run_b)
     if ma["test_identity"]["ids_sha256"] != mb["test_identity"]["ids_sha256"] or not np.array_equal(
         pa["ids"], pb["ids"]
@@ -71,6 +76,8 @@ def compare(
     if test:
         result["rv2"] = _features_rv2(ma, mb, test, rv2_examples, layer, seed)
         result["rv2_layer"] = layer or "pooled features"
+    if out is not None:
+        atomic.write_json(Path(out) / COMPARISON, result)
     return result
 
 

@@ -20,37 +20,37 @@ import numpy as np
 import torch
 
 from .. import atomic
-from ..config import fingerprint
-from ..data.decoded import decode_once
 from ..data.loader import data_identity, open_data
-from ..embed import EmbedConfig, EmbeddingStore, embed_dataset
+from ..embed import EmbeddingStore
 from ..errors import ThresherError
 from ..models import build_backbone
 from ..models.checkpoint import (
     checkpoint_backbone,
-    checkpoint_path,
     resolve_checkpoint,
     training_cost,
     write_checkpoint,
 )
 from ..runs import RunFolder, file_digest
 from ..train.config import LRScheduleConfig, OptimConfig, TrainConfig
-from ..train.engine import train_on
-from ..train.heads import head_logits
+from ..workspace import Artefact, Cost, Workspace
 from . import metrics as M
 from .config import EvalConfig
 from .protocols import PROTOCOLS, Outcome, stratified_split
 
 METRICS = "metrics.json"
+#: per-seed entries that depend on the run's history (what was computed now or reused, and when), kept in the seed
+#: files and summed into ``cost``, not listed with the seed's results
+BOOKKEEPING = ("artefacts", "own_seconds")
 PREDICTIONS = "predictions.npz"
 
 
 class EvalContext:
-    """What protocols share: the splits, cached frozen features, cached fine-tuning runs, predictions."""
+    """What protocols share: the splits and their labels, and the workspace from which frozen features, fine-tuning
+    runs and predictions come (computed once, shared with scoring and other evaluations, each with its cost)."""
 
-    def __init__(self, cfg: EvalConfig, train: tuple, test: tuple, checkpoint: Path | None, backbone: str, cache: Path,
-                 log=print):  # fmt: skip
-        self.cfg, self.cache, self.log = cfg, cache, log
+    def __init__(self, cfg: EvalConfig, train: tuple, test: tuple | None, checkpoint: Path | None, backbone: str,
+                 ws: Workspace):  # fmt: skip
+        self.cfg, self.ws, self.log = cfg, ws, ws.log
         self.checkpoint, self.backbone = checkpoint, backbone
         self.train_ds, idx = train
         self.test_ds, tidx = test if test is not None else (None, np.zeros(0, np.int64))  # None: validation only
@@ -68,50 +68,33 @@ class EvalContext:
             self.train_labels = self.train_ds.labels[self.train_idx]
             self.test_labels = self.test_ds.labels[self.test_idx] if test is not None else np.zeros(0, np.int64)
             self.num_classes = int(max(self.train_ds.num_classes, self.train_labels.max() + 1))
-        self._memo: dict = {}
-        self.embed_cost = {"images": 0.0, "seconds": 0.0}  # feature and prediction passes run by this process
 
     def train_positions(self) -> np.ndarray:
         return np.arange(len(self.train_idx))
 
-    def _side(self, side: str) -> tuple[Any, np.ndarray, Any]:
+    def _side(self, side: str) -> tuple[Any, np.ndarray]:
         if side == "train":
-            return self.train_ds, self.train_idx, self.cfg.train
+            return self.train_ds, self.train_idx
         if self.test_ds is None:
             raise RuntimeError("this evaluation context has no test split (validation only)")
-        return self.test_ds, self.test_idx, self.cfg.test
+        return self.test_ds, self.test_idx
 
-    def _embed(self, side: str, checkpoint: Path | None, rows: np.ndarray | None, tag: str) -> EmbeddingStore:
-        ds, idx, data_cfg = self._side(side)
+    def _embed(self, side: str, checkpoint: Path | None, rows: np.ndarray | None) -> Artefact:
+        ds, idx = self._side(side)
         idx = idx if rows is None else idx[rows]
-        ecfg = EmbedConfig(
-            data=data_cfg,
-            backbone=self.backbone,
-            checkpoint=str(checkpoint) if checkpoint else None,
-            resolution=self.cfg.resolution,
-            seed=self.cfg.seed,
-            runtime=self.cfg.runtime,
-        )
-        ident = {"data": data_identity(ds, idx), "checkpoint": file_digest(checkpoint) if checkpoint else None}
-        key = fingerprint(ecfg, ident)[:12]
-        if key not in self._memo:
-            t0 = time.perf_counter()
-            self._memo[key] = embed_dataset(ds, idx, ecfg, self.cache / f"{tag}-{side}-{key}", log=self.log)
-            self.embed_cost["images"] += len(idx)
-            self.embed_cost["seconds"] += time.perf_counter() - t0
-        return self._memo[key]
+        return self.ws.embeddings(ds, idx, backbone=self.backbone, checkpoint=checkpoint,
+                                  resolution=self.cfg.resolution, seed=self.cfg.seed)  # fmt: skip
 
     def features(self, side: str) -> EmbeddingStore:
-        """Frozen features of the whole split (the pre-trained, or randomly initialised, backbone), cached."""
-        return self._embed(side, self.checkpoint, None, "features")
+        """Frozen features of the whole split (the pre-trained, or randomly initialised, backbone), computed once."""
+        return self._embed(side, self.checkpoint, None).value
 
     def predict(self, checkpoint: Path, side: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Logits of a fine-tuned model (its own head) on the split's rows."""
-        store = self._embed(side, checkpoint, rows, "predict")
-        return head_logits(checkpoint, store)
+        return np.asarray(self.ws.head_outputs(checkpoint, self._embed(side, checkpoint, rows)).value)
 
     def finetune_run(self, rows: np.ndarray, lr: float, seed: int, head_init: dict | None = None) -> dict:
-        """Fine-tune all layers on the training rows (the one loop); returns the run's summary and checkpoint."""
+        """Fine-tune all layers on the training rows (the engine); returns the run's checkpoint and its cost."""
         fc = self.cfg.finetune
         init = str(self.checkpoint) if self.checkpoint else None
         if head_init is not None:  # LP-FT: a checkpoint holding the backbone and the probe's head
@@ -131,11 +114,8 @@ class EvalContext:
             seed=seed,
             runtime=self.cfg.runtime,
         )
-        idx = self.train_idx[rows]
-        ident = {"data": data_identity(self.train_ds, idx), "init": file_digest(init) if init else None}
-        folder = self.cache / f"finetune-{fingerprint(tcfg, ident)[:12]}"
-        summary = train_on(self.train_ds, idx, tcfg, folder, log=self.log)
-        return {**summary, "checkpoint": checkpoint_path(folder)}
+        run = self.ws.model("finetune", tcfg, self.train_ds, self.train_idx[rows])
+        return {"checkpoint": run.path, "cost": run.cost.as_dict()}
 
     def _head_checkpoint(self, head: dict, seed: int) -> Path:
         backbone = build_backbone(self.backbone, str(self.checkpoint) if self.checkpoint else None, self.cfg.seed)
@@ -144,8 +124,9 @@ class EvalContext:
         h = hashlib.sha256()
         for t in (head["weight"], head["bias"]):
             h.update(t.detach().cpu().numpy().tobytes())
-        h.update(json.dumps([self.backbone, file_digest(self.checkpoint) if self.checkpoint else None, seed]).encode())
-        path = self.cache / f"lpft-init-{h.hexdigest()[:16]}.pt"  # named by its content: never a stale reuse
+        h.update(json.dumps([self.backbone, self.ws.digest(self.checkpoint) if self.checkpoint else None,
+                             seed]).encode())  # fmt: skip
+        path = self.ws.root / f"lpft-init-{h.hexdigest()[:16]}.pt"  # named by its content: never a stale reuse
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             write_checkpoint(path, backbone=self.backbone, model=model)
@@ -183,8 +164,8 @@ def validation_metric(cfg: EvalConfig, cache: Path, *, log=print) -> list[float]
     if cfg.protocol != "linear":
         raise ThresherError(f"validation ranking uses the linear protocol, not {cfg.protocol}")
     checkpoint, backbone, train, _ = _open(cfg, with_test=False)
-    train = _readable(train, "train", cfg, cache, log)
-    ctx = EvalContext(cfg, train, None, checkpoint, backbone, cache, log=log)
+    ws = Workspace(cache, runtime=cfg.runtime, log=log)
+    ctx = EvalContext(cfg, _readable(train, "train", ws, cfg.resolution), None, checkpoint, backbone, ws)
     protocol = PROTOCOLS.get(cfg.protocol)
     values = []
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
@@ -255,17 +236,32 @@ def seed_metrics(outcome: Outcome, labels: np.ndarray, num_classes: int, targets
     }
 
 
-def _readable(split: tuple, name: str, cfg: EvalConfig, cache: Path, log) -> tuple:
+def _readable(split: tuple, name: str, ws: Workspace, size: int) -> tuple:
     """The split as (dataset, indices) of its readable images, decoded once at the evaluation resolution."""
     ds, idx = split
-    key = hashlib.sha256(json.dumps([data_identity(ds, idx), cfg.resolution], sort_keys=True).encode()).hexdigest()
-    dec, rows, ok = decode_once(ds, idx, cfg.resolution, cache / f"decoded-{name}-{key[:12]}", log=log)
+    dec, rows, ok = ws.decoded(ds, idx, size)
     if not ok.all():
-        log(f"warning: {int((~ok).sum())} unreadable {name} image(s) of {ds.spec} left out of the evaluation "
-            f"(first: {', '.join(map(str, ds.ids[idx[~ok][:5]]))})")  # fmt: skip
+        ws.log(f"warning: {int((~ok).sum())} unreadable {name} image(s) of {ds.spec} left out of the evaluation "
+               f"(first: {', '.join(map(str, ds.ids[idx[~ok][:5]]))})")  # fmt: skip
     if not ok.any():
         raise ThresherError(f"no image of the {name} split {ds.spec} can be read")
     return dec, rows[ok]
+
+
+def evaluation_cost(per_seed: list[dict]) -> dict:
+    """What the evaluation cost over all its seeds, as if it ran alone: every artefact it used once (features shared
+    by the seeds count once), plus each seed's own work (probe fitting, bookkeeping)."""
+    used: dict[str, Cost] = {}
+    for doc in per_seed:
+        for art in doc.get("artefacts", []):
+            used.setdefault(art["key"], Cost.from_record(art["cost"], art["cost"].get("kind", "forward"),
+                                                         reused=art["reused"]))  # fmt: skip
+    records = {art["key"]: art for doc in per_seed for art in doc.get("artefacts", [])}
+    own = sum(float(d.get("own_seconds", d.get("cost", {}).get("seconds", 0.0))) for d in per_seed)
+    total = Cost.total(used.values()) + Cost(seconds=own, kind="forward")
+    forward = sum(c.images for c in used.values() if c.kind == "forward")
+    return {**total.as_dict(), "forward_images": forward, "reused_artefacts": sum(c.reused for c in used.values()),
+            "artefacts": list(records.values())}  # fmt: skip
 
 
 def _auroc_or_none(onehot: np.ndarray, probs: np.ndarray) -> float | None:
@@ -285,33 +281,35 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
     protocol = PROTOCOLS.get(cfg.protocol)
     # the cache (features, fine-tuning runs) is keyed by its own inputs: --force keeps it
     with RunFolder(out, "evaluate", cfg, force=force, inputs=inputs, keep=("cache",)) as run:
-        cache = Path(cfg.cache) if cfg.cache else run.path / "cache"
+        ws = Workspace(Path(cfg.cache) if cfg.cache else run.path / "cache", runtime=cfg.runtime, log=log)
         # one decoding pass per split (none for array datasets): unreadable images are left out, with a warning, and
         # every later pass (features, fine-tuning epochs, predictions) reads decoded pixels
-        train, test = (_readable(split, name, cfg, cache, log) for split, name in ((train, "train"), (test, "test")))
-        ctx = EvalContext(cfg, train, test, checkpoint, backbone, cache, log=log)
+        train, test = (_readable(split, name, ws, cfg.resolution) for split, name in ((train, "train"), (test, "test")))
+        ctx = EvalContext(cfg, train, test, checkpoint, backbone, ws)
         parts = run.file(".seeds")
         parts.mkdir(exist_ok=True)
         per_seed, probs = [], []
         for seed in range(cfg.seed, cfg.seed + cfg.seeds):
             doc_file, probs_file = parts / f"{seed}.json", parts / f"{seed}.npy"
             if doc_file.is_file() and probs_file.is_file():
-                per_seed.append(json.loads(doc_file.read_text()))
+                per_seed.append(atomic.read_json(doc_file, fix=f"delete it to evaluate seed {seed} again"))
                 probs.append(np.load(probs_file))
                 continue
             torch.manual_seed(seed)
-            outcome = protocol(ctx, seed)
+            t0 = time.perf_counter()
+            with ws.ledger() as used:  # features, fine-tuning runs and predictions this seed needed
+                outcome = protocol(ctx, seed)
+            own = max(0.0, time.perf_counter() - t0 - used.paid_seconds)
             targets = ctx.test_targets if ctx.multilabel else None
-            doc = {"seed": seed, **seed_metrics(outcome, ctx.test_labels, ctx.num_classes, targets)}
+            doc = {"seed": seed, **seed_metrics(outcome, ctx.test_labels, ctx.num_classes, targets),
+                   "own_seconds": round(own, 3), "artefacts": used.records()}  # fmt: skip
             atomic.save_npy(probs_file, outcome.probs.astype(np.float32))
             atomic.write_json(doc_file, doc)
             per_seed.append(doc)
             probs.append(outcome.probs.astype(np.float32))
             primary = "auroc_macro" if ctx.multilabel else "top1"
             log(f"{cfg.protocol} seed {seed}: {primary} {doc[primary]:.4f} ({'tuned' if doc['tuned'] else 'defaults'})")
-        cost_eval = {k: sum(d["cost"].get(k, 0.0) for d in per_seed) for k in ("images", "seconds", "flops")}
-        cost_eval["forward_images"] = ctx.embed_cost["images"]  # frozen features and predictions (this process)
-        cost_eval["seconds"] += ctx.embed_cost["seconds"]
+        cost_eval = evaluation_cost(per_seed)
         doc = {
             "protocol": cfg.protocol,
             "model": {
@@ -329,7 +327,7 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
                 for m in (("auroc_macro",) if ctx.multilabel else ("top1", "mean_per_class", "auroc_ovr"))
                 if all(d[m] is not None for d in per_seed)
             },
-            "seeds": per_seed,
+            "seeds": [{k: v for k, v in d.items() if k not in BOOKKEEPING} for d in per_seed],
             "tuned": all(d["tuned"] for d in per_seed),
             "cost": {"evaluation": cost_eval, "pretraining": training_cost(checkpoint, cfg.checkpoint)},
         }

@@ -22,12 +22,12 @@ from pydantic import Field
 from .. import atomic
 from ..config import DataConfig, RuntimeConfig, Section, build_config, runtime
 from ..data.loader import open_data
-from ..embed import EmbedConfig, embed_dataset
 from ..errors import ThresherError
 from ..models.checkpoint import checkpoint_backbone, checkpoint_path, resolve_checkpoint
 from ..pretrain.run import pretrain
 from ..runs import RunFolder, file_digest
 from ..train.config import TrainConfig
+from ..workspace import Workspace
 from . import metrics as M
 from .config import EvalConfig
 from .logme import logme
@@ -99,6 +99,8 @@ def search_source(cfg: SearchConfig, out: str | Path, *, force: bool = False, lo
         if base is None:  # no base: the first row is the random-init backbone (no pre-training at all)
             rows[0]["candidate"] = "(random init, no pre-training)"
         train_ds, train_idx = open_data(cfg.train)
+        # one workspace for every candidate: probe features, LogME features and the reported test evaluations
+        ws = Workspace(run.path / "workspace", runtime=cfg.runtime, log=log)
         probes: dict[int, EvalConfig] = {}
         for k, row in enumerate(rows):
             ckpt = row["checkpoint"]
@@ -108,14 +110,13 @@ def search_source(cfg: SearchConfig, out: str | Path, *, force: bool = False, lo
                 probes[k] = EvalConfig(
                     checkpoint=ckpt, backbone=backbone, random_init=ckpt is None, train=cfg.train, test=cfg.test,
                     protocol="linear", seeds=cfg.seeds, resolution=cfg.resolution, runtime=cfg.runtime,
-                    cache=str(run.path / f"cache-{k:02d}"),
+                    cache=str(ws.root),
                 )  # fmt: skip
                 row["validation"] = M.summarize(validation_metric(probes[k], Path(probes[k].cache), log=log))
             if cfg.proxy in ("logme", "both"):
-                ecfg = EmbedConfig(data=cfg.train, backbone=backbone, checkpoint=ckpt, resolution=cfg.resolution,
-                                   runtime=cfg.runtime)  # fmt: skip
                 labeled = train_idx[train_ds.labels[train_idx] >= 0]
-                store = embed_dataset(train_ds, labeled, ecfg, run.path / f"logme-{k:02d}", log=log)
+                store = ws.embeddings(train_ds, labeled, backbone=backbone, checkpoint=ckpt,
+                                      resolution=cfg.resolution).value  # fmt: skip
                 row["logme"] = logme(np.asarray(store), train_ds.labels[labeled])
         key = "validation" if cfg.proxy in ("none", "both") else "logme"
         value = (lambda r: r["validation"]["mean"]) if key == "validation" else (lambda r: r["logme"])

@@ -6,13 +6,32 @@ float per source example (higher = more relevant to the target) and has no side 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from ..errors import ThresherError
 from ..ops.neighbors import feature_shape, load_rows
+
+if TYPE_CHECKING:
+    from ..config import RuntimeConfig
+    from ..workspace import Workspace
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    """What the score stage offers a scorer that trains models itself (the domain classifier on images): the
+    workspace (models, embeddings and head outputs computed once, each with its cost), the feature models'
+    settings, how to run, where to log, and the stage's default models (``default_model(which, positions)``)."""
+
+    workspace: Workspace
+    models: Any  # scoring.pipeline.FeatureModelConfig: backbone, resolution, epochs, batch size, rate
+    runtime: RuntimeConfig
+    log: Callable[[str], None]
+    default_model: Callable[..., Path]
 
 
 @dataclass
@@ -22,7 +41,8 @@ class Side:
     ``features``: (n, d) embeddings (any array-like, e.g. a memory-mapped EmbeddingStore) or None;
     ``labels``: int64 (n,), -1 = unlabeled; ``logits``: (n, c) predictions of the model that produced the features,
     when it has a head for the relevant label space (the target's classes for the source side, the source's classes
-    for the target side), else None; ``dataset``/``indices``: the images, for scorers that train on pixels.
+    for the target side), else None; ``dataset``/``indices``: the images, for scorers that train on pixels;
+    ``context``: the score stage's offer to such scorers (None when a scorer is used on its own).
     """
 
     name: str
@@ -32,7 +52,7 @@ class Side:
     logits: np.ndarray | None = None
     dataset: Any = None
     indices: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
+    context: ScoringContext | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

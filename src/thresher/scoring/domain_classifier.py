@@ -163,7 +163,7 @@ class DomainClassifier(Scorer):
 
     def _fit_images(self, source: Side, target: Side, folds: int) -> DomainClassifier:
         """000's setting: a CNN per fold on pixels, trained by ``domain_images`` (which needs the sides' datasets)."""
-        if source.dataset is None or target.dataset is None:
+        if source.dataset is None or target.dataset is None or source.context is None:
             raise ThresherError(
                 "domain-classifier mode 'image' needs the images of both sides; run it via thresher score"
             )
@@ -171,24 +171,20 @@ class DomainClassifier(Scorer):
 
         if self.init not in INITS:
             raise ThresherError(f"domain-classifier init must be one of {', '.join(INITS)}, got {self.init!r}")
-        model = source.extra.get("model")  # the pipeline's cached default models
-        self.init_ = self._start(source, target) if model else "none"
+        ctx = source.context  # the score stage's workspace and default models
+        self.init_ = self._start(source, target)
         init = None
         if self.init_ == "source-model":  # fold f starts from a pool model trained without source fold f
-            init = lambda pos: model("source-model", pos)  # noqa: E731
+            init = lambda pos: ctx.default_model("source-model", pos)  # noqa: E731
         elif self.init_ == "target-model":  # trained on the target only: it never saw a pool image
-            init = lambda pos: model("target-model")  # noqa: E731
+            init = lambda pos: ctx.default_model("target-model")  # noqa: E731
         epochs = check_k(self.epochs, self.name, "epochs")
-        res = fit_domain_images(
-            source, target, folds=folds, epochs=epochs, init=init, seed=self.seed, lr=self.lr,
-            log=source.extra.get("log", print),
-        )  # fmt: skip
+        res = fit_domain_images(source, target, folds=folds, epochs=epochs, init=init, seed=self.seed, lr=self.lr)
         self.models_ = []  # the CNN checkpoints live in the pipeline's cache; a new pool cannot be scored here
         self.oof_scores_ = np.asarray(res["oof"], dtype=np.float64)
         self.fold_accuracies_ = [float(a) for a in res["fold_accuracy"]]
         self.heldout_accuracy_ = float(res["heldout_accuracy"])
         self.unreadable_scored_zero_ = int(res.get("unreadable_scored_zero", 0))
-        self.training_cost_ = dict(res.get("training_cost", {}))
         self.source_ids_ = np.asarray(source.ids).copy()
         self.l2_ = None
         if self.heldout_accuracy_ >= 0.99:
@@ -223,7 +219,6 @@ class DomainClassifier(Scorer):
             else:
                 rep["init"] = getattr(self, "init_", self.init)  # the model the fold CNNs started from
                 rep["unreadable_scored_zero"] = self.unreadable_scored_zero_
-                rep["training_cost"] = getattr(self, "training_cost_", {})
             rep["heldout_accuracy"] = round(self.heldout_accuracy_, 6)  # balanced: mean of the per-side accuracies
             rep["fold_accuracies"] = [round(a, 6) for a in self.fold_accuracies_]
             if self.heldout_accuracy_ >= 0.99:

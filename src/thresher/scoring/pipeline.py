@@ -9,8 +9,6 @@ embeddings or a given backbone.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -20,24 +18,20 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from .. import atomic
-from ..config import DataConfig, RuntimeConfig, Section, fingerprint, runtime
-from ..data.decoded import decode_once
+from ..config import DataConfig, RuntimeConfig, Section, runtime
 from ..data.loader import data_identity, open_data
 from ..data.spec import absolute_spec
-from ..embed import EmbedConfig, EmbeddingStore, embed_dataset
+from ..embed import EmbeddingStore
 from ..errors import ThresherError
 from ..models.checkpoint import (
     checkpoint_backbone,
-    checkpoint_path,
     describe_checkpoint,
     resolve_checkpoint,
-    training_cost,
 )
 from ..runs import RunFolder, file_digest
 from ..train.config import LRScheduleConfig, OptimConfig, TrainConfig
-from ..train.engine import train_on
-from ..train.heads import head_logits
-from .base import Side, check_scores
+from ..workspace import Artefact, Cost, Workspace
+from .base import ScoringContext, Side, check_scores
 from .duplicates import PixelDescriptors, near_duplicates
 from .registry import SCORERS
 from .table import SCORES_FILE, ScoreTable
@@ -121,34 +115,26 @@ def _init_params(name: str) -> list[str]:
     return [p for p in inspect.signature(SCORERS.get(name)).parameters if p not in ("self",)]
 
 
-class Resources:
-    """Models and embeddings that scorers share: trained or computed once, cached as resumable run folders."""
+class Inputs:
+    """What the scorers of one score run are given, drawn from the workspace: the default feature models (000's
+    target model, 004's source model), their embeddings and head outputs, or the features the user gave."""
 
-    def __init__(self, cfg: ScoreConfig, cache: Path, source: tuple, target: tuple, log):
-        self.cfg, self.cache, self.log = cfg, cache, log
+    def __init__(self, cfg: ScoreConfig, ws: Workspace, source: tuple, target: tuple):
+        self.cfg, self.ws = cfg, ws
         self.data = {"source": source, "target": target}
         self.data_cfg = {"source": cfg.source, "target": cfg.target}
-        self._memo: dict = {}
-        # cost of every model and embedding (training or forward: images, FLOPs, seconds), and which ones the
-        # current method used: a method's cost is that of everything it needed, as if it ran alone (000's Table 2)
-        self.costs: dict[str, dict] = {}
-        self.used: set[str] = set()
-        self.fresh_seconds = 0.0  # seconds spent computing resources during the current method
+        self._given: tuple | None = None
 
     # --- the default models -------------------------------------------------------------------------
     def model(self, which: str, positions: np.ndarray | None = None) -> Path:
-        """Checkpoint of the ``target-model`` or ``source-model`` (supervised, through the one training loop).
+        """Checkpoint of the ``target-model`` or ``source-model`` (supervised, through the engine).
 
         ``positions``: train on these examples of the side only (a model that never saw the others, for scorers
         that must score out of fold).
         """
         side = "target" if which == "target-model" else "source"
         if which == "source-model" and positions is None and self.cfg.source_model:
-            key = f"given-{file_digest(self.cfg.source_model)[:12]}"
-            cost = training_cost(Path(self.cfg.source_model)) or {}
-            self.costs.setdefault(key, {k: float(cost.get(k, 0.0)) for k in ("images", "flops", "seconds")})
-            self.used.add(key)
-            return Path(self.cfg.source_model)
+            return self.ws.given_model(self.cfg.source_model).path
         ds, idx = self.data[side]
         if positions is not None:
             idx = idx[np.asarray(positions, np.int64)]
@@ -169,77 +155,39 @@ class Resources:
             seed=self.cfg.seed,
             runtime=self.cfg.runtime,
         )
-        # named by everything the run folder fingerprints, so runs sharing --cache never collide
-        key = fingerprint(tcfg, {"data": data_identity(ds, idx)})[:12]
-        folder = self.cache / (f"{which}-{key}" if positions is None else f"{which}-part-{key}")
-        if key not in self._memo:
-            self.log(f"{which}: training {m.backbone} on {len(idx)} examples of {ds.spec} ({folder})")
-            t0 = time.perf_counter()
-            summary = train_on(ds, idx, tcfg, folder, log=self.log)
-            self.fresh_seconds += time.perf_counter() - t0
-            self.costs[key] = {k: summary["cost"][k] for k in ("images", "flops", "seconds")}
-            self._memo[key] = checkpoint_path(folder)
-        self.used.add(key)
-        return self._memo[key]
+        return self.ws.model(which if positions is None else f"{which}-part", tcfg, ds, idx).path
 
-    def embeddings(self, side: str, checkpoint: Path, backbone: str, resolution: int) -> EmbeddingStore:
+    def embeddings(self, side: str, checkpoint: Path, backbone: str, resolution: int) -> Artefact:
         ds, idx = self.data[side]
-        ecfg = EmbedConfig(
-            data=self.data_cfg[side],
-            backbone=backbone,
-            checkpoint=str(checkpoint),
-            resolution=resolution,
-            runtime=self.cfg.runtime,
-        )
-        key = fingerprint(ecfg, {"checkpoint_sha256": file_digest(checkpoint), "data": data_identity(ds, idx)})[:12]
-        if key not in self._memo:
-            t0 = time.perf_counter()
-            self._memo[key] = embed_dataset(ds, idx, ecfg, self.cache / f"embed-{side}-{key}", log=self.log)
-            self.fresh_seconds += time.perf_counter() - t0
-            self.costs[key] = {"images": 0, "flops": 0.0, "seconds": 0.0, **self._memo[key].meta.get("cost", {})}
-        self.used.add(key)
-        return self._memo[key]
-
-    def method_cost(self, own_seconds: float, extra: dict | None = None) -> dict:
-        """Images, FLOPs and seconds of the resources the current method used, plus its own work."""
-        total = {"images": 0.0, "flops": 0.0, "seconds": own_seconds}
-        for key in self.used:
-            for k in total:
-                total[k] += float(self.costs.get(key, {}).get(k, 0.0))
-        for k in ("images", "flops"):  # the method's own training (its seconds are already in its wall time)
-            total[k] += float((extra or {}).get(k, 0.0))
-        return {k: round(v, 3) for k, v in total.items()}
+        return self.ws.embeddings(ds, idx, backbone=backbone, checkpoint=checkpoint, resolution=resolution)
 
     # --- what a scorer sees ---------------------------------------------------------------------------
     def given_features(self) -> tuple[Any, Any]:
         """Embeddings from --features (a store, with --target-features) or from a --features checkpoint."""
-        if "given" in self._memo:
-            return self._memo["given"]
+        if self._given is not None:
+            return self._given
         path = Path(self.cfg.features)
         if (path / "meta.json").is_file():
             if not self.cfg.target_features:
                 raise ThresherError("--features is an embedding store of the source; give --target-features too")
-            pair = (
+            self._given = (
                 align(EmbeddingStore(path), self.data["source"], "--features"),
                 align(EmbeddingStore(self.cfg.target_features), self.data["target"], "--target-features"),
             )
-        else:
-            ckpt = resolve_checkpoint(path)
-            backbone = self.cfg.features_backbone or checkpoint_backbone(ckpt)
-            pair = tuple(self.embeddings(s, ckpt, backbone, self.cfg.resolution) for s in ("source", "target"))
-        self._memo["given"] = pair
-        return pair
+            return self._given
+        ckpt = resolve_checkpoint(path)
+        backbone = self.cfg.features_backbone or checkpoint_backbone(ckpt)
+        self.ws.given_model(ckpt)  # what it cost to train, when thresher recorded it
+        return tuple(self.embeddings(s, ckpt, backbone, self.cfg.resolution).value for s in ("source", "target"))
 
     def sides(self, scorer) -> tuple[Side, Side]:
         src_ds, src_idx = self.data["source"]
         tgt_ds, tgt_idx = self.data["target"]
-        src = Side(src_ds.spec, src_ds.ids[src_idx], src_ds.labels[src_idx], dataset=src_ds, indices=src_idx)
-        tgt = Side(tgt_ds.spec, tgt_ds.ids[tgt_idx], tgt_ds.labels[tgt_idx], dataset=tgt_ds, indices=tgt_idx)
-        src.extra["workdir"] = tgt.extra["workdir"] = self.cache
-        src.extra["train"] = self.cfg.models
-        src.extra["runtime"] = self.cfg.runtime
-        src.extra["log"] = self.log
-        src.extra["model"] = self.model  # a scorer may start from a default model (domain classifier on images)
+        context = ScoringContext(self.ws, self.cfg.models, self.cfg.runtime, self.ws.log, self.model)
+        src = Side(src_ds.spec, src_ds.ids[src_idx], src_ds.labels[src_idx], dataset=src_ds, indices=src_idx,
+                   context=context)  # fmt: skip
+        tgt = Side(tgt_ds.spec, tgt_ds.ids[tgt_idx], tgt_ds.labels[tgt_idx], dataset=tgt_ds, indices=tgt_idx,
+                   context=context)  # fmt: skip
         if scorer.uses != "features":
             return src, tgt
         if self.cfg.features:
@@ -248,12 +196,14 @@ class Resources:
             ckpt = self.model(scorer.features_from)
             m = self.cfg.models
             if scorer.features_from == "target-model" or scorer.reads_source_features:
-                src.features = self.embeddings("source", ckpt, m.backbone, m.resolution)
-            tgt.features = self.embeddings("target", ckpt, m.backbone, m.resolution)
+                src_emb = self.embeddings("source", ckpt, m.backbone, m.resolution)
+                src.features = src_emb.value
+            tgt_emb = self.embeddings("target", ckpt, m.backbone, m.resolution)
+            tgt.features = tgt_emb.value
             if scorer.features_from == "target-model":  # the target model's own predictions on the source
-                src.logits = head_logits(ckpt, src.features)
+                src.logits = np.asarray(self.ws.head_outputs(ckpt, src_emb).value)
             else:  # the source model's own predictions on the target
-                tgt.logits = head_logits(ckpt, tgt.features)
+                tgt.logits = np.asarray(self.ws.head_outputs(ckpt, tgt_emb).value)
         return src, tgt
 
     def duplicate_features(self) -> tuple[Any, Any]:
@@ -262,10 +212,7 @@ class Resources:
             return self.given_features()
         ckpt = self.model("source-model")
         m = self.cfg.models
-        return (
-            self.embeddings("source", ckpt, m.backbone, m.resolution),
-            self.embeddings("target", ckpt, m.backbone, m.resolution),
-        )
+        return tuple(self.embeddings(s, ckpt, m.backbone, m.resolution).value for s in ("source", "target"))
 
 
 def _decode_size(cfg: ScoreConfig) -> int:
@@ -333,19 +280,12 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
         if ScoreTable.exists(run.path):
             log(f"{run.path}: already complete, nothing to do")
             return done_file
-        cache = Path(cfg.cache) if cfg.cache else run.path / "cache"
+        ws = Workspace(Path(cfg.cache) if cfg.cache else run.path / "cache", runtime=cfg.runtime, log=log)
         # one decoding pass per side (none for array datasets): which images can be read at all, and the pixels
         # every later pass reads (models, embeddings, near-duplicates), so no image is decoded twice. Scorers see
         # the readable images only; unreadable pool rows get NaN and are never selected.
         size = _decode_size(cfg)
-        decoded = {}
-        for side, data in (("source", source), ("target", target)):
-            key = hashlib.sha256(json.dumps([data_identity(*data), size], sort_keys=True).encode()).hexdigest()
-            folder = cache / f"decoded-{side}-{key[:12]}"
-            decoded[side] = decode_once(
-                *data, size, folder, num_workers=cfg.runtime.num_workers, log=log, runtime=cfg.runtime
-            )
-        (dec_s, rows_s, ok_s), (dec_t, rows_t, ok_t) = decoded["source"], decoded["target"]
+        (dec_s, rows_s, ok_s), (dec_t, rows_t, ok_t) = (ws.decoded(*data, size) for data in (source, target))
         for what, spec, ok in (("target", cfg.target.spec, ok_t), ("pool", cfg.source.spec, ok_s)):
             if not ok.any():
                 raise ThresherError(
@@ -358,7 +298,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                     f"(first: {', '.join(map(str, ds.ids[idx[~ok][:5]]))})"
                 )
         readable_source, readable_target = (dec_s, rows_s[ok_s]), (dec_t, rows_t[ok_t])
-        res = Resources(cfg, cache, readable_source, readable_target, log)
+        res = Inputs(cfg, ws, readable_source, readable_target)
         parts = run.file(".scores")
         parts.mkdir(exist_ok=True)
         reports: dict = {}
@@ -371,18 +311,21 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                 reports[name] = atomic.read_json(rep_file, fix=f"delete it to score {name} again")
                 continue
             t0 = time.perf_counter()
-            res.used, res.fresh_seconds = set(), 0.0
-            src, tgt = res.sides(scorer)
-            values = np.full(len(ok_s), np.nan)
-            values[ok_s] = check_scores(name, scorer.fit(src, tgt).score(src), len(src))
+            with ws.ledger() as used:  # every model, embedding and head output the method needs
+                src, tgt = res.sides(scorer)
+                values = np.full(len(ok_s), np.nan)
+                values[ok_s] = check_scores(name, scorer.fit(src, tgt).score(src), len(src))
             wall = time.perf_counter() - t0
-            report = scorer.report()
+            # what this method costs run alone (000's Table 2): everything it used, as recorded when it was made,
+            # and its own work (the wall time not spent making those things now)
+            own = Cost(seconds=max(0.0, wall - used.paid_seconds), kind="forward")
+            cost = used.cost + own
             reports[name] = {
                 "params": scorer.get_params(),
-                **report,
+                **scorer.report(),
                 "seconds": round(wall, 3),
-                # what this method costs run alone: every model and embedding it used, its own fitting on top
-                "cost": res.method_cost(wall - res.fresh_seconds, report.get("training_cost")),
+                "cost": cost.as_dict(),
+                "artefacts": used.records(),
             }
             atomic.save_npy(part, values)
             atomic.write_json(rep_file, reports[name])
