@@ -61,10 +61,37 @@ def loopback_only(monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
+@pytest.fixture
+def no_shared_data(tmp_path, monkeypatch) -> Path:
+    """A user without ../shared/data: an empty cache, the cache the only data root, and a small draw (4 train, 2 val
+    images per class) for test archives of the Tiny ImageNet layout. Returns the cache."""
+    from thresher.data import tinyimagenet
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("THRESHER_CACHE", str(cache))
+    monkeypatch.delenv("THRESHER_DATA", raising=False)
+    monkeypatch.setattr("thresher.data.builtin.data_roots", lambda explicit=None: [cache / "data"])
+    monkeypatch.setitem(tinyimagenet.VARIANTS, "tiny-imagenet-32", tinyimagenet.Draw(4, 2))
+    return cache
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     assert SHARED is not None
     return SHARED
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """Run ``thresher ARGS`` in-process: (exit code, stdout, stderr)."""
+    from thresher.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def make_npz(

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from thresher.cli import main
 from thresher.data import open_dataset
 from thresher.data import tinyimagenet as ti
 from thresher.data.download import Remote, fetch
 from thresher.errors import ThresherError
 
+from conftest import run_cli
 from http_fixture import RangeServer
 from tiny_archive import make_tiny_archive, synthetic_classes
 
@@ -136,14 +136,8 @@ def synthetic_archive(tmp_path) -> Path:
 
 
 @pytest.fixture
-def fresh_cache(tmp_path, monkeypatch) -> Path:
-    """An empty cache and no data root but it: the machine of a user without ../shared/data."""
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("THRESHER_CACHE", str(cache))
-    monkeypatch.delenv("THRESHER_DATA", raising=False)
-    monkeypatch.setattr("thresher.data.builtin.data_roots", lambda explicit=None: [cache / "data"])
-    monkeypatch.setitem(ti.VARIANTS, "tiny-imagenet-32", ti.Draw(4, 2))
-    return cache
+def fresh_cache(no_shared_data) -> Path:
+    return no_shared_data
 
 
 def test_first_use_converts_an_archive_in_the_cache_offline(synthetic_archive, fresh_cache, capsys):
@@ -243,14 +237,7 @@ def test_download_of_another_file_or_a_missing_one(loopback_only, tmp_path):
 
 
 # --- the command line ----------------------------------------------------------------------------------------------
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+cli = run_cli
 
 
 def test_data_download_from_the_server_then_found(loopback_only, synthetic_archive, fresh_cache, monkeypatch, capsys):

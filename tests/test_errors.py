@@ -29,9 +29,7 @@ import pytest
 import torch
 from PIL import Image
 
-from thresher.cli import main
-
-from conftest import REPO, make_npz
+from conftest import REPO, make_npz, run_cli
 from http_fixture import RangeServer
 from tiny_archive import make_tiny_archive, synthetic_classes
 
@@ -42,15 +40,7 @@ ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root reads files whatever
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
-def run(capsys, *args) -> tuple[int, str, str]:
-    """Run ``thresher ARGS`` in-process: (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+run = run_cli  # thresher ARGS in-process: (exit code, stdout, stderr)
 
 
 def fails(capsys, *args, match: str) -> str:
@@ -1087,16 +1077,8 @@ def test_dataset_duplicate_ids(tmp_path, capsys):
 
 # --- obtaining built-ins: archives and downloads (issue 15) --------------------------------------------------------
 @pytest.fixture
-def no_pool(tmp_path, monkeypatch) -> Path:
-    """A user without ../shared/data: an empty cache, the cache the only data root, a small draw for test archives."""
-    from thresher.data import tinyimagenet
-
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("THRESHER_CACHE", str(cache))
-    monkeypatch.delenv("THRESHER_DATA", raising=False)
-    monkeypatch.setattr("thresher.data.builtin.data_roots", lambda explicit=None: [cache / "data"])
-    monkeypatch.setitem(tinyimagenet.VARIANTS, "tiny-imagenet-32", tinyimagenet.Draw(4, 2))
-    return cache
+def no_pool(no_shared_data) -> Path:
+    return no_shared_data
 
 
 @pytest.fixture

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +18,8 @@ from thresher.pretrain.run import pretrain
 from thresher.train.config import TrainConfig
 from thresher.train.objective import build_objective
 from thresher.train.trainable import trainable_parameters
+
+from conftest import make_npz
 
 
 def cfg(spec, **kw):
@@ -91,6 +96,10 @@ def test_manifest_counts_repeat_examples_and_foreign_ids_are_refused(tiny_npz, t
         pretrain(cfg(f"npz:{tiny_npz}", manifest=str(tmp_path / "bad")), tmp_path / "r2", log=lambda *_: None)
 
 
+def first_stage_images(chain: Path) -> int:
+    return json.loads((chain / "01-source" / "summary.json").read_text())["cost"]["images"]
+
+
 def test_chain_runs_stages_from_the_previous_checkpoint_and_resumes(tiny_npz, tmp_path, capsys):
     import yaml
 
@@ -120,6 +129,14 @@ def test_chain_runs_stages_from_the_previous_checkpoint_and_resumes(tiny_npz, tm
     assert stage2["config"]["init"] == str(tmp_path / "c" / "01-source" / "checkpoint.pt")
     assert torch.equal(first["backbone.features.0.weight"], second["backbone.features.0.weight"])  # bn-only
     assert (tmp_path / "c" / "chain.json").is_file()
+    # the chain folder stands for its last stage's checkpoint, and the evaluation reports the whole chain's cost
+    test = f"npz:{make_npz(tmp_path / 'test' / 'test.npz', n=32, seed=3)}"
+    ev = ["evaluate", "--checkpoint", str(tmp_path / "c"), "--train", spec, "--test", test, "--protocol", "linear",
+          "--resolution", "12", "--seeds", "1", "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert run(ev) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    total = json.loads((tmp_path / "c" / "chain.json").read_text())["cost"]
+    assert metrics["cost"]["pretraining"]["images"] == total["images"] > first_stage_images(tmp_path / "c")
     capsys.readouterr()
     assert run(args) == 0  # re-running resumes: both stages already complete
     assert capsys.readouterr().out.count("already complete") == 2

@@ -286,7 +286,7 @@ def test_importance_alone_does_not_embed_the_pool(problem, tmp_path):
     src, tgt = problem
     score(cfg(src, tgt, ["importance"]), tmp_path / "s", log=lambda *_: None)
     names = sorted(p.name.split("-")[0] for p in (tmp_path / "s" / "cache").iterdir())
-    assert names == ["embeddings", "head", "model"]  # the source model, its embeddings and logits of the target
+    assert names == ["embeddings", "head", "head", "model"]  # the source model; the target's embeddings and logits
     (store,) = (tmp_path / "s" / "cache").glob("embeddings-*")
     assert json.loads((store / "meta.json").read_text())["rows"] == 32  # the target's 32 images, not the pool's
 

@@ -69,11 +69,13 @@ def test_study_runs_reuses_resumes_and_reports(study_cfg, tmp_path, capsys):
     assert rows[("ab", "importance")]["cost"]["scoring"]["flops"] >= pool_cost  # it needs the pool model
     assert rows[("ab", "knn")]["cost"]["pretraining"]["flops"] < pool_cost  # half the pool, same epochs (000)
     assert rows[("ab", "no pre-training")]["cost"]["total"]["flops"] == 0
-    score_dirs = [p for p in (tmp_path / "S" / "stages").glob("score-*") if p.name != "score-cache"]
+    score_dirs = list((tmp_path / "S" / "stages").glob("score-*"))
     assert len(score_dirs) == 2
-    shared = tmp_path / "S" / "stages" / "score-cache"  # one cache for all score runs
-    assert not any(p.name.startswith("source-model") for p in shared.iterdir())  # the pool model was reused
-    assert sum(p.name.startswith("target-model") for p in shared.iterdir()) == 0  # knn/importance need none
+    shared = tmp_path / "S" / "stages" / "workspace"  # one workspace for every score and evaluate stage
+    assert not any(p.name.startswith("model-source-model") for p in shared.iterdir())  # the pool model was reused
+    assert sum(p.name.startswith("model-target-model") for p in shared.iterdir()) == 0  # knn/importance need none
+    # the evaluate stages drew from it too: none kept a cache of its own
+    assert not any((p / "cache").exists() for p in (tmp_path / "S" / "stages").glob("evaluate-*"))
     # a re-run resumes: every stage is already complete, nothing is trained again
     ckpts = {p: p.stat().st_mtime_ns for p in (tmp_path / "S" / "stages").glob("*/checkpoint.pt")}
     assert _cli(*args) == 0

@@ -632,11 +632,13 @@ def _check_out(path: Path | None, flag: str = "--out", *, file: bool = False) ->
 
 
 def _checkpoint_file(path: str | None) -> str | None:
-    """A run folder stands for its checkpoint (resolved by the checkpoint module; other paths pass unchanged)."""
-    from .models.checkpoint import resolve_checkpoint
+    """A run folder stands for its checkpoint; other paths pass unchanged (a chain folder too: evaluate resolves it
+    and reads the whole chain's cost from it)."""
+    from .models.checkpoint import checkpoint_path
 
-    found = resolve_checkpoint(path, strict=False)
-    return str(found) if found is not None else None
+    if path and Path(path).is_dir() and checkpoint_path(path).is_file():
+        return str(checkpoint_path(path))
+    return path
 
 
 def _is_click_error(exc: BaseException) -> bool:

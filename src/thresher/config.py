@@ -93,8 +93,10 @@ def partial_section(
     cls: type[BaseModel], name: str, *, exclude: set[str], defaults: dict[str, Any] | None = None, doc: str = ""
 ) -> type[PartialSection]:
     """A section holding ``cls``'s fields but ``exclude`` (those the study fills in), each with its type, bounds and
-    default, so that a typo or a bad value in a study file fails at ``--dry-run``; ``defaults`` are the study's own
-    (e.g. fine-tuning rather than the linear probe), passed to the stage unless the file sets them."""
+    default, so that a misspelt key or a value of the wrong type or out of bounds in a study file fails at
+    ``--dry-run`` with the study's key; ``defaults`` are the study's own (e.g. fine-tuning rather than the linear
+    probe), passed to the stage unless the file sets them. ``cls``'s own validators (registry names, checks across
+    keys) are not copied: the study builds every stage's full config before it runs any (``study.stage_configs``)."""
     missing = exclude - set(cls.model_fields)
     if missing:
         raise ValueError(f"{cls.__name__} has no field {', '.join(sorted(missing))}")

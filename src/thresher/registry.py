@@ -28,10 +28,16 @@ class Registry(Generic[T]):
         self._prefixes: dict[str, Callable[..., T]] = {}
 
     def _load_roster(self) -> None:
-        """Import the roster once (its members register themselves on import)."""
+        """Import the roster once (its members register themselves on import). The roster is cleared first, so a
+        member that looks a name up while the roster imports does not import it again; a roster that fails to
+        import is restored (to be tried again) and reported in one line."""
         if self.roster is not None:
             roster, self.roster = self.roster, None
-            importlib.import_module(roster)
+            try:
+                importlib.import_module(roster)
+            except ImportError as exc:
+                self.roster = roster
+                raise ThresherError(f"cannot load the {self.kind}s of {roster}: {exc}") from exc
 
     def register(self, name: str, *, prefix: bool = False) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Register a factory under ``name``; with ``prefix=True`` it serves every ``name:<rest>``."""

@@ -69,7 +69,7 @@ def markdown_table(results: dict) -> str:
         head = (
             "| budget | method | "
             + " | ".join(targets)
-            + " | cost (TFLOPs) | cost / whole pool | fine-tuning (TFLOPs) |"
+            + " | cost (TFLOPs) | cost / whole pool | evaluation (TFLOPs) |"
         )
         lines = [f"### {vl}" if vl else "", "", head, "|" + "---|" * (len(targets) + 5)]
         for r in rows:
@@ -100,7 +100,7 @@ def markdown_table(results: dict) -> str:
         "bold: best of the column; in parentheses: the fraction of the whole pool's gain over no pre-training the "
         "row recovers (n/a: whole pool and no pre-training within twice the standard error of their gap, or one "
         "seed). Cost: scoring + pre-training "
-        "(000), mean over targets; fine-tuning (the evaluation) apart."
+        "(000), mean over targets; the evaluation (fine-tuning, or the probe's features, and predictions) apart."
     )
     return "\n\n".join(parts) + "\n\n" + legend + "\n"
 

@@ -30,7 +30,7 @@ from .config import DataConfig, RuntimeConfig, Section, build_config, merge, par
 from .data.loader import open_data
 from .errors import ThresherError
 from .evaluate.config import EvalConfig
-from .models.checkpoint import checkpoint_path
+from .models.checkpoint import checkpoint_path, training_cost
 from .registry import Registry
 from .runs import RunFolder
 from .scoring.pipeline import ScoreConfig
@@ -38,6 +38,7 @@ from .scoring.table import ScoreTable
 from .train.config import TrainConfig
 
 RESULTS = "results.json"
+WORKSPACE = "workspace"  # under OUT/stages: the derived artefacts every score and evaluate stage of the study shares
 
 
 class StudyTarget(Section):
@@ -363,9 +364,9 @@ def _score_stage() -> StageKind:
     from .scoring.pipeline import build_scorers, score
 
     def wire(values: dict, deps: list[Path], root: Path, rt: RuntimeConfig) -> dict:
-        # one cache for every score run: models that depend on the pool alone (the domain classifier's per-fold pool
-        # models) are trained once for all targets
-        out = {**values, "runtime": rt.model_dump(), "cache": str(root / "score-cache")}
+        # one workspace for the study: models that depend on the pool alone (the domain classifier's per-fold pool
+        # models) are trained once for all targets, and evaluations read the embeddings scoring made
+        out = {**values, "runtime": rt.model_dump(), "cache": str(root / WORKSPACE)}
         if deps:
             out["source_model"] = str(checkpoint_path(deps[0]))
         return out
@@ -391,6 +392,7 @@ def _evaluate_stage() -> StageKind:
         return {
             **values,
             "runtime": rt.model_dump(),
+            "cache": str(root / WORKSPACE),  # a runtime field: the stage's key does not change
             **({"checkpoint": str(deps[0])} if deps else {}),
         }
 
@@ -442,9 +444,9 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
     for s in stages:
         if s.kind != "evaluate":
             continue
-        metrics = json.loads((root / s.folder / "metrics.json").read_text())
+        metrics = atomic.read_json(root / s.folder / "metrics.json", fix="delete that stage and run the study again")
         pre = by_uid.get(s.meta["pretrain"]) if s.meta["pretrain"] else None
-        pre_cost = _cost_of(root / pre.folder / "summary.json") if pre else _zero()
+        pre_cost = _cost_of(root / pre.folder) if pre else _zero()
         score_cost = _zero()
         method = s.meta["arm"]
         if pre is not None and pre.deps:  # a subset: its selection's scoring run pays for the method's scorer
@@ -488,8 +490,9 @@ def _zero() -> dict:
     return {"images": 0.0, "flops": 0.0, "seconds": 0.0}
 
 
-def _cost_of(summary: Path) -> dict:
-    cost = json.loads(summary.read_text()).get("cost", {}) if summary.is_file() else {}
+def _cost_of(run: Path) -> dict:
+    """What a pre-training stage cost, as its run recorded it."""
+    cost = training_cost(checkpoint_path(run)) or {}
     return {k: float(cost.get(k, 0.0)) for k in ("images", "flops", "seconds")}
 
 

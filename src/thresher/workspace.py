@@ -1,15 +1,15 @@
 """The workspace: derived artefacts computed once and shared, each with what it cost (DESIGN.md, issue 16).
 
-Decoded pixels, trained models, embeddings and head outputs are keyed by the fingerprint of their inputs and
-settings and stored under one root as resumable run folders (or, for head outputs, one ``.npy`` each). Whoever asks
-for an artefact that exists gets it back, computed or not by this process: the scorers' feature models, the domain
-classifier's fold models, a probe's features, a fine-tuning run and a study's stages all draw from one place, so
-the source model's embeddings of a target that ``score`` made are the ones ``evaluate`` reads.
+Decoded pixels, trained models, embeddings and head outputs, each with a record of its cost, are keyed by the
+fingerprint of their inputs and settings and stored under one root as resumable run folders (head outputs: one
+``.npy`` each). Whoever asks for an artefact that exists gets it back, computed or not by this process: the scorers'
+feature models, the domain classifier's fold models, a probe's features, a fine-tuning run and a study's stages all
+draw from one place, so the source model's embeddings of a target that ``score`` made are the ones ``evaluate`` reads.
 
 Every artefact carries a typed ``Cost``: images processed, FLOPs, seconds, peak memory (combined by max), its kind
 (trained here, forward passes, or external: a public encoder's pre-training) and whether this call reused it. A
 consumer opens a ``ledger()`` and reads what everything it used cost, as if it ran alone (000 counts scoring in a
-method's cost), and which part it paid now.
+method's cost), and the wall time it paid now.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,17 @@ import numpy as np
 from . import atomic
 from .config import DataConfig, RuntimeConfig, fingerprint
 from .data.base import ImageDataset
-from .data.decoded import decode_once
+from .data.decoded import decode_once, needs_decoding
 from .data.loader import data_identity
 from .models.checkpoint import checkpoint_path, training_cost
 from .runs import file_digest
 
-KINDS = ("trained", "forward", "external", "mixed", "none")
+COST_FILE = "cost.json"  # beside a decoding pass: what it cost when it was made
+
+#: trained here (training passes), forward passes (embeddings, predictions, decoding), external (paid by someone
+#: else, e.g. a public encoder's pre-training), own (a consumer's work on top: fitting a probe, k-means), mixed (a
+#: sum of kinds), none (nothing: the zero cost)
+KINDS = ("trained", "forward", "external", "own", "mixed", "none")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class Cost:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"cost kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.kind == "none" and (self.images or self.flops or self.seconds or self.peak_memory_bytes):
+            raise ValueError("a cost of kind 'none' is the zero cost; give the kind of what was paid")
 
     def __add__(self, other: Cost) -> Cost:
         if self.kind == "none":
@@ -99,8 +106,8 @@ class Cost:
 
 @dataclass
 class Artefact:
-    """One derived artefact: its kind and key, where it is, what producing it cost, and whether this call reused it
-    (found complete in the workspace) rather than computing it."""
+    """One derived artefact: its kind and key, where it is, what producing it cost (as recorded when it was made,
+    resumed parts included), whether this call reused it (found complete) and the wall seconds this call spent on it."""
 
     kind: str
     key: str
@@ -108,6 +115,7 @@ class Artefact:
     cost: Cost
     reused: bool = False
     value: Any = None  # the loaded thing (an EmbeddingStore, an array), when there is one
+    paid_seconds: float = 0.0
 
     def record(self) -> dict:
         return {"kind": self.kind, "key": self.key, "path": str(self.path), "reused": self.reused,
@@ -121,8 +129,7 @@ class Ledger:
     used: dict[str, Artefact] = field(default_factory=dict)
 
     def add(self, art: Artefact) -> None:
-        if art.key in self.used and not art.reused:
-            return  # computed once, then asked for again: the first entry says it was computed
+        """Record ``art``; asked for again, the first entry stands (it says whether this ledger paid for it)."""
         self.used.setdefault(art.key, art)
 
     @property
@@ -132,8 +139,8 @@ class Ledger:
 
     @property
     def paid_seconds(self) -> float:
-        """Seconds spent producing artefacts during this ledger (reused ones cost nothing now)."""
-        return sum(a.cost.seconds for a in self.used.values() if not a.reused)
+        """Wall seconds spent producing artefacts during this ledger (reused ones cost nothing now)."""
+        return sum(a.paid_seconds for a in self.used.values())
 
     def records(self) -> list[dict]:
         return [a.record() for a in self.used.values()]
@@ -174,10 +181,23 @@ class Workspace:
 
     # --- decoded pixels ----------------------------------------------------------------------------------------
     def decoded(self, ds: ImageDataset, indices: np.ndarray, size: int) -> tuple[ImageDataset, np.ndarray, np.ndarray]:
-        """``(dataset, rows, readable)`` of ``ds[indices]`` decoded once at ``size`` (array datasets: themselves)."""
+        """``(dataset, rows, readable)`` of ``ds[indices]`` decoded once at ``size`` (array datasets: themselves, and
+        nothing to pay); the decoding pass is an artefact with its cost (images read, seconds)."""
+        if not needs_decoding(ds):
+            return decode_once(ds, indices, size, self.root)
         key = _hash({"data": data_identity(ds, indices), "size": size})
-        return decode_once(ds, indices, size, self.root / f"decoded-{key}", num_workers=self.runtime.num_workers,
-                           log=self.log, runtime=self.runtime)  # fmt: skip
+        folder = self.root / f"decoded-{key}"
+        record = folder / COST_FILE
+        reused = record.is_file()
+        t0 = time.perf_counter()
+        out = decode_once(ds, indices, size, folder, num_workers=self.runtime.num_workers, log=self.log,
+                          runtime=self.runtime)  # fmt: skip
+        paid = 0.0 if reused else time.perf_counter() - t0
+        if not reused:
+            atomic.write_json(record, Cost(images=len(indices), seconds=paid, kind="forward").as_dict())
+        cost = Cost.from_record(atomic.read_json(record), "forward", reused=reused)
+        self._used(Artefact("decoded", key, folder, cost, reused=reused, paid_seconds=paid))
+        return out
 
     # --- trained models ----------------------------------------------------------------------------------------
     def model(
@@ -190,6 +210,8 @@ class Workspace:
         ident: dict[str, Any] = {"data": data_identity(ds, indices)}
         if cfg.init:
             ident["init_sha256"] = self.digest(cfg.init)
+        if cfg.manifest:
+            ident["manifest_sha256"] = self.digest(Path(cfg.manifest) / "manifest.parquet")
         if weights is not None:
             ident["weights_sha256"] = hashlib.sha256(np.ascontiguousarray(weights, np.float64).tobytes()).hexdigest()
         key = fingerprint(cfg, ident)[:12]
@@ -200,8 +222,10 @@ class Workspace:
             cost = Cost.from_record(atomic.read_json(summary).get("cost"), "trained", reused=True)
             return self._used(Artefact("model", key, ckpt, cost, reused=True))
         self.log(f"{name}: training {cfg.backbone} on {len(indices)} examples of {ds.spec} ({folder})")
+        t0 = time.perf_counter()
         done = train_on(ds, indices, cfg, folder, log=self.log, weights=weights)
-        return self._used(Artefact("model", key, ckpt, Cost.from_record(done["cost"], "trained")))
+        return self._used(Artefact("model", key, ckpt, Cost.from_record(done["cost"], "trained"),
+                                   paid_seconds=time.perf_counter() - t0))  # fmt: skip
 
     def given_model(self, checkpoint: str | Path) -> Artefact:
         """A checkpoint made elsewhere: what thresher recorded for training it (a study's whole-pool model), else an
@@ -246,11 +270,11 @@ class Workspace:
             cost = Cost.from_record(store.meta.get("cost"), "forward", reused=True)
             return self._used(Artefact("embeddings", key, folder, cost, reused=True, value=store))
         t0 = time.perf_counter()
-        # the folder is named by content: a partial one left by a run that named the data by another spec (the
-        # config differs, the content does not) is recomputed rather than refused; the same run's resumes
+        # the folder is named by content: a partial one left by a run that named the same data by another spec (the
+        # config differs, the content does not) is recomputed rather than refused; a resume of the same run goes on
         store = embed_dataset(ds, indices, cfg, folder, force=True, log=self.log)
-        record = {**store.meta.get("cost", {}), "seconds": time.perf_counter() - t0}
-        return self._used(Artefact("embeddings", key, folder, Cost.from_record(record, "forward"), value=store))
+        cost = Cost.from_record(store.meta.get("cost"), "forward")
+        return self._used(Artefact("embeddings", key, folder, cost, value=store, paid_seconds=time.perf_counter() - t0))
 
     # --- head outputs ------------------------------------------------------------------------------------------
     def head_outputs(self, checkpoint: str | Path, features: Artefact) -> Artefact:
@@ -258,21 +282,21 @@ class Workspace:
         from .train.heads import head_logits
 
         key = _hash({"head": self.digest(checkpoint), "features": features.key})
-        path = self.root / f"head-{key}.npy"
-        if path.is_file():
-            return self._used(Artefact("head outputs", key, path, Cost(kind="forward", reused=True), reused=True,
-                                       value=np.load(path, mmap_mode="r")))  # fmt: skip
+        path, record = self.root / f"head-{key}.npy", self.root / f"head-{key}.json"
+        if path.is_file() and record.is_file():
+            cost = Cost.from_record(atomic.read_json(record), "forward", reused=True)
+            return self._used(
+                Artefact("head outputs", key, path, cost, reused=True, value=np.load(path, mmap_mode="r"))
+            )
         t0 = time.perf_counter()
         logits = head_logits(checkpoint, features.value)
         atomic.save_npy(path, logits)
-        cost = Cost(seconds=time.perf_counter() - t0, kind="forward")
-        return self._used(Artefact("head outputs", key, path, cost, value=logits))
+        seconds = time.perf_counter() - t0
+        head = logits.shape[1] if logits.ndim == 2 else 0
+        cost = Cost(flops=2.0 * logits.shape[0] * head * features.value.shape[1], seconds=seconds, kind="forward")
+        atomic.write_json(record, cost.as_dict())  # the record is written last: together they are the artefact
+        return self._used(Artefact("head outputs", key, path, cost, value=logits, paid_seconds=seconds))
 
 
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def with_seconds(cost: Cost, seconds: float) -> Cost:
-    """``cost`` with ``seconds`` added (a consumer's own work on top of the artefacts it used)."""
-    return replace(cost, seconds=cost.seconds + seconds)

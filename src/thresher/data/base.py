@@ -16,6 +16,7 @@ from ..errors import ThresherError, UnreadableImage
 
 UNLABELED = -1
 
+#: Lower-case file extensions recognised as images (by folder and by the image member of wds samples).
 IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff", "ppm", "pgm")
 
 

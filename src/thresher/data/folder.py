@@ -17,7 +17,6 @@ from .base import IMAGE_EXTENSIONS, UNLABELED, ImageDataset, decode_image, is_im
 from .spec import DATASETS
 
 
-#: Lower-case file extensions recognised as images (by folder and by the image member of wds samples).
 def _top_level_images(root: Path) -> list[str]:
     """Image file names directly inside ``root``."""
     with os.scandir(root) as it:

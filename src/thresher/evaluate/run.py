@@ -156,25 +156,32 @@ class HeldOut:
         return x if side == "train" else x.take(self.val)
 
 
-def validation_metric(cfg: EvalConfig, cache: Path, *, log=print) -> list[float]:
+def validation_metric(cfg: EvalConfig, *, log=print) -> dict:
     """The linear probe's primary metric (top-1, or macro AUROC) on a validation split carved from the training split,
-    one value per seed. The test split is not even opened: what is chosen on this is chosen before any test
-    prediction. The training features are cached in ``cache`` as ``evaluate`` caches them, so a later evaluation of
-    the same model and split with that cache reuses them."""
+    one value per seed (``values``), and what computing them cost (``cost``). The test split is not even opened: what
+    is chosen on this is chosen before any test prediction. The features come from the workspace ``cfg.cache``, where
+    a later evaluation of the same model and split finds them."""
     if cfg.protocol != "linear":
         raise ThresherError(f"validation ranking uses the linear protocol, not {cfg.protocol}")
+    if not cfg.cache:
+        raise ThresherError("validation_metric needs cfg.cache, the workspace its features go to")
     checkpoint, backbone, train, _ = _open(cfg, with_test=False)
-    ws = Workspace(cache, runtime=cfg.runtime, log=log)
-    ctx = EvalContext(cfg, _readable(train, "train", ws, cfg.resolution), None, checkpoint, backbone, ws)
+    ws = Workspace(cfg.cache, runtime=cfg.runtime, log=log)
     protocol = PROTOCOLS.get(cfg.protocol)
-    values = []
-    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-        torch.manual_seed(seed)
-        view = HeldOut(ctx, seed)
-        outcome = protocol(view, seed)
-        doc = seed_metrics(outcome, view.test_labels, view.num_classes, view.test_targets if view.multilabel else None)
-        values.append(float(doc["auroc_macro" if ctx.multilabel else "top1"]))
-    return values
+    values, seeds = [], []
+    t0 = time.perf_counter()
+    with ws.ledger() as used:
+        ctx = EvalContext(cfg, _readable(train, "train", ws, cfg.resolution), None, checkpoint, backbone, ws)
+        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+            torch.manual_seed(seed)
+            view = HeldOut(ctx, seed)
+            outcome = protocol(view, seed)
+            doc = seed_metrics(outcome, view.test_labels, view.num_classes,
+                               view.test_targets if view.multilabel else None)  # fmt: skip
+            values.append(float(doc["auroc_macro" if ctx.multilabel else "top1"]))
+    own = max(0.0, time.perf_counter() - t0 - used.paid_seconds)
+    seeds.append({"artefacts": used.records(), "own_seconds": own})
+    return {"values": values, "cost": evaluation_cost(seeds)}
 
 
 def _open(cfg: EvalConfig, *, with_test: bool = True) -> tuple:
@@ -251,14 +258,14 @@ def _readable(split: tuple, name: str, ws: Workspace, size: int) -> tuple:
 def evaluation_cost(per_seed: list[dict]) -> dict:
     """What the evaluation cost over all its seeds, as if it ran alone: every artefact it used once (features shared
     by the seeds count once), plus each seed's own work (probe fitting, bookkeeping)."""
-    used: dict[str, Cost] = {}
+    records: dict[str, dict] = {}
     for doc in per_seed:
         for art in doc.get("artefacts", []):
-            used.setdefault(art["key"], Cost.from_record(art["cost"], art["cost"].get("kind", "forward"),
-                                                         reused=art["reused"]))  # fmt: skip
-    records = {art["key"]: art for doc in per_seed for art in doc.get("artefacts", [])}
+            records.setdefault(art["key"], art)  # the first seed to use it says whether this evaluation made it
+    used = {k: Cost.from_record(r["cost"], r["cost"].get("kind", "forward"), reused=r["reused"])
+            for k, r in records.items()}  # fmt: skip
     own = sum(float(d.get("own_seconds", d.get("cost", {}).get("seconds", 0.0))) for d in per_seed)
-    total = Cost.total(used.values()) + Cost(seconds=own, kind="forward")
+    total = Cost.total(used.values()) + Cost(seconds=own, kind="own")
     forward = sum(c.images for c in used.values() if c.kind == "forward")
     return {**total.as_dict(), "forward_images": forward, "reused_artefacts": sum(c.reused for c in used.values()),
             "artefacts": list(records.values())}  # fmt: skip

@@ -24,7 +24,6 @@ from ..config import DataConfig, RuntimeConfig, Section, build_config, runtime
 from ..data.loader import open_data
 from ..errors import ThresherError
 from ..models.checkpoint import checkpoint_backbone, checkpoint_path, resolve_checkpoint
-from ..pretrain.run import pretrain
 from ..runs import RunFolder, file_digest
 from ..train.config import TrainConfig
 from ..workspace import Workspace
@@ -92,6 +91,8 @@ def search_source(cfg: SearchConfig, out: str | Path, *, force: bool = False, lo
                 tcfg = build_config(TrainConfig, values=values)
             except ThresherError as exc:
                 raise ThresherError(f"candidate {cand}: {exc}") from None
+            from ..pretrain.run import pretrain  # candidates are pre-trained (001's HPT step); probing needs none of it
+
             log(f"candidate {k + 1}/{len(cfg.candidates)}: {tcfg.objective} on {cand} from the base -> {folder}")
             summary = pretrain(tcfg, folder / "pretrain", log=log)
             rows.append({"candidate": cand, "checkpoint": str(checkpoint_path(folder / "pretrain")),
@@ -112,12 +113,14 @@ def search_source(cfg: SearchConfig, out: str | Path, *, force: bool = False, lo
                     protocol="linear", seeds=cfg.seeds, resolution=cfg.resolution, runtime=cfg.runtime,
                     cache=str(ws.root),
                 )  # fmt: skip
-                row["validation"] = M.summarize(validation_metric(probes[k], Path(probes[k].cache), log=log))
-            if cfg.proxy in ("logme", "both"):
-                labeled = train_idx[train_ds.labels[train_idx] >= 0]
-                store = ws.embeddings(train_ds, labeled, backbone=backbone, checkpoint=ckpt,
+                val = validation_metric(probes[k], log=log)
+                row["validation"], row["validation_cost"] = M.summarize(val["values"]), val["cost"]
+            if cfg.proxy in ("logme", "both"):  # the probe's own features: the readable, labeled training images
+                dec, at, ok = ws.decoded(train_ds, train_idx, cfg.resolution)
+                labeled = at[ok][dec.labels[at[ok]] >= 0]
+                store = ws.embeddings(dec, labeled, backbone=backbone, checkpoint=ckpt,
                                       resolution=cfg.resolution).value  # fmt: skip
-                row["logme"] = logme(np.asarray(store), train_ds.labels[labeled])
+                row["logme"] = logme(np.asarray(store), dec.labels[labeled])
         key = "validation" if cfg.proxy in ("none", "both") else "logme"
         value = (lambda r: r["validation"]["mean"]) if key == "validation" else (lambda r: r["logme"])
         order = sorted(range(len(rows)), key=lambda i: value(rows[i]), reverse=True)

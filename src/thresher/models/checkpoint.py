@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import read_json
 from ..errors import ThresherError, one_line
 
 # First key component of classifier / projection heads that a backbone never has (ignored, reported).
@@ -126,7 +127,7 @@ def resolve_checkpoint(path: str | os.PathLike[str] | None, *, strict: bool = Tr
             return checkpoint_path(p)
         chain = p / "chain.json"
         if chain.is_file():
-            return Path(_json(chain)["checkpoint"])
+            return Path(read_json(chain)["checkpoint"])
         if strict:
             raise ThresherError(f"{p} holds no {CHECKPOINT_FILE}; give a checkpoint file or a finished run folder")
         return p
@@ -183,18 +184,9 @@ def training_cost(
     if checkpoint is None:
         return None
     if given and (Path(given) / "chain.json").is_file():
-        return _json(Path(given) / "chain.json").get("cost")
+        return read_json(Path(given) / "chain.json").get("cost")
     f = Path(checkpoint).parent / "summary.json"
-    return _json(f).get("cost") if f.is_file() else None
-
-
-def _json(path: Path) -> dict:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ThresherError(f"cannot read {path} ({type(exc).__name__}); re-run the command that wrote it") from None
+    return read_json(f).get("cost") if f.is_file() else None
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ seconds and cost as if it ran alone). The table is written last: a folder holdin
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,12 +67,7 @@ class ScoreTable:
                 "score"
             )
         report_file = path.parent / REPORT_FILE
-        try:
-            report = json.loads(report_file.read_text()) if report_file.is_file() else {}
-        except (OSError, ValueError) as exc:
-            raise ThresherError(
-                f"cannot read {report_file} ({one_line(str(exc), 160)}); re-run thresher score"
-            ) from None
+        report = atomic.read_json(report_file, fix="re-run thresher score") if report_file.is_file() else {}
         if not isinstance(report, dict):
             raise ThresherError(f"{report_file} is not a JSON object; re-run thresher score")
         return cls(table, report, path)

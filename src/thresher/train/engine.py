@@ -65,6 +65,8 @@ def train_on(
     if dinfo.active and device.type == "cuda":
         device = torch.device("cuda", dinfo.local_rank)
         torch.cuda.set_device(device)
+    if device.type == "cuda":  # each run's peak memory is its own (on the CPU, ru_maxrss is the process's: see loop)
+        torch.cuda.reset_peak_memory_stats(device)
     inputs = {"data": data_identity(ds, indices)}
     if cfg.init:
         inputs["init_sha256"] = file_digest(cfg.init)

@@ -96,7 +96,8 @@ def plan(cfg: TrainConfig, n: int) -> Plan:
 
 
 def peak_memory_bytes(device: torch.device) -> int:
-    """Peak memory: allocated CUDA memory on a GPU, else the process's peak resident set size."""
+    """Peak memory: allocated CUDA memory on a GPU (reset when a run starts), else the process's peak resident set
+    size, which cannot be reset: on the CPU it is the high-water mark of everything the process ran before too."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
