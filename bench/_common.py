@@ -51,10 +51,11 @@ def train(folder: Path, **values) -> dict:
 
 
 def score_pool(folder: Path, target: str, source_model: Path, epochs: int, methods: list[str]) -> Path:
-    """Score the pool against ``target`` (a dataset spec) with the given pool model; returns scores.parquet."""
+    """Score the pool against ``target`` (a dataset spec) with the given pool model and the papers' other models
+    (preset paper); returns scores.parquet."""
     cfg = build_config(ScoreConfig, values={
-        "source": {"spec": POOL}, "target": {"spec": target}, "methods": methods,
-        "source_model": str(source_model), "models": {"source_epochs": epochs}, "runtime": {"progress": False},
+        "source": {"spec": POOL}, "target": {"spec": target}, "methods": methods, "source_model": str(source_model),
+        "models": {"preset": "paper", "source_epochs": epochs}, "runtime": {"progress": False},
     })  # fmt: skip
     return score(cfg, folder, **QUIET)
 

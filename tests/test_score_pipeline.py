@@ -43,7 +43,15 @@ def cfg(src, tgt, methods, **kw):
         "source": {"spec": f"npz:{src}"},
         "target": {"spec": f"npz:{tgt}"},
         "methods": methods,
-        "models": {"resolution": 12, "target_epochs": 6, "source_epochs": 6, "batch_size": 16, "lr": 0.05},
+        # the papers' models (preset paper: whole pool, folds from pool models); the proxies are tested apart
+        "models": {
+            "preset": "paper",
+            "resolution": 12,
+            "target_epochs": 6,
+            "source_epochs": 6,
+            "batch_size": 16,
+            "lr": 0.05,
+        },  # fmt: skip
         "params": {"cluster-min": {"k": 4}, "cluster-avg": {"k": 2}, "domain-classifier": {"folds": 2, "epochs": 4}},
         "runtime": {"progress": False},
     }

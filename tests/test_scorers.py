@@ -16,6 +16,7 @@ from thresher.scoring.balance import balanced_weights
 from thresher.scoring.base import ScoringContext
 from thresher.scoring.domain_classifier import SEPARATION_WARNING
 from thresher.scoring.entropy import entropy_from_logits
+from thresher.scoring.proxies import FeatureModelConfig
 
 try:
     import faiss  # noqa: F401
@@ -324,19 +325,27 @@ def test_domain_classifier_image_mode_hands_off_to_domain_images(blobs, monkeypa
     one_line_error(lambda: SCORERS.create("domain-classifier", mode="pixels").fit(source, target), "mode must be")
     seen = {}
 
-    def fake(src, tgt, *, folds, epochs, seed, init=None, lr=None):
-        seen.update(folds=folds, epochs=epochs, seed=seed, init=init, lr=lr)
-        return {"oof": np.linspace(0, 1, len(src)), "heldout_accuracy": 0.7, "fold_accuracy": [0.6, 0.8]}
+    def fake(src, tgt, *, folds, epochs, seed, init=None, lr=None, pool_sample=1.0):
+        seen.update(folds=folds, epochs=epochs, seed=seed, init=init, lr=lr, pool_sample=pool_sample)
+        return {"oof": np.linspace(0, 1, len(src)), "heldout_accuracy": 0.7, "fold_accuracy": [0.6, 0.8],
+                "fold_pool_images": [3, 3]}  # fmt: skip
 
     monkeypatch.setattr(di, "fit_domain_images", fake)
     src = Side(name="s", ids=source.ids, labels=source.labels, dataset=object(), indices=np.arange(len(source)))
     tgt = Side(name="t", ids=target.ids, labels=target.labels, dataset=object(), indices=np.arange(len(target)))
     one_line_error(lambda: SCORERS.create("domain-classifier", mode="image").fit(src, tgt), "run it via thresher score")
     # the score stage's default models (the workspace is not touched here: fit_domain_images is replaced)
-    src.context = ScoringContext(None, None, None, print, lambda which, pos=None: (which, len(pos)))
+    paper = FeatureModelConfig(preset="paper")
+    src.context = ScoringContext(None, paper, None, print, lambda which, pos=None: (which, len(pos)))
     scorer = SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7).fit(src, tgt)
     assert {k: seen[k] for k in ("folds", "epochs", "seed", "lr")} == {"folds": 2, "epochs": 3, "seed": 7, "lr": None}
     assert seen["init"](np.arange(5)) == ("source-model", 5)  # a pool model per fold, on given positions only
+    assert seen["pool_sample"] == 1.0 and scorer.report()["init"] == "source-model"
+    # the proxy preset: folds start from the target model (no pool image) and train on a sample of the pool
+    src.context = ScoringContext(None, FeatureModelConfig(), None, print, lambda which, pos=None: (which, pos))
+    proxied = SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7).fit(src, tgt)
+    assert seen["init"](np.arange(5)) == ("target-model", None) and seen["pool_sample"] == 2500
+    assert "target model" in proxied.report()["out_of_fold"]
     SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7, init="none").fit(src, tgt)
     assert seen["init"] is None
     one_line_error(lambda: SCORERS.create("domain-classifier", mode="image", init="imagenet").fit(src, tgt), "init")

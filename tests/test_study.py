@@ -31,7 +31,8 @@ def study_cfg(tmp_path_factory):
         "budgets": [0.5],
         "resolutions": [12],
         "pretrain": {"epochs": 2, "batch_size": 16, "lr": 0.05},
-        "score": {"models": {"resolution": 12, "target_epochs": 2, "batch_size": 16, "lr": 0.05}},
+        # the papers' models: the whole-pool model is the scorers' source model (the proxies are tested apart)
+        "score": {"models": {"preset": "paper", "resolution": 12, "target_epochs": 2, "batch_size": 16, "lr": 0.05}},
         "evaluation": {"protocol": "linear", "seeds": 2},
         "runtime": {"progress": False},
     }
@@ -50,6 +51,10 @@ def test_plan_has_every_baseline_and_shares_stages(study_cfg):
     score = next(s for s in stages if s.kind == "score")
     assert score.deps and score.deps[0].startswith("pretrain:pool")  # the whole-pool model is the source model
     assert len({s.key for s in stages}) == len(stages)
+    # with the default proxies, scoring does not wait for (nor charge itself) the whole-pool pre-training
+    values = {**values, "score": {"models": {"resolution": 12}}}
+    score = next(s for s in plan(build_config(StudyConfig, values=values)) if s.kind == "score")
+    assert not score.deps and score.values["reference"] == {"backbone": "small-cnn", "resolution": 12, "epochs": 2}
 
 
 def test_study_runs_reuses_resumes_and_reports(study_cfg, tmp_path, capsys):

@@ -335,6 +335,13 @@ def score(
     source_subset: Annotated[int | None, typer.Option(help="Score a random subset of the pool of this size.")] = None,
     target_subset: Annotated[int | None, typer.Option(help="Use a random subset of the target of this size.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of models, folds and tie-breaking.")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Default models: proxy (cheap shared proxies, the default) or paper (whole-pool models)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Estimate each method's cost (FLOPs, fraction of C) and stop.")
+    ] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     force: ForceOpt = False,
@@ -363,12 +370,19 @@ def score(
         features_backbone=features_backbone,
         cache=cache,
         seed=seed,
+        models__preset=preset,
         runtime__device=device,
         runtime__num_workers=workers,
         runtime__engine=engine,
         runtime__ray_address=ray_address,
     )
     cfg = build_config(ScoreConfig, file=config, values=values, overrides=set_)
+    if dry_run:
+        from .scoring.estimate import estimate, format_estimate
+        from .scoring.pipeline import build_scorers
+
+        typer.echo(format_estimate(estimate(cfg, build_scorers(cfg))))
+        return
     path = run_score(cfg, out, force=force, log=typer.echo)
     typer.echo(f"scores: {path}")
 

@@ -3,8 +3,8 @@
 Source tiny-imagenet-32 (30k images, 200 classes); targets cifar10 (small shift) and fashion-mnist (large shift);
 random, domain-classifier, cluster-min and importance at a 10% budget, against no pre-training and the whole pool;
 supervised pre-training of a small CNN at 32 px; fine-tuning on a 2,000-image subset of each target's training split,
-tested on 2,000 test images, two seeds; then the report. The whole-pool model is also the importance scorer's source
-classifier, and the domain classifier's pool models are shared by both targets.
+tested on 2,000 test images, two seeds; then the report. Scoring uses the shared proxy models (one cheap target
+model per target, issue 17), and every result says what its scoring cost.
 
 The settings below were fixed from the time budget (under 15 minutes on 2 CPU cores; ``--quick`` under 3) before
 any result was seen, and the output is reported as it comes: no seed or setting is chosen so that a method wins.

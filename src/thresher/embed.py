@@ -40,6 +40,11 @@ class EmbedConfig(Section):
     data: DataConfig
     backbone: str = Field("resnet18", description="backbone registry name")
     checkpoint: str | None = runtime(None, description="weights to load (fingerprinted by content, not path)")
+    encoder: str | None = runtime(
+        None,
+        description="a pre-trained encoder (torchvision:NAME:WEIGHTS, timm:NAME or a thresher run) with its own "
+        "preprocessing, instead of backbone, checkpoint and resolution (fingerprinted by its weights' content)",
+    )
     resolution: int = Field(32, ge=8, le=1024, description="square input resolution in pixels")
     dtype: Literal["float32", "float16"] = Field("float32", description="storage dtype of the embeddings")
     batch_size: int = Field(256, ge=1)
@@ -55,25 +60,38 @@ def embed(cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print) 
 
 
 def embed_dataset(
-    ds, indices: np.ndarray, cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print
+    ds, indices: np.ndarray, cfg: EmbedConfig, out: str | Path, *, force: bool = False, log=print, encoder=None
 ) -> EmbeddingStore:
-    """Embed ``ds[indices]`` (any dataset or view) into the store ``out``, resuming what is there."""
+    """Embed ``ds[indices]`` (any dataset or view) into the store ``out``, resuming what is there; ``encoder`` is
+    ``cfg.encoder`` already loaded (``models.encoders.Encoder``), to save loading it again."""
     set_threads(cfg.runtime.threads)
     device = resolve_device(cfg.runtime.device)
     if len(set(ds.ids[indices])) != len(indices):
         raise ThresherError(f"{cfg.data.spec} has duplicate example ids; ids must be unique")
     inputs = {"data": data_identity(ds, indices)}
-    if cfg.checkpoint:
-        inputs["checkpoint_sha256"] = file_digest(cfg.checkpoint)
     # everything that can fail on bad input fails before the run folder is claimed
-    model = build_backbone(cfg.backbone, cfg.checkpoint, cfg.seed).to(device).eval()
+    if cfg.encoder:
+        if cfg.runtime.engine == "ray":
+            raise ThresherError("--encoder runs on the local engine only; drop --engine ray (or runtime.engine)")
+        from .models.encoders import load_encoder
+
+        encoder = encoder or load_encoder(cfg.encoder)
+        inputs["encoder"] = encoder.identity
+        model, resolution = encoder.module.to(device).eval(), encoder.resolution
+    else:
+        encoder = None
+        if cfg.checkpoint:
+            inputs["checkpoint_sha256"] = file_digest(cfg.checkpoint)
+        model, resolution = build_backbone(cfg.backbone, cfg.checkpoint, cfg.seed).to(device).eval(), cfg.resolution
     model = model.to(memory_format=memory_format(device))
     with RunFolder(out, "embed", cfg, force=force, inputs=inputs, device=str(device)) as run:
         meta_path = run.file(META_FILE)
         if meta_path.is_file() and json.loads(meta_path.read_text()).get("complete"):
             log(f"{run.path}: already complete, nothing to do")
             return EmbeddingStore(run.path)
-        transform = build_transform("eval", cfg.resolution)
+        # an encoder's images are read at its resize size and cropped by its own preprocessing
+        transform = encoder.preprocess if encoder else build_transform("eval", cfg.resolution)
+        load_size = encoder.resize if encoder else cfg.resolution
         n_shards = max(1, -(-len(indices) // cfg.shard_size))
         parts = run.file(PARTS)
         parts.mkdir(exist_ok=True)
@@ -98,11 +116,12 @@ def embed_dataset(
         else:
             for s, shard_idx in todo:
                 started = time.perf_counter()
-                feats, kept = _embed_shard(ds, shard_idx, model, transform, cfg, device, bar)
+                feats, kept = _embed_shard(ds, shard_idx, model, transform, cfg, device, bar, load_size)
                 cost = {"images": len(shard_idx), "seconds": time.perf_counter() - started}
                 write(s, feats, kept, np.setdiff1d(shard_idx, kept), cost)
         bar.close()
-        return _finalize(run.path, n_shards, cfg, ds, str(device), log, forward_flops_per_image(model, cfg.resolution))
+        flops = forward_flops_per_image(model, resolution)
+        return _finalize(run.path, n_shards, cfg, ds, str(device), log, flops, encoder)
 
 
 def forward_flops_per_image(model: torch.nn.Module, resolution: int) -> float:
@@ -121,13 +140,13 @@ def forward_flops_per_image(model: torch.nn.Module, resolution: int) -> float:
 
 
 @torch.inference_mode()
-def _embed_shard(ds, shard_idx, model, transform, cfg: EmbedConfig, device, bar):
+def _embed_shard(ds, shard_idx, model, transform, cfg: EmbedConfig, device, bar, size: int | None = None):
     batches = [shard_idx[i : i + cfg.batch_size] for i in range(0, len(shard_idx), cfg.batch_size)]
     feats, kept = [], []
     for idx, x, ok in iterate_batches(
         ds,
         batches,
-        cfg.resolution,
+        size or cfg.resolution,
         num_workers=cfg.runtime.num_workers,
         strict=cfg.data.strict,
         pin_memory=device.type == "cuda",
@@ -159,7 +178,7 @@ def _write_shard(root: Path, s: int, feats: np.ndarray, ds, kept: np.ndarray, ba
 
 
 def _finalize(
-    root: Path, n_shards: int, cfg: EmbedConfig, ds, device: str, log, flops_per_image: float = 0.0
+    root: Path, n_shards: int, cfg: EmbedConfig, ds, device: str, log, flops_per_image: float = 0.0, encoder=None
 ) -> EmbeddingStore:
     parts = root / PARTS
     skipped = BadImageLog()
@@ -197,6 +216,9 @@ def _finalize(
         "cost": {"images": int(images), "seconds": round(seconds, 3), "flops": float(images * flops_per_image)},
         **environment(device),
     }
+    if encoder is not None:  # what the rows are features of: the encoder, its weights file and its input size
+        meta.update(backbone=encoder.identity["encoder"], checkpoint=str(encoder.path), resolution=encoder.resolution)
+        meta["encoder"] = {"spec": cfg.encoder, **encoder.identity}
     atomic.write_json(root / META_FILE, meta)
     if skipped.count:
         log(f"warning: {skipped.summary()}")

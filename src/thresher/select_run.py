@@ -12,7 +12,7 @@ from .config import Section
 from .data.manifest import Manifest, file_sha256
 from .errors import ThresherError
 from .runs import RunFolder, read_run_config
-from .scoring.table import ScoreTable
+from .scoring.table import ScoreTable, describe_cost
 from .selection import SELECTORS, parse_budget, select
 
 
@@ -91,6 +91,7 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
             "target": report.get("target"),
             "method": cfg.method,
             "scorer_params": report.get("reports", {}).get(cfg.method, {}).get("params") if cfg.method else None,
+            "scoring_cost": scores_table.paid(cfg.method) if cfg.method else None,
             "scores_path": str(path.resolve()),
             "score_run_fingerprint": score_fp,
             "inputs": inputs,
@@ -102,6 +103,8 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
             f"selected {manifest.n_unique} unique examples ({manifest.total_count} draws) of {len(labels)} "
             f"by {cfg.mode} on {cfg.method or 'classes'}" + (f"; {n_excl} near-duplicates excluded" if n_excl else "")
         )
+        if cfg.method:
+            log(f"scoring with {cfg.method} cost {describe_cost(meta['scoring_cost'])}")
         return manifest
 
 
@@ -137,7 +140,11 @@ def inspect_selection(folder: str | Path, *, log=print, sheet_count: int = 32) -
     for k in order[:15]:
         enrich = sel_share[k] / pool_share[k] if pool_share[k] else float("inf")
         log(f"  {str(names[k])[:32]:<32} {sel_share[k]:>8.1%} {pool_share[k]:>7.1%} {enrich:>9.2f}x")
+    paid = manifest.meta.get("scoring_cost")
+    if paid:
+        log(f"  scoring cost: {describe_cost(paid)}")
     out = {
+        "scoring_cost": paid,
         "classes_covered": int((sel_hist > 0).sum()),
         "selected_share": sel_share.tolist(),
         "pool_share": pool_share.tolist(),

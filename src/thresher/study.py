@@ -62,7 +62,7 @@ StudyTrainExtra = partial_section(
 StudyScore = partial_section(
     ScoreConfig,
     "StudyScore",
-    exclude={"source", "target", "methods", "seed", "runtime", "cache", "source_model"},
+    exclude={"source", "target", "methods", "seed", "runtime", "cache", "source_model", "reference"},
     doc="Score settings of every target's score run (models, params, near_duplicates, ...).",
 )
 
@@ -221,6 +221,7 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             pool_stage[json.dumps(v, sort_keys=True)]
             for v in variants(cfg)
             if cfg.reuse_pool_model
+            and models.source_features == "source-model"
             and v["objective"] == "supervised"
             and v["schedule"] == "full"
             and v["resolution"] == models.resolution
@@ -236,6 +237,8 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             "target": target.train.model_dump(),
             "methods": ["random", *cfg.methods],
             "seed": cfg.seed,
+            # C, the unit scoring costs are reported in: this study's whole-pool pre-training
+            "reference": {"backbone": pt.backbone, "resolution": max(cfg.resolutions), "epochs": pt.epochs},
             **cfg.score.values(),
         }
         if reusable:  # the source model is the whole-pool run: same backbone, resolution and (by default) epochs
@@ -297,13 +300,19 @@ def _budget_count(budget: float | int, n: int) -> int:
 
 
 def _score_estimate(cfg: StudyConfig, n_pool: int, n_target: int, reused: bool) -> float:
-    """Images a score run processes with the default models (trainings plus embedding passes), roughly."""
+    """Images a score run processes with the default models (trainings plus embedding passes), roughly; ``thresher
+    score --dry-run`` gives each method's FLOPs."""
+    from .scoring.proxies import sample_size, target_epochs
+
     m = cfg.score.models
-    images = m.target_epochs * n_target + 2 * (n_pool + n_target)
-    if not reused:
-        images += m.source_epochs * n_pool
-    if "domain-classifier" in cfg.methods:  # k=2 folds: a pool model on half the pool and a fold CNN each
-        images += 2 * (m.source_epochs * n_pool / 2 + 4 * (n_pool + n_target) / 2 + (n_pool + n_target) / 2)
+    images = target_epochs(m, n_target) * n_target + 2 * (n_pool + n_target)
+    if not reused and m.source_features == "source-model":
+        images += m.source_epochs * sample_size(m.source_sample, n_pool, "models.source_sample")
+    if "domain-classifier" in cfg.methods:  # k=2 folds: a CNN each on a pool sample, then its held-out half
+        fold_pool = min(sample_size(m.fold_pool_sample, n_pool, "models.fold_pool_sample"), n_pool // 2)
+        images += 2 * (4 * (fold_pool + n_target / 2) + (n_pool + n_target) / 2)
+        if m.fold_init == "source-model":  # a pool model on the other half, per fold
+            images += 2 * m.source_epochs * n_pool / 2
     return images
 
 

@@ -236,34 +236,59 @@ class Workspace:
         return self._used(Artefact("model", key, Path(checkpoint), Cost.from_record(recorded, kind, reused=True),
                                    reused=True))  # fmt: skip
 
+    def encoder(self, spec: str) -> Artefact:
+        """A pre-trained encoder by name (``torchvision:NAME:WEIGHTS``, ``timm:NAME``, a thresher run), loaded once per
+        workspace; ``value`` is the ``Encoder``, ``path`` its weights file. Its pre-training is an external cost of
+        zero (paid by someone else: say so, do not guess), or what thresher recorded for training a thresher run."""
+        from .models.encoders import load_encoder
+
+        loaded = self.__dict__.setdefault("_encoders", {})  # spec text -> Encoder, for this workspace's lifetime
+        if spec not in loaded:
+            loaded[spec] = load_encoder(spec)
+        enc = loaded[spec]
+        recorded = training_cost(enc.path, spec) if enc.identity["encoder"].startswith("thresher:") else None
+        cost = Cost.from_record(recorded, "trained" if recorded else "external", reused=True)
+        key = f"encoder-{enc.identity['sha256'][:12]}"
+        return self._used(Artefact("model", key, enc.path, cost, reused=True, value=enc))
+
     # --- embeddings --------------------------------------------------------------------------------------------
     def embeddings(
         self,
         ds: ImageDataset,
         indices: np.ndarray,
         *,
-        backbone: str,
-        checkpoint: str | Path | None,
-        resolution: int,
+        backbone: str | None = None,
+        checkpoint: str | Path | None = None,
+        resolution: int | None = None,
         seed: int = 0,
         dtype: str = "float32",
+        encoder: str | None = None,
     ) -> Artefact:
         """The embedding store of ``ds[indices]`` under ``backbone`` (weights of ``checkpoint``, or its random init
-        from ``seed``) at ``resolution``; ``value`` is the store. One store per (weights, data, resolution): whichever
-        stage asks first computes it."""
+        from ``seed``) at ``resolution``, or under the pre-trained ``encoder`` at its own preprocessing; ``value`` is
+        the store. One store per (weights, data, resolution): whichever stage asks first computes it."""
         from .embed import EmbedConfig, EmbeddingStore, embed_dataset
 
-        cfg = EmbedConfig(
-            data=DataConfig(spec=ds.spec or "dataset"),
-            backbone=backbone,
-            checkpoint=str(checkpoint) if checkpoint else None,
-            resolution=resolution,
-            dtype=dtype,
-            seed=0 if checkpoint else seed,  # the seed only matters for random weights
-            runtime=self.runtime,
-        )
-        ident = {"data": data_identity(ds, indices), "weights": self.digest(checkpoint) if checkpoint else None}
-        key = _hash({"backbone": backbone, "resolution": resolution, "dtype": dtype, "seed": cfg.seed, **ident})
+        enc = None
+        if encoder:  # its weights' content names the store; the encoder itself is used (an external cost)
+            enc = self.encoder(encoder).value
+            cfg = EmbedConfig(data=DataConfig(spec=ds.spec or "dataset"), encoder=encoder, resolution=enc.resolution,
+                              dtype=dtype, runtime=self.runtime)  # fmt: skip
+            key = _hash({"encoder": enc.identity, "dtype": dtype, "data": data_identity(ds, indices)})
+        else:
+            if backbone is None or resolution is None:
+                raise TypeError("Workspace.embeddings needs backbone and resolution, or encoder")
+            cfg = EmbedConfig(
+                data=DataConfig(spec=ds.spec or "dataset"),
+                backbone=backbone,
+                checkpoint=str(checkpoint) if checkpoint else None,
+                resolution=resolution,
+                dtype=dtype,
+                seed=0 if checkpoint else seed,  # the seed only matters for random weights
+                runtime=self.runtime,
+            )
+            ident = {"data": data_identity(ds, indices), "weights": self.digest(checkpoint) if checkpoint else None}
+            key = _hash({"backbone": backbone, "resolution": resolution, "dtype": dtype, "seed": cfg.seed, **ident})
         folder = self.root / f"embeddings-{key}"
         if (folder / "meta.json").is_file() and atomic.read_json(folder / "meta.json").get("complete"):
             store = EmbeddingStore(folder)
@@ -272,7 +297,7 @@ class Workspace:
         t0 = time.perf_counter()
         # the folder is named by content: a partial one left by a run that named the same data by another spec (the
         # config differs, the content does not) is recomputed rather than refused; a resume of the same run goes on
-        store = embed_dataset(ds, indices, cfg, folder, force=True, log=self.log)
+        store = embed_dataset(ds, indices, cfg, folder, force=True, log=self.log, encoder=enc)
         cost = Cost.from_record(store.meta.get("cost"), "forward")
         return self._used(Artefact("embeddings", key, folder, cost, value=store, paid_seconds=time.perf_counter() - t0))
 

@@ -201,23 +201,24 @@ class SmallCNN(nn.Module):
 
     STAGES: tuple[tuple[int, int], ...] = ((16, 1), (48, 2), (96, 2), (96, 1), (192, 2))  # (channels, stride)
 
-    def __init__(self, *, in_chans: int = 3) -> None:
+    def __init__(self, *, in_chans: int = 3, width: float = 1.0) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_ch = in_chans
-        for width, stride in self.STAGES:
+        for channels, stride in self.STAGES:
+            out_ch = max(4, round(channels * width))
             layers += [
-                nn.Conv2d(in_ch, width, 3, stride, 1, bias=False),
-                nn.BatchNorm2d(width),
+                nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False),
+                nn.BatchNorm2d(out_ch),
                 nn.ReLU(inplace=True),
             ]
-            in_ch = width
+            in_ch = out_ch
         self.features = nn.Sequential(*layers)
         self.feature_dim: int = in_ch
         _kaiming_init(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features, shape (B, 192)."""
+        """Pooled features, shape (B, feature_dim)."""
         return torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -228,6 +229,13 @@ class SmallCNN(nn.Module):
 def small_cnn(*, in_chans: int = 3) -> nn.Module:
     """A five-layer CNN fast enough to pre-train on CPU (feature_dim 192)."""
     return SmallCNN(in_chans=in_chans)
+
+
+@BACKBONES.register("small-cnn-half")
+def small_cnn_half(*, in_chans: int = 3) -> nn.Module:
+    """small-cnn at half the width (feature_dim 96, about a quarter of the FLOPs): a cheap scoring proxy that keeps
+    the full resolution (issue 17)."""
+    return SmallCNN(in_chans=in_chans, width=0.5)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -83,9 +83,22 @@ class Scorer:
     #: with the default model, does the scorer read the pool's embeddings? (importance reads only the target's
     #: logits, so the pool is not embedded for it)
     reads_source_features: ClassVar[bool] = True
+    #: why the scorer cannot work without the pool's labels (None: it can, through the target model or an encoder)
+    needs_source_labels: ClassVar[str | None] = None
 
     def resolve_inputs(self, features_given: bool) -> None:
         """Settle 'auto' hyper-parameters that depend on what the user gave (e.g. image vs embedding mode)."""
+
+    def plan_work(self, plan) -> None:
+        """Ask ``plan`` (``scoring.estimate.WorkPlan``) for the default models and passes ``fit`` would use, for
+        ``thresher score --dry-run``; mirrors what the score run prepares for ``uses``/``features_from``."""
+        which = plan.feature_model(self)
+        if self.uses != "features" or which is None:
+            return
+        plan.model(which)
+        if which == "target-model" or self.reads_source_features:
+            plan.embed("source", which)
+        plan.embed("target", which)
 
     def fit(self, source: Side, target: Side) -> Scorer:
         raise NotImplementedError

@@ -19,17 +19,28 @@ from ..ops.linear import LinearModel, fit_linear
 from ..ops.neighbors import check_dims, check_k, feature_shape, iter_rows
 from .balance import balanced_accuracy, balanced_weights
 from .base import Scorer, Side, check_target, fold_ids, side_features
+from .proxies import FOLD_INITS, sample_size
 from .registry import SCORERS
 
 HEADS = ("logistic", "mlp")
 MODES = ("auto", "embedding", "image")
-INITS = ("source-model", "target-model", "none")  # image mode: what each fold's CNN starts from
 DEFAULT_L2_LOGISTIC = 1e-4  # l2 = None picks these (penalty 0.5 * l2 * ||W||^2 on the mean loss, standardised inputs)
 DEFAULT_L2_MLP = 1e-1  # measured on synthetic pools: 1e-4 lets the MLP memorise, and its out-of-fold ranking suffers
 SEPARATION_WARNING = (
     "near-perfect separation: the classifier may use low-level shortcuts such as resolution or compression; "
     "its ranking within the pool may still be useful but check the top images"
 )
+
+
+#: how, for each start, no pool image is scored by a model that trained on it (written in the report)
+OUT_OF_FOLD = {
+    "target-model": "fold CNNs start from the target model (trained on target images only) and train on pool images "
+    "of the other folds; each scores only its held-out fold",
+    "source-model": "fold CNNs start from a pool model trained on the other folds only and train on pool images of "
+    "the other folds; each scores only its held-out fold",
+    "none": "fold CNNs start from random weights and train on pool images of the other folds; each scores only its "
+    "held-out fold",
+}
 
 
 class _Stacked:
@@ -88,8 +99,9 @@ class DomainClassifier(Scorer):
         l2: float | None = None,
         max_iter: int = 100,
         epochs: int = 4,
-        init: str = "source-model",
+        init: str | None = None,
         lr: float | None = None,
+        pool_sample: float | None = None,
     ):
         self.mode = mode
         self.head = head
@@ -100,9 +112,12 @@ class DomainClassifier(Scorer):
         self.max_iter = max_iter
         self.epochs = epochs  # image mode only: CNN training epochs per fold
         # image mode: "source-model" (a pool model that never saw the fold; the target model on an unlabeled pool),
-        # "target-model" (trained on the target only) or "none"
+        # "target-model" (trained on the target only) or "none"; None: the score run's models.fold_init
         self.init = init
         self.lr = lr  # image mode: learning rate (default: a fifth of the feature models' rate from a pool model)
+        # image mode: pool examples each fold CNN trains on, a fraction or a count of the pool (drawn from the other
+        # folds); None: the score run's models.fold_pool_sample
+        self.pool_sample = pool_sample
 
     def fit(self, source: Side, target: Side) -> DomainClassifier:
         if self.mode not in MODES:
@@ -161,6 +176,26 @@ class DomainClassifier(Scorer):
             warnings.warn(f"domain-classifier: {SEPARATION_WARNING}", stacklevel=2)
         return self
 
+    def plan_work(self, plan) -> None:
+        """Image mode: the start model, and per fold a CNN on its pool sample and training target images, then a
+        pass over its held-out images (``fit_domain_images``)."""
+        if self.mode != "image":
+            return super().plan_work(plan)
+        m = plan.models
+        folds = self.folds or 2
+        init = self.init or m.fold_init
+        if init == "source-model" and not plan.source_labeled:
+            init = "target-model"
+        n_s, n_t = plan.n_source, plan.n_target
+        k = min(sample_size(self.pool_sample or m.fold_pool_sample, n_s, "pool_sample"), n_s * (folds - 1) // folds)
+        if init == "target-model":
+            plan.model("target-model")
+        for f in range(folds):
+            if init == "source-model":
+                plan.train(f"source-model-part (fold {f + 1})", n_s * (folds - 1) // folds * m.source_epochs)
+            plan.train(f"domain fold {f + 1}", (k + n_t * (folds - 1) // folds) * self.epochs)
+            plan.forward(f"domain fold {f + 1} held out", (n_s + n_t) / folds, m.resolution)
+
     def _fit_images(self, source: Side, target: Side, folds: int) -> DomainClassifier:
         """000's setting: a CNN per fold on pixels, trained by ``domain_images`` (which needs the sides' datasets)."""
         if source.dataset is None or target.dataset is None or source.context is None:
@@ -169,17 +204,22 @@ class DomainClassifier(Scorer):
             )
         from .domain_images import fit_domain_images  # the training stack, imported only when used
 
-        if self.init not in INITS:
-            raise ThresherError(f"domain-classifier init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.init is not None and self.init not in FOLD_INITS:
+            raise ThresherError(f"domain-classifier init must be one of {', '.join(FOLD_INITS)}, got {self.init!r}")
         ctx = source.context  # the score stage's workspace and default models
-        self.init_ = self._start(source, target)
+        self.init_ = self._start(source, target, self.init or ctx.models.fold_init)
+        self.pool_sample_ = self.pool_sample if self.pool_sample is not None else ctx.models.fold_pool_sample
+        if not self.pool_sample_ > 0:
+            raise ThresherError(f"domain-classifier pool_sample must be > 0, got {self.pool_sample_!r}")
         init = None
         if self.init_ == "source-model":  # fold f starts from a pool model trained without source fold f
             init = lambda pos: ctx.default_model("source-model", pos)  # noqa: E731
         elif self.init_ == "target-model":  # trained on the target only: it never saw a pool image
             init = lambda pos: ctx.default_model("target-model")  # noqa: E731
         epochs = check_k(self.epochs, self.name, "epochs")
-        res = fit_domain_images(source, target, folds=folds, epochs=epochs, init=init, seed=self.seed, lr=self.lr)
+        res = fit_domain_images(source, target, folds=folds, epochs=epochs, init=init, seed=self.seed, lr=self.lr,
+                                pool_sample=self.pool_sample_)  # fmt: skip
+        self.fold_pool_images_ = res["fold_pool_images"]
         self.models_ = []  # the CNN checkpoints live in the pipeline's cache; a new pool cannot be scored here
         self.oof_scores_ = np.asarray(res["oof"], dtype=np.float64)
         self.fold_accuracies_ = [float(a) for a in res["fold_accuracy"]]
@@ -191,11 +231,12 @@ class DomainClassifier(Scorer):
             warnings.warn(f"domain-classifier: {SEPARATION_WARNING}", stacklevel=3)
         return self
 
-    def _start(self, source: Side, target: Side) -> str:
-        """The model the fold CNNs start from. 000's method needs no source labels: on an unlabeled pool the default
+    @staticmethod
+    def _start(source: Side, target: Side, init: str) -> str:
+        """The model the fold CNNs start from. 000's method needs no source labels: on an unlabeled pool
         ``source-model`` gives way to the target model (trained on the target's labels), else to no model at all."""
-        if self.init != "source-model" or (source.labels >= 0).any():
-            return self.init
+        if init != "source-model" or (source.labels >= 0).any():
+            return init
         return "target-model" if (target.labels >= 0).any() else "none"
 
     def score(self, source: Side) -> np.ndarray:
@@ -217,7 +258,10 @@ class DomainClassifier(Scorer):
             if self.mode == "embedding":
                 rep["l2"] = self.l2_
             else:
-                rep["init"] = getattr(self, "init_", self.init)  # the model the fold CNNs started from
+                rep["init"] = self.init_  # the model the fold CNNs started from
+                rep["pool_sample"] = self.pool_sample_
+                rep["fold_pool_images"] = self.fold_pool_images_
+                rep["out_of_fold"] = OUT_OF_FOLD[self.init_]
                 rep["unreadable_scored_zero"] = self.unreadable_scored_zero_
             rep["heldout_accuracy"] = round(self.heldout_accuracy_, 6)  # balanced: mean of the per-side accuracies
             rep["fold_accuracies"] = [round(a, 6) for a in self.fold_accuracies_]

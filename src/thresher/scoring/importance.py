@@ -23,6 +23,7 @@ class Importance(Scorer):
     name = "importance"
     features_from = "source-model"
     reads_source_features = False  # the source model's head on the target and the source labels suffice
+    needs_source_labels = "it weights each pool example by its class, P_t(y) / P_s(y) (004)"
 
     def __init__(self, temperature: float = 2.0, l2: float = 1e-4, hidden: int = 0, max_iter: int = 100, seed: int = 0):
         self.temperature = temperature

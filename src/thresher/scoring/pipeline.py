@@ -1,10 +1,11 @@
 """``thresher score``: prepare what each scorer needs, run them, write one ``scores.parquet``.
 
-By default every scorer gets the inputs its paper used, trained through the one training loop and cached as run
-folders (resumable, shared by every scorer that needs them): a model trained on the labeled target (000: clustering,
-active learning), a model trained on the source labels (004: importance weights; also kNN and near-duplicate
-detection), and for the domain classifier a CNN trained on images (000). ``features`` replaces all of them with given
-embeddings or a given backbone.
+By default every scorer gets the kind of input its paper used, trained through the one training loop and cached in
+the workspace (resumable, trained once and shared by every scorer that needs them): a target model trained on the
+labeled target (000: clustering, active learning), a source model trained on the source labels (004: importance
+weights; also kNN and near-duplicate detection), and for the domain classifier CNNs trained on images (000). How big
+these models are is ``models.preset`` (``scoring/proxies.py``): cheap proxies by default, the papers' whole-pool
+models one setting away. ``features`` replaces all of them with given embeddings or a given backbone.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .. import atomic
 from ..config import DataConfig, RuntimeConfig, Section, runtime
@@ -32,20 +33,11 @@ from ..runs import RunFolder, file_digest
 from ..train.config import LRScheduleConfig, OptimConfig, TrainConfig
 from ..workspace import Artefact, Cost, Workspace
 from .base import ScoringContext, Side, check_scores
+from .cost import CostReference, in_units, run_total
 from .duplicates import PixelDescriptors, near_duplicates
+from .proxies import FeatureModelConfig, sample_positions, target_epochs
 from .registry import SCORERS
 from .table import SCORES_FILE, ScoreTable
-
-
-class FeatureModelConfig(Section):
-    """How the default feature models are trained (000: on the labeled target; 004: on the source labels)."""
-
-    backbone: str = Field("small-cnn", description="backbone of the target and source models")
-    resolution: int = Field(32, ge=8, le=1024)
-    target_epochs: int = Field(15, ge=1, description="epochs of the model trained on the target")
-    source_epochs: int = Field(8, ge=1, description="epochs of the model trained on the source labels")
-    batch_size: int = Field(128, ge=2)
-    lr: float = Field(0.1, gt=0)
 
 
 class NearDuplicateConfig(Section):
@@ -65,6 +57,11 @@ class ScoreConfig(Section):
     target: DataConfig
     methods: list[str] = Field(min_length=1, description="scorer names, e.g. [domain-classifier, cluster-min]")
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-method hyper-parameters")
+    encoder: str | None = Field(
+        None,
+        description="a pre-trained encoder to score with, paying only forward passes: torchvision:NAME:WEIGHTS, "
+        "timm:NAME or a thresher checkpoint/run, at its own resolution and normalisation",
+    )
     features: str | None = runtime(None, description="embedding store of the source, or a checkpoint for both sides")
     target_features: str | None = runtime(None, description="embedding store of the target (with a source store)")
     features_backbone: str | None = Field(None, description="backbone of --features when it is not a thresher run")
@@ -76,6 +73,9 @@ class ScoreConfig(Section):
     resolution: int = Field(32, ge=8, le=1024, description="embedding resolution for a --features checkpoint")
     models: FeatureModelConfig = FeatureModelConfig()
     near_duplicates: NearDuplicateConfig = NearDuplicateConfig()
+    reference: CostReference = Field(
+        default_factory=CostReference, description="C, the whole-pool pre-training costs are reported against"
+    )
     seed: int = 0
     cache: str | None = runtime(None, description="folder for cached models and embeddings (default: OUT/cache)")
     runtime: RuntimeConfig = RuntimeConfig()
@@ -87,6 +87,21 @@ class ScoreConfig(Section):
         if len(set(v)) != len(v):
             raise ValueError("a method is listed twice")
         return v
+
+    @field_validator("encoder")
+    @classmethod
+    def _encoder(cls, v: str | None) -> str | None:
+        if v is not None:
+            from ..models.encoders import parse_encoder
+
+            parse_encoder(v)  # the name is checked now; weights are read when the run needs them
+        return v
+
+    @model_validator(mode="after")
+    def _one_feature_source(self) -> ScoreConfig:
+        if self.encoder and (self.features or self.target_features):
+            raise ValueError("give --encoder or --features, not both (--encoder replaces --features CHECKPOINT)")
+        return self
 
 
 def build_scorers(cfg: ScoreConfig) -> dict:
@@ -105,7 +120,7 @@ def build_scorers(cfg: ScoreConfig) -> dict:
             raise ThresherError(
                 f"bad parameters for {name}: {exc}; accepted: {', '.join(_init_params(name))}"
             ) from None
-        scorers[name].resolve_inputs(features_given=cfg.features is not None)
+        scorers[name].resolve_inputs(features_given=cfg.features is not None or cfg.encoder is not None)
     return scorers
 
 
@@ -127,7 +142,8 @@ class Inputs:
 
     # --- the default models -------------------------------------------------------------------------
     def model(self, which: str, positions: np.ndarray | None = None) -> Path:
-        """Checkpoint of the ``target-model`` or ``source-model`` (supervised, through the engine).
+        """Checkpoint of the ``target-model`` or ``source-model`` (supervised, through the engine), sized by
+        ``models`` (proxies by default: the source model on a seeded sample of the pool; ``scoring/proxies.py``).
 
         ``positions``: train on these examples of the side only (a model that never saw the others, for scorers
         that must score out of fold).
@@ -136,6 +152,10 @@ class Inputs:
         if which == "source-model" and positions is None and self.cfg.source_model:
             return self.ws.given_model(self.cfg.source_model).path
         ds, idx = self.data[side]
+        m = self.cfg.models
+        name = which if positions is None else f"{which}-part"  # -part: a model of some folds only
+        if side == "source" and positions is None:
+            positions = sample_positions(len(idx), m.source_sample, self.cfg.seed, "models.source_sample")
         if positions is not None:
             idx = idx[np.asarray(positions, np.int64)]
         if not (ds.labels[idx] >= 0).any():
@@ -143,19 +163,47 @@ class Inputs:
                 f"the {which} is trained on the labels of {ds.spec}, which has none; give --features (an embedding "
                 "store or a checkpoint) instead"
             )
-        m = self.cfg.models
+        init = None
+        if side == "source" and m.source_init == "target-model" and self.pool_labeled():
+            init = str(self.model("target-model"))  # a model of the target only: it never saw a pool image
         tcfg = TrainConfig(
             data=self.data_cfg[side],
             backbone=m.backbone,
+            init=init,
             resolution=m.resolution,
-            epochs=m.target_epochs if side == "target" else m.source_epochs,
+            epochs=target_epochs(m, len(idx)) if side == "target" else m.source_epochs,
             batch_size=m.batch_size,
             optim=OptimConfig(lr=m.lr),
             lr_schedule=LRScheduleConfig(),
             seed=self.cfg.seed,
             runtime=self.cfg.runtime,
         )
-        return self.ws.model(which if positions is None else f"{which}-part", tcfg, ds, idx).path
+        return self.ws.model(name, tcfg, ds, idx).path
+
+    def backbone_of(self, which: str, ckpt: Path) -> str:
+        """The backbone of a default model: ``models.backbone``, or a given source model's own."""
+        if which == "source-model" and self.cfg.source_model:
+            return checkpoint_backbone(ckpt)
+        return self.cfg.models.backbone
+
+    def pool_labeled(self) -> bool:
+        ds, idx = self.data["source"]
+        return bool(self.cfg.source_model) or bool((ds.labels[idx] >= 0).any())
+
+    def features_of(self, scorer) -> str | None:
+        """What the scorer's embeddings came from, for its report."""
+        if scorer.uses != "features":
+            return None
+        if self.cfg.encoder:
+            return f"encoder {self.cfg.encoder}"
+        if self.cfg.features:
+            return f"given {self.cfg.features}"
+        return self.feature_model(scorer)
+
+    def feature_model(self, scorer) -> str | None:
+        """The default model whose embeddings ``scorer`` reads: the source model's readers read
+        ``models.source_features``, and on an unlabeled pool the target model."""
+        return resolve_feature_model(scorer, self.cfg.models, self.pool_labeled(), bool(self.cfg.source_model))
 
     def embeddings(self, side: str, checkpoint: Path, backbone: str, resolution: int) -> Artefact:
         ds, idx = self.data[side]
@@ -180,6 +228,25 @@ class Inputs:
         self.ws.given_model(ckpt)  # what it cost to train, when thresher recorded it
         return tuple(self.embeddings(s, ckpt, backbone, self.cfg.resolution).value for s in ("source", "target"))
 
+    # --- a public encoder -------------------------------------------------------------------------------
+    def encoder_embeddings(self, side: str) -> Artefact:
+        ds, idx = self.data[side]
+        return self.ws.embeddings(ds, idx, encoder=self.cfg.encoder)
+
+    def encoder_pool_logits(self, features: Artefact) -> np.ndarray | None:
+        """The encoder's own head on ``features``, restricted to the pool's classes (Tiny ImageNet's wnids are
+        ImageNet-1k classes); None when the classes do not map (importance then fits a head on pool features)."""
+        enc = self.ws.encoder(self.cfg.encoder).value
+        cols = enc.class_map(list(self.data["source"][0].classes or []))
+        if cols is None:
+            return None
+        import torch
+
+        x = np.array(features.value, dtype=np.float32)  # a writable copy of the (memory-mapped) target rows
+        with torch.inference_mode():
+            logits = enc.head(torch.from_numpy(x)).double().numpy()
+        return logits[:, cols]
+
     def sides(self, scorer) -> tuple[Side, Side]:
         src_ds, src_idx = self.data["source"]
         tgt_ds, tgt_idx = self.data["target"]
@@ -190,34 +257,63 @@ class Inputs:
                    context=context)  # fmt: skip
         if scorer.uses != "features":
             return src, tgt
-        if self.cfg.features:
+        if self.cfg.encoder:
+            src_emb, tgt_emb = (self.encoder_embeddings(s) for s in ("source", "target"))
+            src.features, tgt.features = src_emb.value, tgt_emb.value
+            if scorer.features_from == "source-model":  # 004's source classifier: the encoder's head, when it maps
+                tgt.logits = self.encoder_pool_logits(tgt_emb)
+        elif self.cfg.features:
             src.features, tgt.features = self.given_features()
-        elif scorer.features_from in ("target-model", "source-model"):
-            ckpt = self.model(scorer.features_from)
+        elif (which := self.feature_model(scorer)) in ("target-model", "source-model"):
+            ckpt = self.model(which)
             m = self.cfg.models
-            if scorer.features_from == "target-model" or scorer.reads_source_features:
-                src_emb = self.embeddings("source", ckpt, m.backbone, m.resolution)
+            backbone = self.backbone_of(which, ckpt)
+            if which == "target-model" or scorer.reads_source_features:
+                src_emb = self.embeddings("source", ckpt, backbone, m.resolution)
                 src.features = src_emb.value
-            tgt_emb = self.embeddings("target", ckpt, m.backbone, m.resolution)
+            tgt_emb = self.embeddings("target", ckpt, backbone, m.resolution)
             tgt.features = tgt_emb.value
-            if scorer.features_from == "target-model":  # the target model's own predictions on the source
+            if which == "target-model":  # the target model's own predictions on the source
                 src.logits = np.asarray(self.ws.head_outputs(ckpt, src_emb).value)
             else:  # the source model's own predictions on the target
                 tgt.logits = np.asarray(self.ws.head_outputs(ckpt, tgt_emb).value)
         return src, tgt
 
     def duplicate_features(self) -> tuple[Any, Any]:
-        """Embeddings for near-duplicate detection: the given ones, else the source model's."""
+        """Embeddings for near-duplicate detection: the encoder's or the given ones, else the source model's (the
+        target model's on an unlabeled pool)."""
+        if self.cfg.encoder:
+            return tuple(self.encoder_embeddings(s).value for s in ("source", "target"))
         if self.cfg.features:
             return self.given_features()
-        ckpt = self.model("source-model")
+        labeled, given = self.pool_labeled(), bool(self.cfg.source_model)
+        use_source = given or (labeled and self.cfg.models.source_features == "source-model")
+        which = "source-model" if use_source else "target-model"
+        ckpt = self.model(which)
         m = self.cfg.models
-        return tuple(self.embeddings(s, ckpt, m.backbone, m.resolution).value for s in ("source", "target"))
+        backbone = self.backbone_of(which, ckpt)
+        return tuple(self.embeddings(s, ckpt, backbone, m.resolution).value for s in ("source", "target"))
 
 
-def _decode_size(cfg: ScoreConfig) -> int:
+def resolve_feature_model(scorer, models: FeatureModelConfig, pool_labeled: bool, source_given: bool) -> str | None:
+    """Whose embeddings a scorer reads by default (shared by the score run and its dry-run estimate): a given source
+    model always serves the source model's readers."""
+    if scorer.features_from != "source-model" or source_given:
+        return scorer.features_from
+    if models.source_features == "target-model" or not pool_labeled:
+        return "target-model"
+    return "source-model"
+
+
+def _cost_line(cost: Cost) -> str:
+    return f"costing {cost.flops / 1e12:.2f} TFLOPs ({cost.kind}) as if run alone"
+
+
+def _decode_size(cfg: ScoreConfig, ws: Workspace) -> int:
     """The resolution the pool is decoded at once: the largest any model or embedding of this run reads."""
     size = cfg.models.resolution
+    if cfg.encoder:  # the encoder reads images at its own resize size
+        size = max(size, ws.encoder(cfg.encoder).value.resize)
     if cfg.features and not (Path(cfg.features) / "meta.json").is_file():  # a checkpoint embedded here
         size = max(size, cfg.resolution)
     return size
@@ -231,9 +327,9 @@ def _check_source_model(cfg: ScoreConfig, ds) -> None:
         info = describe_checkpoint(path)
     except ThresherError as exc:
         raise ThresherError(f"cannot read --source-model: {exc}") from None
-    if info["backbone"] != cfg.models.backbone or info["objective"] != "supervised" or info["head_outputs"] is None:
+    if info["objective"] != "supervised" or info["head_outputs"] is None:
         raise ThresherError(
-            f"--source-model {path} must be a supervised thresher checkpoint of {cfg.models.backbone} "
+            f"--source-model {path} must be a supervised thresher checkpoint with its head "
             f"(it is {info['objective']} on {info['backbone']})"
         )
     if info["head_outputs"] != max(1, ds.num_classes):
@@ -259,6 +355,20 @@ def align(store: EmbeddingStore, data: tuple, flag: str):
     return store.take(np.fromiter((pos[k] for k in want), np.int64, len(want)))
 
 
+def cost_summary(cfg: ScoreConfig, reports: dict, dup_cost: dict, n_pool: int) -> dict:
+    """The run's cost (shared models once) and each method's as if alone, with their fractions of C in FLOPs."""
+    c_flops = cfg.reference.flops(n_pool)
+    total = run_total(reports, [dup_cost])
+    return {
+        "unit": {"name": "C", "what": cfg.reference.describe(n_pool), "flops": c_flops},
+        "total": total.as_dict(),
+        "total_C": in_units(total, c_flops),
+        "methods_C": {
+            name: in_units(Cost.from_record(r["cost"], r["cost"]["kind"]), c_flops) for name, r in reports.items()
+        },  # fmt: skip
+    }
+
+
 def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) -> Path:
     """Run (or resume) ``thresher score`` into ``out``; returns the path of ``scores.parquet``."""
     scorers = build_scorers(cfg)
@@ -267,6 +377,14 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
         _check_source_model(cfg, source[0])
     if len(target[1]) == 0:
         raise ThresherError(f"the target {cfg.target.spec} is empty")
+    src_ds, src_idx = source
+    if not cfg.source_model and not (src_ds.labels[src_idx] >= 0).any():
+        for name, scorer in scorers.items():
+            if scorer.needs_source_labels:
+                raise ThresherError(
+                    f"{name} needs the pool's labels: {scorer.needs_source_labels}, and {cfg.source.spec} has none; "
+                    "drop it or give a labeled pool (every other scorer works on an unlabeled pool)"
+                )
     inputs = {"source": data_identity(*source), "target": data_identity(*target)}
     for key in ("features", "target_features", "source_model"):
         p = getattr(cfg, key)
@@ -284,7 +402,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
         # one decoding pass per side (none for array datasets): which images can be read at all, and the pixels
         # every later pass reads (models, embeddings, near-duplicates), so no image is decoded twice. Scorers see
         # the readable images only; unreadable pool rows get NaN and are never selected.
-        size = _decode_size(cfg)
+        size = _decode_size(cfg, ws)
         (dec_s, rows_s, ok_s), (dec_t, rows_t, ok_t) = (ws.decoded(*data, size) for data in (source, target))
         for what, spec, ok in (("target", cfg.target.spec, ok_t), ("pool", cfg.source.spec, ok_s)):
             if not ok.any():
@@ -323,19 +441,25 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             reports[name] = {
                 "params": scorer.get_params(),
                 **scorer.report(),
+                "features_from": res.features_of(scorer),
                 "seconds": round(wall, 3),
                 "cost": cost.as_dict(),
+                "own": own.as_dict(),
                 "artefacts": used.records(),
             }
             atomic.save_npy(part, values)
             atomic.write_json(rep_file, reports[name])
             columns[name] = values
-            log(f"{name}: scored {len(src)} examples in {reports[name]['seconds']:.1f} s")
-        if cfg.near_duplicates.descriptor == "pixels":
-            dup_src, dup_tgt = PixelDescriptors(*readable_source), PixelDescriptors(*readable_target)
-        else:
-            dup_src, dup_tgt = res.duplicate_features()
-        sim_ok, flagged_ok = near_duplicates(dup_src, dup_tgt, cfg.near_duplicates.threshold)
+            log(f"{name}: scored {len(src)} examples in {reports[name]['seconds']:.1f} s, {_cost_line(cost)}")
+        t0 = time.perf_counter()
+        with ws.ledger() as used:
+            if cfg.near_duplicates.descriptor == "pixels":
+                dup_src, dup_tgt = PixelDescriptors(*readable_source), PixelDescriptors(*readable_target)
+            else:
+                dup_src, dup_tgt = res.duplicate_features()
+            sim_ok, flagged_ok = near_duplicates(dup_src, dup_tgt, cfg.near_duplicates.threshold)
+        own = Cost(seconds=max(0.0, time.perf_counter() - t0 - used.paid_seconds), kind="own")
+        dup_cost = {"cost": (used.cost + own).as_dict(), "own": own.as_dict(), "artefacts": used.records()}
         sim, flagged = np.full(len(ok_s), np.nan), np.zeros(len(ok_s), bool)
         sim[ok_s], flagged[ok_s] = sim_ok, flagged_ok
         src_ds, src_idx = source
@@ -359,7 +483,9 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                 "threshold": cfg.near_duplicates.threshold,
                 "descriptor": cfg.near_duplicates.descriptor,
                 "excluded_by_default": cfg.near_duplicates.exclude,
+                **dup_cost,
             },
+            "cost": cost_summary(cfg, reports, dup_cost, len(src_idx)),
             "reports": reports,
         }
         ScoreTable(pa.table(table), summary).write(run.path)
@@ -369,5 +495,3 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
         )
         log(f"wrote {done_file} ({len(src_idx)} examples x {len(columns)} methods)")
         return done_file
-
-

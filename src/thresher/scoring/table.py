@@ -118,3 +118,29 @@ class ScoreTable:
         cost = self.method_report(method).get("cost", {})
         return {k: float(cost.get(k, 0.0)) for k in COST_KEYS}
 
+    def paid(self, method: str) -> dict[str, Any]:
+        """What scoring with ``method`` cost, for a selection's provenance: its cost as if it ran alone (the typed
+        Cost's fields), its fraction of C and the unit, and the score run's total with shared models counted once."""
+        run = self.report.get("cost", {})
+        return {
+            "cost": self.method_report(method).get("cost"),
+            "C": run.get("methods_C", {}).get(method),
+            "unit": run.get("unit"),
+            "score_run_total": run.get("total"),
+            "score_run_total_C": run.get("total_C"),
+        }
+
+
+def describe_cost(paid: dict[str, Any]) -> str:
+    """One line for a method's scoring cost (``ScoreTable.paid``)."""
+    cost = paid.get("cost") or {}
+    if not cost:
+        return "not recorded (a score run older than cost reporting)"
+    line = f"{cost.get('flops', 0) / 1e12:.3g} TFLOPs, {cost.get('seconds', 0):.0f} s ({cost.get('kind')})"
+    line += " as if run alone"
+    if paid.get("C") is not None:
+        line += f" = {paid['C']:.3f} C"
+        if paid.get("score_run_total_C") is not None:
+            line += f"; the score run's total {paid['score_run_total_C']:.3f} C"
+        line += f" (C: {paid['unit']['what']})"
+    return line

@@ -1,0 +1,123 @@
+"""``thresher score --dry-run``: each method's cost estimated before any work (issue 17).
+
+The estimate counts what the score run would make: the default models' training images and the embedding passes,
+in FLOPs counted as the training loop and the embedding pass count them (on the architecture only: nothing is
+trained or read), each scorer asking for what it uses through ``Scorer.plan_work``. Shared models are counted once
+in the run's total. Decoding, k-means and the heads are left out: small next to training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..data.loader import open_data
+from .cost import forward_flops_per_image, train_flops_per_image
+from .proxies import sample_size, target_epochs
+
+
+@dataclass
+class Work:
+    """One thing a score run makes: a model trained (``trained``) or an embedding pass (``forward``)."""
+
+    what: str
+    images: float
+    flops: float
+    kind: str
+
+
+@dataclass
+class WorkPlan:
+    """What the methods of one score run would make, by key (a shared model appears once)."""
+
+    cfg: object  # ScoreConfig
+    n_source: int
+    n_target: int
+    source_labeled: bool
+    items: dict[str, Work] = field(default_factory=dict)
+    used: list[str] = field(default_factory=list)
+
+    @property
+    def models(self):
+        return self.cfg.models
+
+    def _add(self, key: str, work: Work) -> None:
+        self.items.setdefault(key, work)
+        if key not in self.used:
+            self.used.append(key)
+
+    def train(self, key: str, images: float) -> None:
+        m = self.models
+        self._add(key, Work(key, images, images * train_flops_per_image(m.backbone, m.resolution), "trained"))
+
+    def forward(self, key: str, images: float, resolution: int | None = None) -> None:
+        m = self.models
+        flops = images * forward_flops_per_image(m.backbone, resolution or m.resolution)
+        self._add(key, Work(key, images, flops, "forward"))
+
+    def feature_model(self, scorer) -> str | None:
+        """As the score run chooses (``pipeline.resolve_feature_model``)."""
+        from .pipeline import resolve_feature_model
+
+        return resolve_feature_model(scorer, self.models, self.source_labeled, bool(self.cfg.source_model))
+
+    def model(self, which: str) -> None:
+        m = self.models
+        if which == "target-model":
+            self.train("target-model", self.n_target * target_epochs(m, self.n_target))
+        elif self.cfg.source_model:  # given: its training is recorded there, not redone
+            self._add("source-model", Work("source-model (given)", 0, 0, "trained"))
+        else:
+            if m.source_init == "target-model":
+                self.model("target-model")
+            k = sample_size(m.source_sample, self.n_source, "models.source_sample")
+            self.train("source-model", k * m.source_epochs)
+
+    def embed(self, side: str, which: str) -> None:
+        self.forward(f"embeddings {side} by {which}", self.n_source if side == "source" else self.n_target)
+
+
+def estimate(cfg, scorers: dict) -> dict:
+    """Each method's estimated cost as if it ran alone, and the run's total with shared models once (``cfg`` a
+    ScoreConfig, ``scorers`` as ``build_scorers`` makes them)."""
+    (src_ds, src_idx), (_, tgt_idx) = open_data(cfg.source), open_data(cfg.target)
+    labeled = bool(cfg.source_model) or bool((src_ds.labels[src_idx] >= 0).any())
+    plan = WorkPlan(cfg, len(src_idx), len(tgt_idx), labeled)
+    c_flops = cfg.reference.flops(len(src_idx))
+    methods = {}
+    for name, scorer in scorers.items():
+        plan.used = []
+        if cfg.features is None:
+            scorer.plan_work(plan)
+        flops = sum(plan.items[k].flops for k in plan.used)
+        methods[name] = {
+            "images": float(sum(plan.items[k].images for k in plan.used)),
+            "flops": float(flops),
+            "C": in_units_flops(flops, c_flops),
+            "parts": list(plan.used),
+        }
+    total = float(sum(w.flops for w in plan.items.values()))
+    return {
+        "unit": {"name": "C", "what": cfg.reference.describe(len(src_idx)), "flops": c_flops},
+        "methods": methods,
+        "total": {"flops": total, "C": in_units_flops(total, c_flops)},
+        "parts": {k: vars(w) for k, w in plan.items.items()},
+        "given_features": cfg.features is not None,
+    }
+
+
+def in_units_flops(flops: float, c_flops: float) -> float | None:
+    return round(flops / c_flops, 6) if c_flops > 0 else None
+
+
+def format_estimate(est: dict) -> str:
+    """The estimate as a few lines for the terminal."""
+    lines = [f"estimated scoring cost (C = {est['unit']['what']}, {est['unit']['flops'] / 1e12:.2f} TFLOPs):"]
+    for name, m in est["methods"].items():
+        c = "" if m["C"] is None else f"{m['C']:.3f} C"
+        lines.append(f"  {name:<20} {m['flops'] / 1e12:8.3f} TFLOPs  {c:>9}  as if run alone")
+    t = est["total"]
+    tc = "" if t["C"] is None else f"{t['C']:.3f} C"
+    lines.append(f"  {'the run, shared once':<20} {t['flops'] / 1e12:8.3f} TFLOPs  {tc:>9}")
+    if est["given_features"]:
+        lines.append("  (given features: only the scorers' own work, not estimated)")
+    return "\n".join(lines)
