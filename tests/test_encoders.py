@@ -275,7 +275,7 @@ def test_workspace_embeds_once_per_encoder_and_counts_it_as_external(tmp_path):
     np.testing.assert_allclose(np.asarray(plain.value), np.asarray(first.value), atol=1e-5)  # same model, same input
 
 
-def test_score_with_a_public_encoder_pays_only_forward_passes(hub, tmp_path):
+def test_score_with_a_public_encoder_pays_only_forward_passes(hub, tmp_path, capsys):
     """``thresher score --encoder torchvision:...``: embeddings by the encoder at its own preprocessing, importance
     through its head restricted to the pool's classes (wnids), nothing trained, the pre-training an external cost."""
     import json
@@ -305,6 +305,26 @@ def test_score_with_a_public_encoder_pays_only_forward_passes(hub, tmp_path):
         assert kinds == {"external", "forward"}, (m, kinds)
     assert report["reports"]["importance"]["classifier"] == "target.logits"  # the encoder's own head, 3 columns
     assert np.isfinite(pq.read_table(tmp_path / "s" / "scores.parquet").column("knn").to_numpy()).all()
+    # the dry run counts the encoder's forward passes at its own resolution (224 px: about 3.6 GFLOPs an image)
+    from conftest import run_cli
+
+    code, printed, _ = run_cli(
+        capsys,
+        "score",
+        "--source",
+        f"npz:{src}",
+        "--target",
+        f"npz:{tgt}",
+        "-m",
+        "knn",
+        "--encoder",
+        "torchvision:resnet18:IMAGENET1K_V1",
+        "--out",
+        tmp_path / "d",
+        "--dry-run",
+    )
+    flops = float(printed.split("knn")[1].split("TFLOPs")[0]) * 1e12
+    assert code == 0 and flops == pytest.approx(32 * 3.64e9, rel=0.05), printed
     with pytest.raises(ThresherError, match="not both"):
         build_config(ScoreConfig, values={"source": {"spec": f"npz:{src}"}, "target": {"spec": f"npz:{tgt}"},
                                           "methods": ["knn"], "encoder": "torchvision:resnet18:IMAGENET1K_V1",

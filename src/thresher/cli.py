@@ -317,6 +317,13 @@ def score(
         ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for scores.parquet.")] = ...,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            help="Score with a pre-trained encoder, paying only forward passes: torchvision:NAME:WEIGHTS, timm:NAME "
+            "or a thresher checkpoint/run (weights from the libraries' caches)."
+        ),
+    ] = None,
     features: Annotated[
         str | None, typer.Option(help="Embedding store of the source, or a checkpoint/run to embed both sides with.")
     ] = None,
@@ -365,6 +372,7 @@ def score(
         target__subset=target_subset,
         target__data_root=data_root,
         methods=method or None,
+        encoder=encoder,
         features=features,
         target_features=target_features,
         features_backbone=features_backbone,

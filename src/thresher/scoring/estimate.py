@@ -84,9 +84,13 @@ def estimate(cfg, scorers: dict) -> dict:
     plan = WorkPlan(cfg, len(src_idx), len(tgt_idx), labeled)
     c_flops = cfg.reference.flops(len(src_idx))
     methods = {}
+    encoder_flops = _encoder_flops(cfg.encoder) if cfg.encoder else 0.0
     for name, scorer in scorers.items():
         plan.used = []
-        if cfg.features is None:
+        if cfg.encoder and scorer.uses == "features":  # forward passes of both sides through the encoder, once
+            for side, n in (("source", plan.n_source), ("target", plan.n_target)):
+                plan._add(f"embeddings {side} by the encoder", Work(side, n, n * encoder_flops, "forward"))
+        elif cfg.features is None and not cfg.encoder:
             scorer.plan_work(plan)
         flops = sum(plan.items[k].flops for k in plan.used)
         methods[name] = {
@@ -103,6 +107,15 @@ def estimate(cfg, scorers: dict) -> dict:
         "parts": {k: vars(w) for k, w in plan.items.items()},
         "given_features": cfg.features is not None,
     }
+
+
+def _encoder_flops(spec: str) -> float:
+    """Forward FLOPs of one image through the encoder at its own resolution."""
+    from ..embed import forward_flops_per_image as count
+    from ..models.encoders import load_encoder
+
+    enc = load_encoder(spec)
+    return count(enc.module, enc.resolution)
 
 
 def in_units_flops(flops: float, c_flops: float) -> float | None:
