@@ -200,3 +200,40 @@ def test_every_scorer_but_importance_works_on_an_unlabeled_pool(problem, tmp_pat
     with pytest.raises(ThresherError, match="importance needs the pool's labels") as err:
         score(proxy_cfg(unlabeled, tgt, ["knn", "importance"]), tmp_path / "imp", log=lambda *_: None)
     assert "\n" not in str(err.value) and not (tmp_path / "imp").exists()
+
+
+# ------------------------------------------------------------------------------------------------- test split
+
+
+def test_near_duplicates_of_the_test_split_are_excluded_and_counted(tmp_path, capsys):
+    """Issue 17 item 5: pool images near-identical to the target's test images are flagged too (DataComp)."""
+    rng = np.random.default_rng(5)
+
+    def noise(n: int, name: str, images=None):  # images of uniform noise: no two alike unless copied
+        images = rng.integers(0, 256, (n, 12, 12, 3)).astype(np.uint8) if images is None else images
+        path = tmp_path / name / "train.npz"
+        path.parent.mkdir()
+        np.savez(path, images=images, labels=np.arange(len(images)) % 2)
+        return path, images
+
+    src, pool_images = noise(60, "pool")
+    _, tgt_images = noise(10, "target")
+    copies = np.array([3, 40, 57])  # pool rows that reappear in the test split (and one in the train split)
+    tgt, _ = noise(0, "tgt", np.concatenate([tgt_images, pool_images[[10]]]))
+    test, _ = noise(0, "test", np.concatenate([pool_images[copies], rng.integers(0, 256, (5, 12, 12, 3), np.uint8)]))
+    code, printed, _ = run_cli(capsys, "score", "--source", f"npz:{src}", "--target", f"npz:{tgt}", "--target-test",
+                               f"npz:{test}", "-m", "random", "--out", tmp_path / "s")  # fmt: skip
+    assert code == 0 and "4 flagged (1 of train, 3 of test images)" in printed, printed
+    table = pq.read_table(tmp_path / "s" / "scores.parquet")
+    np.testing.assert_array_equal(np.flatnonzero(table.column("near_duplicate_test").to_numpy()), copies)
+    np.testing.assert_array_equal(np.flatnonzero(table.column("near_duplicate").to_numpy()), [3, 10, 40, 57])
+    assert (table.column("max_test_cosine").to_numpy()[copies] > 0.999).all()
+    report = json.loads((tmp_path / "s" / "scores.json").read_text())
+    dup = report["near_duplicates"]
+    assert dup["of_target_test"] == 3 and dup["of_target_train"] == 1 and dup["count"] == 4
+    assert dup["target_test"] == f"npz:{test}"
+    code, _, _ = run_cli(capsys, "select", "--scores", tmp_path / "s", "--method", "random", "--budget", "0.9",
+                         "--out", tmp_path / "sel")  # fmt: skip
+    manifest = pq.read_table(tmp_path / "sel" / "manifest.parquet")
+    ids = set(manifest.column("id").to_pylist())
+    assert code == 0 and len(ids) == round(0.9 * 56) and not ids & set(table.column("id").to_numpy()[copies].tolist())

@@ -307,6 +307,13 @@ def score(
         str | None, typer.Option("--source", help="Source pool spec, e.g. builtin:tiny-imagenet-32.")
     ] = None,
     target: Annotated[str | None, typer.Option("--target", help="Target spec, e.g. builtin:cifar10:train.")] = None,
+    target_test: Annotated[
+        str | None,
+        typer.Option(
+            "--target-test",
+            help="The target's test split (e.g. builtin:cifar10:test): pool images near-identical to it are excluded.",
+        ),
+    ] = None,
     method: Annotated[
         list[str] | None,
         typer.Option(
@@ -371,6 +378,8 @@ def score(
         target__spec=target,
         target__subset=target_subset,
         target__data_root=data_root,
+        target_test__spec=target_test,
+        target_test__data_root=data_root if target_test else None,
         methods=method or None,
         encoder=encoder,
         features=features,

@@ -62,7 +62,7 @@ StudyTrainExtra = partial_section(
 StudyScore = partial_section(
     ScoreConfig,
     "StudyScore",
-    exclude={"source", "target", "methods", "seed", "runtime", "cache", "source_model", "reference"},
+    exclude={"source", "target", "target_test", "methods", "seed", "runtime", "cache", "source_model", "reference"},
     doc="Score settings of every target's score run (models, params, near_duplicates, ...).",
 )
 
@@ -235,6 +235,7 @@ def plan(cfg: StudyConfig) -> list[Stage]:
         score_values = {
             "source": cfg.source.model_dump(),
             "target": target.train.model_dump(),
+            "target_test": target.test.model_dump(),  # its near-duplicates in the pool are excluded too
             "methods": ["random", *cfg.methods],
             "seed": cfg.seed,
             # C, the unit scoring costs are reported in: this study's whole-pool pre-training

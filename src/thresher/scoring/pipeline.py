@@ -62,6 +62,11 @@ class ScoreConfig(Section):
         description="a pre-trained encoder to score with, paying only forward passes: torchvision:NAME:WEIGHTS, "
         "timm:NAME or a thresher checkpoint/run, at its own resolution and normalisation",
     )
+    target_test: DataConfig | None = Field(
+        None,
+        description="the target's test split: pool images near-identical to its images are flagged and excluded too "
+        "(DataComp removes its evaluation sets' duplicates); it is read for that only",
+    )
     features: str | None = runtime(None, description="embedding store of the source, or a checkpoint for both sides")
     target_features: str | None = runtime(None, description="embedding store of the target (with a source store)")
     features_backbone: str | None = Field(None, description="backbone of --features when it is not a thresher run")
@@ -279,20 +284,30 @@ class Inputs:
                 tgt.logits = np.asarray(self.ws.head_outputs(ckpt, tgt_emb).value)
         return src, tgt
 
-    def duplicate_features(self) -> tuple[Any, Any]:
-        """Embeddings for near-duplicate detection: the encoder's or the given ones, else the source model's (the
-        target model's on an unlabeled pool)."""
+    def duplicate_features(self, sides: tuple[str, ...] = ("source", "target")) -> tuple[Any, ...]:
+        """Embeddings for near-duplicate detection of ``sides`` (``test``: the target's test split, when given): the
+        encoder's or the given ones, else the source model's (the target model's on an unlabeled pool)."""
         if self.cfg.encoder:
-            return tuple(self.encoder_embeddings(s).value for s in ("source", "target"))
+            return tuple(self.encoder_embeddings(s).value for s in sides)
         if self.cfg.features:
-            return self.given_features()
+            if "test" in sides and (Path(self.cfg.features) / "meta.json").is_file():
+                raise ThresherError(
+                    "an embedding store given as --features cannot describe the target's test split; use "
+                    "near_duplicates.descriptor=pixels, or give a checkpoint"
+                )
+            given = self.given_features()
+            if "test" not in sides:
+                return given
+            ckpt = resolve_checkpoint(Path(self.cfg.features))
+            backbone = self.cfg.features_backbone or checkpoint_backbone(ckpt)
+            return (*given, self.embeddings("test", ckpt, backbone, self.cfg.resolution).value)
         labeled, given = self.pool_labeled(), bool(self.cfg.source_model)
         use_source = given or (labeled and self.cfg.models.source_features == "source-model")
         which = "source-model" if use_source else "target-model"
         ckpt = self.model(which)
         m = self.cfg.models
         backbone = self.backbone_of(which, ckpt)
-        return tuple(self.embeddings(s, ckpt, backbone, m.resolution).value for s in ("source", "target"))
+        return tuple(self.embeddings(s, ckpt, backbone, m.resolution).value for s in sides)
 
 
 def resolve_feature_model(scorer, models: FeatureModelConfig, pool_labeled: bool, source_given: bool) -> str | None:
@@ -386,6 +401,9 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                     "drop it or give a labeled pool (every other scorer works on an unlabeled pool)"
                 )
     inputs = {"source": data_identity(*source), "target": data_identity(*target)}
+    test = open_data(cfg.target_test) if cfg.target_test else None
+    if test is not None:
+        inputs["target_test"] = data_identity(*test)
     for key in ("features", "target_features", "source_model"):
         p = getattr(cfg, key)
         if p:
@@ -417,6 +435,9 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                 )
         readable_source, readable_target = (dec_s, rows_s[ok_s]), (dec_t, rows_t[ok_t])
         res = Inputs(cfg, ws, readable_source, readable_target)
+        if test is not None:  # only its near-duplicates in the pool are looked for: no scorer sees it
+            dec_x, rows_x, ok_x = ws.decoded(*test, size)
+            res.data["test"] = (dec_x, rows_x[ok_x])
         parts = run.file(".scores")
         parts.mkdir(exist_ok=True)
         reports: dict = {}
@@ -452,16 +473,22 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             columns[name] = values
             log(f"{name}: scored {len(src)} examples in {reports[name]['seconds']:.1f} s, {_cost_line(cost)}")
         t0 = time.perf_counter()
+        sides = ("source", "target", "test") if test is not None else ("source", "target")
         with ws.ledger() as used:
             if cfg.near_duplicates.descriptor == "pixels":
-                dup_src, dup_tgt = PixelDescriptors(*readable_source), PixelDescriptors(*readable_target)
+                descs = [PixelDescriptors(*res.data[s]) for s in sides]
             else:
-                dup_src, dup_tgt = res.duplicate_features()
-            sim_ok, flagged_ok = near_duplicates(dup_src, dup_tgt, cfg.near_duplicates.threshold)
+                descs = res.duplicate_features(sides)
+            found = [near_duplicates(descs[0], d, cfg.near_duplicates.threshold) for d in descs[1:]]
         own = Cost(seconds=max(0.0, time.perf_counter() - t0 - used.paid_seconds), kind="own")
         dup_cost = {"cost": (used.cost + own).as_dict(), "own": own.as_dict(), "artefacts": used.records()}
-        sim, flagged = np.full(len(ok_s), np.nan), np.zeros(len(ok_s), bool)
-        sim[ok_s], flagged[ok_s] = sim_ok, flagged_ok
+        sims, flags = [], []
+        for sim_ok, flagged_ok in found:  # per split: rows of unreadable pool images stay NaN / unflagged
+            sim, flagged = np.full(len(ok_s), np.nan), np.zeros(len(ok_s), bool)
+            sim[ok_s], flagged[ok_s] = sim_ok, flagged_ok
+            sims.append(sim)
+            flags.append(flagged)
+        sim, flagged = sims[0], np.logical_or.reduce(flags)
         src_ds, src_idx = source
         table = {
             "id": pa.array(src_ds.ids[src_idx].tolist(), pa.string()),
@@ -471,6 +498,8 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             "near_duplicate": pa.array(flagged),
             "unreadable": pa.array(~ok_s),
         }
+        if test is not None:
+            table.update(max_test_cosine=pa.array(sims[1].astype(np.float64)), near_duplicate_test=pa.array(flags[1]))
         table.update({name: pa.array(col) for name, col in columns.items()})
         summary = {
             "source": absolute_spec(cfg.source.spec),
@@ -480,6 +509,9 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             "classes": src_ds.classes,
             "near_duplicates": {
                 "count": int(flagged.sum()),
+                "of_target_train": int(flags[0].sum()),
+                "of_target_test": int(flags[1].sum()) if test is not None else None,
+                "target_test": cfg.target_test.spec if test is not None else None,
                 "threshold": cfg.near_duplicates.threshold,
                 "descriptor": cfg.near_duplicates.descriptor,
                 "excluded_by_default": cfg.near_duplicates.exclude,
@@ -489,8 +521,9 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             "reports": reports,
         }
         ScoreTable(pa.table(table), summary).write(run.path)
+        split = f" ({int(flags[0].sum())} of train, {int(flags[1].sum())} of test images)" if test is not None else ""
         log(
-            f"near-duplicates of target images: {int(flagged.sum())} flagged (cosine >= "
+            f"near-duplicates of target images: {int(flagged.sum())} flagged{split} (cosine >= "
             f"{cfg.near_duplicates.threshold})" + (", excluded from selection" if cfg.near_duplicates.exclude else "")
         )
         log(f"wrote {done_file} ({len(src_idx)} examples x {len(columns)} methods)")

@@ -1,10 +1,12 @@
 """The ScoreTable (DESIGN.md): what ``thresher score`` produces, written and read here only.
 
 ``scores.parquet`` holds one row per pool example: ``id``, ``label``, ``index`` (in the pool dataset),
-``max_target_cosine`` and ``near_duplicate`` (near-duplicates of target images), ``unreadable``, and one float column
-per scorer (NaN for unreadable images). ``scores.json`` beside it is the table's report: the source and target specs,
-the methods, the pool's class names, the near-duplicate summary, and each method's report (parameters, diagnostics,
-seconds and cost as if it ran alone). The table is written last: a folder holding it is a finished score run.
+``max_target_cosine`` and ``near_duplicate`` (near-duplicates of target images: of the train split, or of the test
+split when it was given, then also ``max_test_cosine`` and ``near_duplicate_test``), ``unreadable``, and one float
+column per scorer (NaN for unreadable images). ``scores.json`` beside it is the table's report: the source and target
+specs, the methods, the pool's class names, the near-duplicate summary, each method's report (parameters,
+diagnostics, seconds and cost as if it ran alone) and the run's cost in C. The table is written last: a folder holding
+it is a finished score run.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from ..errors import ThresherError, one_line
 SCORES_FILE = "scores.parquet"
 REPORT_FILE = "scores.json"
 #: the columns of scores.parquet that are not a method's scores
-TABLE_COLUMNS = ("id", "label", "index", "max_target_cosine", "near_duplicate", "unreadable")
+TABLE_COLUMNS = ("id", "label", "index", "max_target_cosine", "near_duplicate", "unreadable", "max_test_cosine",
+                 "near_duplicate_test")  # fmt: skip
 COST_KEYS = ("images", "flops", "seconds")
 
 
