@@ -329,3 +329,17 @@ def test_score_with_a_public_encoder_pays_only_forward_passes(hub, tmp_path, cap
         build_config(ScoreConfig, values={"source": {"spec": f"npz:{src}"}, "target": {"spec": f"npz:{tgt}"},
                                           "methods": ["knn"], "encoder": "torchvision:resnet18:IMAGENET1K_V1",
                                           "features": str(tmp_path)})  # fmt: skip
+
+
+def test_embed_cli_takes_an_encoder(hub, tmp_path, capsys):
+    from thresher.embed import EmbeddingStore
+
+    from conftest import run_cli
+
+    plant_resnet18(hub)
+    data = make_npz(tmp_path / "d" / "train.npz", n=6, size=16)
+    code, _, err = run_cli(capsys, "embed", f"npz:{data}", "--encoder", "torchvision:resnet18:IMAGENET1K_V1",
+                           "--out", tmp_path / "e")  # fmt: skip
+    store = EmbeddingStore(tmp_path / "e")
+    assert code == 0, err
+    assert store.shape == (6, 512) and store.meta["encoder"]["spec"] == "torchvision:resnet18:IMAGENET1K_V1"

@@ -160,6 +160,13 @@ def embed(
     checkpoint: Annotated[
         str | None, typer.Option(help="Weights: thresher run/checkpoint, torchvision, timm or MoCo.")
     ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            help="A pre-trained encoder by name instead of --backbone/--checkpoint: torchvision:NAME:WEIGHTS, "
+            "timm:NAME or a thresher run, at its own resolution and normalisation."
+        ),
+    ] = None,
     resolution: Annotated[int | None, typer.Option(help="Square input resolution in pixels.")] = None,
     dtype: Annotated[str | None, typer.Option(help="float32 (default) or float16.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per forward pass.")] = None,
@@ -189,6 +196,7 @@ def embed(
         data__strict=strict or None,
         backbone=backbone,
         checkpoint=checkpoint,
+        encoder=encoder,
         resolution=resolution,
         dtype=dtype,
         batch_size=batch_size,
