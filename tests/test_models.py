@@ -23,6 +23,7 @@ FIXED_NAMES = [
     "resnet20",
     "resnet32",
     "small-cnn",
+    "small-cnn-half",
 ]
 
 

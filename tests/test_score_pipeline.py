@@ -315,8 +315,22 @@ def test_given_source_model_replaces_training_one(problem, tmp_path):
     assert report["importance"]["cost"]["images"] >= pool_images  # the given model's training is its cost
     labels = pq.read_table(path).column("label").to_numpy()
     assert auroc(pq.read_table(path).column("importance").to_numpy(), labels < 2) > 0.9
-    with pytest.raises(ThresherError, match="supervised thresher checkpoint of resnet18"):
-        score(cfg(src, tgt, ["knn"], source_model=ckpt, models={"backbone": "resnet18"}), tmp_path / "x", log=print)
+    # a given model is embedded with its own backbone, whatever the default models' backbone
+    other = {"preset": "paper", "backbone": "resnet18", "resolution": 12, "target_epochs": 1}
+    score(cfg(src, tgt, ["knn"], source_model=ckpt, models=other), tmp_path / "y", log=lambda *_: None)
+    metas = [json.loads(m.read_text()) for m in (tmp_path / "y" / "cache").glob("embeddings-*/meta.json")]
+    assert len(metas) == 2 and {m["backbone"] for m in metas} == {"small-cnn"}
+    # a model without a head (e.g. self-supervised) cannot be the source classifier
+    import torch
+
+    from thresher.models import create_backbone
+    from thresher.models.checkpoint import write_checkpoint
+
+    weights = {f"backbone.{k}": v for k, v in create_backbone("small-cnn").state_dict().items()}
+    write_checkpoint(tmp_path / "ssl.pt", backbone="small-cnn", model=weights, objective="simclr")
+    with pytest.raises(ThresherError, match="supervised thresher checkpoint with its head"):
+        score(cfg(src, tgt, ["knn"], source_model=str(tmp_path / "ssl.pt")), tmp_path / "x", log=print)
+    assert torch is not None
 
 
 def test_domain_classifier_on_an_unlabeled_pool_starts_from_the_target_model(problem, tmp_path):

@@ -237,3 +237,28 @@ def test_near_duplicates_of_the_test_split_are_excluded_and_counted(tmp_path, ca
     manifest = pq.read_table(tmp_path / "sel" / "manifest.parquet")
     ids = set(manifest.column("id").to_pylist())
     assert code == 0 and len(ids) == round(0.9 * 56) and not ids & set(table.column("id").to_numpy()[copies].tolist())
+
+
+def test_an_unlabeled_target_is_scored_through_the_pool_model(problem, tmp_path):
+    """The target proxy needs the target's labels: on an unlabeled target kNN and importance read the source model
+    (004 needs no target labels) and the domain classifier's folds start from pool models; the estimate agrees."""
+    src, tgt = problem
+    with np.load(tgt) as z:
+        images = z["images"]
+    unlabeled = tmp_path / "t" / "train.npz"
+    unlabeled.parent.mkdir()
+    np.savez(unlabeled, images=images, labels=np.full(len(images), -1, np.int64))
+    methods = ["knn", "importance", "domain-classifier"]
+    models = {"resolution": 12, "source_epochs": 3, "batch_size": 16, "lr": 0.05}
+    cfg = proxy_cfg(src, unlabeled, methods, models=models)
+    score(cfg, tmp_path / "s", log=lambda *_: None)
+    report = json.loads((tmp_path / "s" / "scores.json").read_text())
+    table = pq.read_table(tmp_path / "s" / "scores.parquet")
+    relevant = table.column("label").to_numpy() < 2
+    for m in methods:
+        assert auroc(table.column(m).to_numpy(), relevant) > 0.8, m
+    assert report["reports"]["knn"]["features_from"] == "source-model"
+    assert report["reports"]["domain-classifier"]["init"] == "source-model"
+    est = estimate(cfg, build_scorers(cfg))
+    for m in methods:
+        assert est["methods"][m]["flops"] == pytest.approx(report["reports"][m]["cost"]["flops"], rel=0.05), m

@@ -343,8 +343,13 @@ def test_domain_classifier_image_mode_hands_off_to_domain_images(blobs, monkeypa
     assert seen["pool_sample"] == 1.0 and scorer.report()["init"] == "source-model"
     # the proxy preset: folds start from the target model (no pool image) and train on a sample of the pool
     src.context = ScoringContext(None, FeatureModelConfig(), None, print, lambda which, pos=None: (which, pos))
-    proxied = SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7).fit(src, tgt)
-    assert seen["init"](np.arange(5)) == ("target-model", None) and seen["pool_sample"] == 2500
+    assert (tgt.labels < 0).all()  # an unlabeled target: no target model to start from, a pool model instead
+    SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7).fit(src, tgt)
+    assert seen["init"](np.arange(5))[0] == "source-model" and seen["pool_sample"] == 2500
+    labeled = Side(name="t", ids=target.ids, labels=np.zeros(len(target), np.int64), dataset=object(),
+                   indices=np.arange(len(target)))  # fmt: skip
+    proxied = SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7).fit(src, labeled)
+    assert seen["init"](np.arange(5)) == ("target-model", None)
     assert "target model" in proxied.report()["out_of_fold"]
     SCORERS.create("domain-classifier", mode="image", folds=2, epochs=3, seed=7, init="none").fit(src, tgt)
     assert seen["init"] is None

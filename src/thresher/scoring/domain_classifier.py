@@ -32,6 +32,15 @@ SEPARATION_WARNING = (
 )
 
 
+def fold_start(init: str, pool_labeled: bool, target_labeled: bool) -> str:
+    """What the fold CNNs start from, given which sides have labels (shared with the dry-run estimate)."""
+    if init == "source-model" and not pool_labeled:
+        return "target-model" if target_labeled else "none"
+    if init == "target-model" and not target_labeled:
+        return "source-model" if pool_labeled else "none"
+    return init
+
+
 #: how, for each start, no pool image is scored by a model that trained on it (written in the report)
 OUT_OF_FOLD = {
     "target-model": "fold CNNs start from the target model (trained on target images only) and train on pool images "
@@ -182,18 +191,18 @@ class DomainClassifier(Scorer):
         if self.mode != "image":
             return super().plan_work(plan)
         m = plan.models
-        folds = self.folds or 2
-        init = self.init or m.fold_init
-        if init == "source-model" and not plan.source_labeled:
-            init = "target-model"
         n_s, n_t = plan.n_source, plan.n_target
+        folds = min(self.folds or 2, n_s, n_t)
+        init = fold_start(self.init or m.fold_init, plan.source_labeled, plan.target_labeled)
         k = min(sample_size(self.pool_sample or m.fold_pool_sample, n_s, "pool_sample"), n_s * (folds - 1) // folds)
         if init == "target-model":
             plan.model("target-model")
+        if init == "source-model" and m.source_init == "target-model" and plan.target_labeled:
+            plan.model("target-model")  # the pool models of the folds start from it
         for f in range(folds):
             if init == "source-model":
-                plan.train(f"source-model-part (fold {f + 1})", n_s * (folds - 1) // folds * m.source_epochs)
-            plan.train(f"domain fold {f + 1}", (k + n_t * (folds - 1) // folds) * self.epochs)
+                plan.train(f"source-model-part (fold {f + 1})", n_s * (folds - 1) // folds, m.source_epochs)
+            plan.train(f"domain fold {f + 1}", k + n_t * (folds - 1) // folds, self.epochs)
             plan.forward(f"domain fold {f + 1} held out", (n_s + n_t) / folds, m.resolution)
 
     def _fit_images(self, source: Side, target: Side, folds: int) -> DomainClassifier:
@@ -233,11 +242,10 @@ class DomainClassifier(Scorer):
 
     @staticmethod
     def _start(source: Side, target: Side, init: str) -> str:
-        """The model the fold CNNs start from. 000's method needs no source labels: on an unlabeled pool
-        ``source-model`` gives way to the target model (trained on the target's labels), else to no model at all."""
-        if init != "source-model" or (source.labels >= 0).any():
-            return init
-        return "target-model" if (target.labels >= 0).any() else "none"
+        """The model the fold CNNs start from. 000's method needs no labels: a start model trained on labels one side
+        lacks gives way to the other side's model (the target model on an unlabeled pool, a pool model on an
+        unlabeled target), else to no model at all."""
+        return fold_start(init, bool((source.labels >= 0).any()), bool((target.labels >= 0).any()))
 
     def score(self, source: Side) -> np.ndarray:
         self._check_fitted()

@@ -33,6 +33,8 @@ class WorkPlan:
     n_source: int
     n_target: int
     source_labeled: bool
+    target_labeled: bool = True
+    n_test: int = 0  # images of the target's test split (near-duplicates only)
     items: dict[str, Work] = field(default_factory=dict)
     used: list[str] = field(default_factory=list)
 
@@ -45,43 +47,56 @@ class WorkPlan:
         if key not in self.used:
             self.used.append(key)
 
-    def train(self, key: str, images: float) -> None:
+    def train(self, key: str, examples: float, epochs: int) -> None:
+        """A model trained on ``examples`` for ``epochs``, counting the images the loop processes (it drops the
+        last incomplete batch of each epoch)."""
         m = self.models
+        batch = max(1, min(m.batch_size, int(examples)))
+        images = epochs * (int(examples) // batch) * batch
         self._add(key, Work(key, images, images * train_flops_per_image(m.backbone, m.resolution), "trained"))
 
-    def forward(self, key: str, images: float, resolution: int | None = None) -> None:
+    def forward(self, key: str, images: float, resolution: int | None = None, backbone: str | None = None) -> None:
         m = self.models
-        flops = images * forward_flops_per_image(m.backbone, resolution or m.resolution)
+        flops = images * forward_flops_per_image(backbone or m.backbone, resolution or m.resolution)
         self._add(key, Work(key, images, flops, "forward"))
 
     def feature_model(self, scorer) -> str | None:
         """As the score run chooses (``pipeline.resolve_feature_model``)."""
         from .pipeline import resolve_feature_model
 
-        return resolve_feature_model(scorer, self.models, self.source_labeled, bool(self.cfg.source_model))
+        return resolve_feature_model(
+            scorer, self.models, self.source_labeled, bool(self.cfg.source_model), self.target_labeled
+        )
 
     def model(self, which: str) -> None:
         m = self.models
         if which == "target-model":
-            self.train("target-model", self.n_target * target_epochs(m, self.n_target))
+            self.train("target-model", self.n_target, target_epochs(m, self.n_target))
         elif self.cfg.source_model:  # given: its training is recorded there, not redone
             self._add("source-model", Work("source-model (given)", 0, 0, "trained"))
         else:
-            if m.source_init == "target-model":
+            if m.source_init == "target-model" and self.target_labeled:
                 self.model("target-model")
             k = sample_size(m.source_sample, self.n_source, "models.source_sample")
-            self.train("source-model", k * m.source_epochs)
+            self.train("source-model", k, m.source_epochs)
 
     def embed(self, side: str, which: str) -> None:
-        self.forward(f"embeddings {side} by {which}", self.n_source if side == "source" else self.n_target)
+        backbone = None
+        if which == "source-model" and self.cfg.source_model:  # a given model is embedded with its own backbone
+            from ..models.checkpoint import checkpoint_backbone, resolve_checkpoint
+
+            backbone = checkpoint_backbone(resolve_checkpoint(self.cfg.source_model))
+        n = {"source": self.n_source, "target": self.n_target, "test": self.n_test}[side]
+        self.forward(f"embeddings {side} by {which}", n, backbone=backbone)
 
 
 def estimate(cfg, scorers: dict) -> dict:
     """Each method's estimated cost as if it ran alone, and the run's total with shared models once (``cfg`` a
     ScoreConfig, ``scorers`` as ``build_scorers`` makes them)."""
-    (src_ds, src_idx), (_, tgt_idx) = open_data(cfg.source), open_data(cfg.target)
+    (src_ds, src_idx), (tgt_ds, tgt_idx) = open_data(cfg.source), open_data(cfg.target)
     labeled = bool(cfg.source_model) or bool((src_ds.labels[src_idx] >= 0).any())
-    plan = WorkPlan(cfg, len(src_idx), len(tgt_idx), labeled)
+    plan = WorkPlan(cfg, len(src_idx), len(tgt_idx), labeled, bool((tgt_ds.labels[tgt_idx] >= 0).any()))
+    plan.n_test = len(open_data(cfg.target_test)[1]) if cfg.target_test else 0
     c_flops = cfg.reference.flops(len(src_idx))
     methods = {}
     encoder_flops = _encoder_flops(cfg.encoder) if cfg.encoder else 0.0
@@ -90,7 +105,7 @@ def estimate(cfg, scorers: dict) -> dict:
         if cfg.encoder and scorer.uses == "features":  # forward passes of both sides through the encoder, once
             for side, n in (("source", plan.n_source), ("target", plan.n_target)):
                 plan._add(f"embeddings {side} by the encoder", Work(side, n, n * encoder_flops, "forward"))
-        elif cfg.features is None and not cfg.encoder:
+        elif cfg.features is None and (not cfg.encoder or scorer.uses != "features"):
             scorer.plan_work(plan)
         flops = sum(plan.items[k].flops for k in plan.used)
         methods[name] = {
@@ -99,6 +114,19 @@ def estimate(cfg, scorers: dict) -> dict:
             "C": in_units_flops(flops, c_flops),
             "parts": list(plan.used),
         }
+    plan.used = []  # the near-duplicate pass: embeddings only with the features descriptor
+    if cfg.near_duplicates.descriptor == "features" and cfg.features is None:
+        sides = ("source", "target", "test") if cfg.target_test else ("source", "target")
+        if cfg.encoder:
+            for side in sides:
+                n = {"source": plan.n_source, "target": plan.n_target, "test": plan.n_test}[side]
+                plan._add(f"embeddings {side} by the encoder", Work(side, n, n * encoder_flops, "forward"))
+        else:
+            prefer_source = cfg.models.source_features == "source-model" or not plan.target_labeled
+            which = "source-model" if cfg.source_model or (labeled and prefer_source) else "target-model"
+            plan.model(which)
+            for side in sides:
+                plan.embed(side, which)
     total = float(sum(w.flops for w in plan.items.values()))
     return {
         "unit": {"name": "C", "what": cfg.reference.describe(len(src_idx)), "flops": c_flops},

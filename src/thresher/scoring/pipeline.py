@@ -10,6 +10,7 @@ models one setting away. ``features`` replaces all of them with given embeddings
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -144,6 +145,7 @@ class Inputs:
         self.data = {"source": source, "target": target}
         self.data_cfg = {"source": cfg.source, "target": cfg.target}
         self._given: tuple | None = None
+        self.raw = self.data  # the original images of each side (readable rows), for an encoder
 
     # --- the default models -------------------------------------------------------------------------
     def model(self, which: str, positions: np.ndarray | None = None) -> Path:
@@ -165,11 +167,11 @@ class Inputs:
             idx = idx[np.asarray(positions, np.int64)]
         if not (ds.labels[idx] >= 0).any():
             raise ThresherError(
-                f"the {which} is trained on the labels of {ds.spec}, which has none; give --features (an embedding "
-                "store or a checkpoint) instead"
+                f"the {which} is trained on the labels of {ds.spec}, which has none; score with a pre-trained "
+                "--encoder (or --features) instead"
             )
         init = None
-        if side == "source" and m.source_init == "target-model" and self.pool_labeled():
+        if side == "source" and m.source_init == "target-model" and self.target_labeled():
             init = str(self.model("target-model"))  # a model of the target only: it never saw a pool image
         tcfg = TrainConfig(
             data=self.data_cfg[side],
@@ -195,6 +197,10 @@ class Inputs:
         ds, idx = self.data["source"]
         return bool(self.cfg.source_model) or bool((ds.labels[idx] >= 0).any())
 
+    def target_labeled(self) -> bool:
+        ds, idx = self.data["target"]
+        return bool((ds.labels[idx] >= 0).any())
+
     def features_of(self, scorer) -> str | None:
         """What the scorer's embeddings came from, for its report."""
         if scorer.uses != "features":
@@ -208,7 +214,9 @@ class Inputs:
     def feature_model(self, scorer) -> str | None:
         """The default model whose embeddings ``scorer`` reads: the source model's readers read
         ``models.source_features``, and on an unlabeled pool the target model."""
-        return resolve_feature_model(scorer, self.cfg.models, self.pool_labeled(), bool(self.cfg.source_model))
+        return resolve_feature_model(
+            scorer, self.cfg.models, self.pool_labeled(), bool(self.cfg.source_model), self.target_labeled()
+        )
 
     def embeddings(self, side: str, checkpoint: Path, backbone: str, resolution: int) -> Artefact:
         ds, idx = self.data[side]
@@ -235,7 +243,7 @@ class Inputs:
 
     # --- a public encoder -------------------------------------------------------------------------------
     def encoder_embeddings(self, side: str) -> Artefact:
-        ds, idx = self.data[side]
+        ds, idx = self.raw[side]
         return self.ws.embeddings(ds, idx, encoder=self.cfg.encoder)
 
     def encoder_pool_logits(self, features: Artefact) -> np.ndarray | None:
@@ -302,20 +310,25 @@ class Inputs:
             backbone = self.cfg.features_backbone or checkpoint_backbone(ckpt)
             return (*given, self.embeddings("test", ckpt, backbone, self.cfg.resolution).value)
         labeled, given = self.pool_labeled(), bool(self.cfg.source_model)
-        use_source = given or (labeled and self.cfg.models.source_features == "source-model")
-        which = "source-model" if use_source else "target-model"
+        prefer_source = self.cfg.models.source_features == "source-model" or not self.target_labeled()
+        which = "source-model" if given or (labeled and prefer_source) else "target-model"
         ckpt = self.model(which)
         m = self.cfg.models
         backbone = self.backbone_of(which, ckpt)
         return tuple(self.embeddings(s, ckpt, backbone, m.resolution).value for s in sides)
 
 
-def resolve_feature_model(scorer, models: FeatureModelConfig, pool_labeled: bool, source_given: bool) -> str | None:
-    """Whose embeddings a scorer reads by default (shared by the score run and its dry-run estimate): a given source
-    model always serves the source model's readers."""
+def resolve_feature_model(
+    scorer, models: FeatureModelConfig, pool_labeled: bool, source_given: bool, target_labeled: bool = True
+) -> str | None:
+    """Whose embeddings a scorer reads by default (shared by the score run and its dry-run estimate). The source
+    model's readers read ``models.source_features``; a given source model always serves them; the target model needs
+    the target's labels and the source model the pool's, so a side without labels hands over to the other model."""
     if scorer.features_from != "source-model" or source_given:
         return scorer.features_from
-    if models.source_features == "target-model" or not pool_labeled:
+    if not pool_labeled:
+        return "target-model"
+    if models.source_features == "target-model" and target_labeled:
         return "target-model"
     return "source-model"
 
@@ -324,14 +337,25 @@ def _cost_line(cost: Cost) -> str:
     return f"costing {cost.flops / 1e12:.2f} TFLOPs ({cost.kind}) as if run alone"
 
 
-def _decode_size(cfg: ScoreConfig, ws: Workspace) -> int:
-    """The resolution the pool is decoded at once: the largest any model or embedding of this run reads."""
+def _decode_size(cfg: ScoreConfig) -> int:
+    """The resolution the pool is decoded at once: the largest any model or embedding of this run reads (an
+    encoder reads the original images)."""
     size = cfg.models.resolution
-    if cfg.encoder:  # the encoder reads images at its own resize size
-        size = max(size, ws.encoder(cfg.encoder).value.resize)
     if cfg.features and not (Path(cfg.features) / "meta.json").is_file():  # a checkpoint embedded here
         size = max(size, cfg.resolution)
     return size
+
+
+def _check_before_work(cfg: ScoreConfig) -> None:
+    """Settings that cannot work together fail before any image is read."""
+    store = cfg.features and (Path(cfg.features) / "meta.json").is_file()
+    if cfg.target_test and cfg.near_duplicates.descriptor == "features" and store:
+        raise ThresherError(
+            "an embedding store given as --features cannot describe the target's test split; use "
+            "near_duplicates.descriptor=pixels, or give a checkpoint"
+        )
+    if cfg.encoder and cfg.runtime.engine == "ray":
+        raise ThresherError("--encoder runs on the local engine only; drop --engine ray (or runtime.engine)")
 
 
 def _check_source_model(cfg: ScoreConfig, ds) -> None:
@@ -370,10 +394,11 @@ def align(store: EmbeddingStore, data: tuple, flag: str):
     return store.take(np.fromiter((pos[k] for k in want), np.int64, len(want)))
 
 
-def cost_summary(cfg: ScoreConfig, reports: dict, dup_cost: dict, n_pool: int) -> dict:
-    """The run's cost (shared models once) and each method's as if alone, with their fractions of C in FLOPs."""
+def cost_summary(cfg: ScoreConfig, reports: dict, dup_cost: dict, n_pool: int, decoding: list[dict]) -> dict:
+    """The run's cost (shared models and the decoding pass once) and each method's as if alone, with their
+    fractions of C in FLOPs."""
     c_flops = cfg.reference.flops(n_pool)
-    total = run_total(reports, [dup_cost])
+    total = run_total(reports, [dup_cost, {"artefacts": decoding}])
     return {
         "unit": {"name": "C", "what": cfg.reference.describe(n_pool), "flops": c_flops},
         "total": total.as_dict(),
@@ -410,6 +435,11 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             p = Path(p)
             f = p / "meta.json" if (p / "meta.json").is_file() else resolve_checkpoint(p)
             inputs[f"{key}_sha256"] = file_digest(f)
+    if cfg.encoder:  # named by its weights' content: retrained or re-tagged weights are another run
+        from ..models.encoders import load_encoder
+
+        inputs["encoder"] = load_encoder(cfg.encoder).identity
+    _check_before_work(cfg)
     # the cache is addressed by the fingerprints of what it holds: --force keeps it, so models are not retrained
     with RunFolder(out, "score", cfg, force=force, inputs=inputs, keep=("cache",)) as run:
         done_file = run.file(SCORES_FILE)
@@ -420,8 +450,9 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
         # one decoding pass per side (none for array datasets): which images can be read at all, and the pixels
         # every later pass reads (models, embeddings, near-duplicates), so no image is decoded twice. Scorers see
         # the readable images only; unreadable pool rows get NaN and are never selected.
-        size = _decode_size(cfg, ws)
-        (dec_s, rows_s, ok_s), (dec_t, rows_t, ok_t) = (ws.decoded(*data, size) for data in (source, target))
+        size = _decode_size(cfg)
+        with ws.ledger() as decoding:  # shared preprocessing: in every image-reading method's cost and the total
+            (dec_s, rows_s, ok_s), (dec_t, rows_t, ok_t) = (ws.decoded(*data, size) for data in (source, target))
         for what, spec, ok in (("target", cfg.target.spec, ok_t), ("pool", cfg.source.spec, ok_s)):
             if not ok.any():
                 raise ThresherError(
@@ -435,9 +466,18 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                 )
         readable_source, readable_target = (dec_s, rows_s[ok_s]), (dec_t, rows_t[ok_t])
         res = Inputs(cfg, ws, readable_source, readable_target)
+        # an encoder reads the original images at its own size (decoding the pool at 224 px would cost more than
+        # its forward passes); the models read the decoded pixels
+        res.raw = {"source": (source[0], source[1][ok_s]), "target": (target[0], target[1][ok_t])}
         if test is not None:  # only its near-duplicates in the pool are looked for: no scorer sees it
-            dec_x, rows_x, ok_x = ws.decoded(*test, size)
+            with ws.ledger() as decoding_test:
+                dec_x, rows_x, ok_x = ws.decoded(*test, size)
+            if not ok_x.any():
+                raise ThresherError(f"no image of the target's test split {cfg.target_test.spec} can be read")
+            if not ok_x.all():
+                log(f"warning: {int((~ok_x).sum())} unreadable test image(s) left out of the near-duplicate search")
             res.data["test"] = (dec_x, rows_x[ok_x])
+            res.raw["test"] = (test[0], test[1][ok_x])
         parts = run.file(".scores")
         parts.mkdir(exist_ok=True)
         reports: dict = {}
@@ -451,6 +491,9 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                 continue
             t0 = time.perf_counter()
             with ws.ledger() as used:  # every model, embedding and head output the method needs
+                if scorer.uses is not None:  # the shared decoding pass, paid before: in its cost, not its time
+                    for art in decoding.used.values():
+                        used.add(dataclasses.replace(art, paid_seconds=0.0))
                 src, tgt = res.sides(scorer)
                 values = np.full(len(ok_s), np.nan)
                 values[ok_s] = check_scores(name, scorer.fit(src, tgt).score(src), len(src))
@@ -481,7 +524,8 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                 descs = res.duplicate_features(sides)
             found = [near_duplicates(descs[0], d, cfg.near_duplicates.threshold) for d in descs[1:]]
         own = Cost(seconds=max(0.0, time.perf_counter() - t0 - used.paid_seconds), kind="own")
-        dup_cost = {"cost": (used.cost + own).as_dict(), "own": own.as_dict(), "artefacts": used.records()}
+        dup_arts = used.records() + (decoding_test.records() if test is not None else [])
+        dup_cost = {"cost": (used.cost + own).as_dict(), "own": own.as_dict(), "artefacts": dup_arts}
         sims, flags = [], []
         for sim_ok, flagged_ok in found:  # per split: rows of unreadable pool images stay NaN / unflagged
             sim, flagged = np.full(len(ok_s), np.nan), np.zeros(len(ok_s), bool)
@@ -517,7 +561,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
                 "excluded_by_default": cfg.near_duplicates.exclude,
                 **dup_cost,
             },
-            "cost": cost_summary(cfg, reports, dup_cost, len(src_idx)),
+            "cost": cost_summary(cfg, reports, dup_cost, len(src_idx), decoding.records()),
             "reports": reports,
         }
         ScoreTable(pa.table(table), summary).write(run.path)
