@@ -178,13 +178,18 @@ def test_paper_preset_is_the_old_behaviour(problem):
 # ------------------------------------------------------------------------------------------------- unlabeled
 
 
+def without_labels(path, out):
+    """A copy of an npz dataset whose labels are all -1 (unlabeled)."""
+    with np.load(path) as z:
+        images = z["images"]
+    out.parent.mkdir()
+    np.savez(out, images=images, labels=np.full(len(images), -1, np.int64))
+    return out
+
+
 def test_every_scorer_but_importance_works_on_an_unlabeled_pool(problem, tmp_path):
     src, tgt = problem
-    with np.load(src) as z:
-        images = z["images"]
-    unlabeled = tmp_path / "u" / "train.npz"
-    unlabeled.parent.mkdir()
-    np.savez(unlabeled, images=images, labels=np.full(len(images), -1, np.int64))
+    unlabeled = without_labels(src, tmp_path / "u" / "train.npz")
     methods = ["knn", "cluster-min", "entropy", "domain-classifier"]
     for preset in ("proxy", "paper"):
         models = {"preset": preset, "resolution": 12, "target_epochs": 6, "source_epochs": 2, "batch_size": 16}
@@ -243,11 +248,7 @@ def test_an_unlabeled_target_is_scored_through_the_pool_model(problem, tmp_path)
     """The target proxy needs the target's labels: on an unlabeled target kNN and importance read the source model
     (004 needs no target labels) and the domain classifier's folds start from pool models; the estimate agrees."""
     src, tgt = problem
-    with np.load(tgt) as z:
-        images = z["images"]
-    unlabeled = tmp_path / "t" / "train.npz"
-    unlabeled.parent.mkdir()
-    np.savez(unlabeled, images=images, labels=np.full(len(images), -1, np.int64))
+    unlabeled = without_labels(tgt, tmp_path / "t" / "train.npz")
     methods = ["knn", "importance", "domain-classifier"]
     models = {"resolution": 12, "source_epochs": 3, "batch_size": 16, "lr": 0.05}
     cfg = proxy_cfg(src, unlabeled, methods, models=models)
