@@ -165,3 +165,19 @@ def test_fit_linear_rows_select_training_rows():
     np.testing.assert_allclose(a.logits(x), b.logits(x), rtol=1e-5, atol=1e-5)
     adam = fit_linear(x, y[rows], 2, rows=rows, full_batch_max=10, epochs=20, batch_size=8, lr=0.05)
     assert (adam.predict_proba(x).argmax(1) == y).mean() > 0.95
+
+
+def test_fitting_a_head_counts_its_flops():
+    """A head's fit is part of a scorer's cost (issue 17): forward + backward = 3 x 2 FLOPs per multiply-add for every
+    row through every loss evaluation, plus the final loss's forward pass. Mini-batch Adam sees each row once per
+    epoch, so the count is exact; L-BFGS sees all rows in each of its evaluations."""
+    from thresher.ops.linear import fit_linear
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(50, 6)).astype(np.float32), np.arange(50) % 3
+    adam = fit_linear(x, y, 3, hidden=4, epochs=2, batch_size=16, full_batch_max=0)
+    macs = 6 * 4 + 4 * 3
+    assert adam.flops == 6 * macs * 2 * 50 + 2 * macs * 50
+    lbfgs = fit_linear(x, y, 3, max_iter=10)
+    evaluations = (lbfgs.flops - 2 * 18 * 50) / (6 * 18 * 50)
+    assert evaluations == int(evaluations) and 1 <= evaluations <= 20

@@ -138,8 +138,11 @@ def test_dry_run_estimate_matches_what_the_run_paid(proxied):
     est = estimate(cfg, build_scorers(cfg))
     for m in METHODS:
         paid = report["reports"][m]["cost"]["flops"]
-        assert est["methods"][m]["flops"] == pytest.approx(paid, rel=0.05, abs=1e3), m
-    assert est["total"]["flops"] == pytest.approx(report["cost"]["total"]["flops"], rel=0.05)
+        if m == "importance":  # its head is counted at the L-BFGS cap of evaluations; this fit stops earlier
+            assert paid <= est["methods"][m]["flops"] <= 1.3 * paid
+        else:
+            assert est["methods"][m]["flops"] == pytest.approx(paid, rel=0.05, abs=1e3), m
+    assert report["cost"]["total"]["flops"] <= est["total"]["flops"] <= 1.3 * report["cost"]["total"]["flops"]
 
 
 def test_select_and_inspect_carry_the_cost(proxied, tmp_path, capsys):
@@ -261,5 +264,5 @@ def test_an_unlabeled_target_is_scored_through_the_pool_model(problem, tmp_path)
     assert report["reports"]["knn"]["features_from"] == "source-model"
     assert report["reports"]["domain-classifier"]["init"] == "source-model"
     est = estimate(cfg, build_scorers(cfg))
-    for m in methods:
+    for m in methods:  # importance reads the source model's own head here: nothing fitted
         assert est["methods"][m]["flops"] == pytest.approx(report["reports"][m]["cost"]["flops"], rel=0.05), m

@@ -29,6 +29,8 @@ class LinearModel:
     scale: torch.Tensor
     n_classes: int
     final_loss: float
+    #: FLOPs spent fitting: forward + backward (3x the forward's 2 per multiply-add) per row per loss evaluation
+    flops: float = 0.0
 
     def logits(self, x: Any, *, rows: int = 65536) -> np.ndarray:
         """(n, n_classes) float32 logits; ``x`` may be memory-mapped (read block by block)."""
@@ -100,6 +102,8 @@ def fit_linear(
 
     gen = torch.Generator().manual_seed(int(seed))
     module = _build(d, n_classes, hidden, gen)
+    macs_per_row = d * hidden + hidden * n_classes if hidden else d * n_classes
+    evaluated = [0]  # rows through a forward and backward pass
     decay = [p for name, p in module.named_parameters() if name.endswith("weight")]
 
     def data_loss(zb: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
@@ -120,6 +124,7 @@ def fit_linear(
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
+            evaluated[0] += n
             loss = data_loss(z, yt, wt) + penalty()
             loss.backward()
             return loss
@@ -134,6 +139,7 @@ def fit_linear(
                 b = order[s : s + batch_size].sort().values  # sorted: sequential reads from a memory-mapped pool
                 opt.zero_grad()
                 wb = wt[b] * (n / len(b))  # per-batch estimate of the full weighted mean
+                evaluated[0] += len(b)
                 (data_loss(batch(b.numpy()), yt[b], wb) + penalty()).backward()
                 opt.step()
     module.eval()
@@ -149,7 +155,8 @@ def fit_linear(
         raise ThresherError("classifier training diverged (non-finite loss); check the features' scale")
     for p in module.parameters():
         p.requires_grad_(False)
-    return LinearModel(module=module, mean=mean, scale=scale, n_classes=n_classes, final_loss=final)
+    flops = 6.0 * macs_per_row * evaluated[0] + 2.0 * macs_per_row * n  # the fit, and the final loss's forward pass
+    return LinearModel(module=module, mean=mean, scale=scale, n_classes=n_classes, final_loss=final, flops=flops)
 
 
 def _gather(x: Any, idx: Any) -> np.ndarray:

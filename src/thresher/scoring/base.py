@@ -83,6 +83,9 @@ class Scorer:
     #: with the default model, does the scorer read the pool's embeddings? (importance reads only the target's
     #: logits, so the pool is not embedded for it)
     reads_source_features: ClassVar[bool] = True
+    #: FLOPs of the scorer's own fitting (classifier heads), counted by ``fit`` into its cost (k-means and
+    #: nearest-neighbour searches are left out: under 0.002 C on the demo's pool)
+    own_flops_: float = 0.0
     #: why the scorer cannot work without the pool's labels (None: it can, through the target model or an encoder)
     needs_source_labels: ClassVar[str | None] = None
 
@@ -99,6 +102,10 @@ class Scorer:
         if which == "target-model" or self.reads_source_features:
             plan.embed("source", which)
         plan.embed("target", which)
+        self.plan_own(plan, which)
+
+    def plan_own(self, plan, features_from: str) -> None:
+        """The scorer's own fitting on embeddings from ``features_from`` (classifier heads), when it counts it."""
 
     def fit(self, source: Side, target: Side) -> Scorer:
         raise NotImplementedError

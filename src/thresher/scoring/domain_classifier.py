@@ -162,6 +162,7 @@ class DomainClassifier(Scorer):
         # the MLP memorises its training pool at a weak penalty, which makes held-out P(target) noisy: regularise more
         self.l2_ = float(self.l2) if self.l2 is not None else (DEFAULT_L2_MLP if hidden else DEFAULT_L2_LOGISTIC)
         self.models_: list[LinearModel] = []
+        self.own_flops_ = 0.0
         self.oof_scores_ = np.full(n_s, np.nan)
         self.fold_accuracies_: list[float] = []
         for f in range(folds):
@@ -179,6 +180,7 @@ class DomainClassifier(Scorer):
             held = np.concatenate([np.zeros(len(p_s), bool), np.ones(len(p_t), bool)])
             self.fold_accuracies_.append(balanced_accuracy(np.concatenate([p_s, p_t]), held))
             self.models_.append(model)
+            self.own_flops_ += model.flops
         self.heldout_accuracy_ = float(np.mean(self.fold_accuracies_))
         self.source_ids_ = np.asarray(source.ids).copy()
         if self.heldout_accuracy_ >= 0.99:

@@ -55,6 +55,7 @@ class _EntropyScorer(Scorer):
             x, labels[keep], self.n_classes_, rows=np.flatnonzero(keep), l2=self.l2, hidden=self.hidden,
             max_iter=self.max_iter, seed=self.seed,
         )  # fmt: skip
+        self.own_flops_ = self.model_.flops
         self.head_ = "classifier on target features" + (f" (MLP, {self.hidden} hidden)" if self.hidden else "")
         return self
 

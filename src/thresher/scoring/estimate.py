@@ -35,6 +35,8 @@ class WorkPlan:
     source_labeled: bool
     target_labeled: bool = True
     n_test: int = 0  # images of the target's test split (near-duplicates only)
+    pool_classes: int = 0
+    feature_dim: int = 0  # of the embeddings scorers read (the default models' backbone, or the encoder)
     items: dict[str, Work] = field(default_factory=dict)
     used: list[str] = field(default_factory=list)
 
@@ -59,6 +61,14 @@ class WorkPlan:
         m = self.models
         flops = images * forward_flops_per_image(backbone or m.backbone, resolution or m.resolution)
         self._add(key, Work(key, images, flops, "forward"))
+
+    def head(self, key: str, rows: int, classes: int, hidden: int, max_iter: int) -> None:
+        """A classifier head fitted on embeddings by L-BFGS (``ops.linear``), counted at torch's cap of 1.25
+        ``max_iter`` loss evaluations of forward + backward (a fit that converges early pays less)."""
+        d = self.feature_dim
+        macs = d * hidden + hidden * classes if hidden else d * classes
+        flops = 6.0 * macs * rows * 1.25 * max_iter + 2.0 * macs * rows
+        self._add(key, Work(key, 0, flops, "own"))
 
     def feature_model(self, scorer) -> str | None:
         """As the score run chooses (``pipeline.resolve_feature_model``)."""
@@ -97,6 +107,8 @@ def estimate(cfg, scorers: dict) -> dict:
     labeled = bool(cfg.source_model) or bool((src_ds.labels[src_idx] >= 0).any())
     plan = WorkPlan(cfg, len(src_idx), len(tgt_idx), labeled, bool((tgt_ds.labels[tgt_idx] >= 0).any()))
     plan.n_test = len(open_data(cfg.target_test)[1]) if cfg.target_test else 0
+    plan.pool_classes = max(1, src_ds.num_classes)
+    plan.feature_dim = _feature_dim(cfg)
     c_flops = cfg.reference.flops(len(src_idx))
     methods = {}
     encoder_flops = _encoder_flops(cfg.encoder) if cfg.encoder else 0.0
@@ -105,6 +117,7 @@ def estimate(cfg, scorers: dict) -> dict:
         if cfg.encoder and scorer.uses == "features":  # forward passes of both sides through the encoder, once
             for side, n in (("source", plan.n_source), ("target", plan.n_target)):
                 plan._add(f"embeddings {side} by the encoder", Work(side, n, n * encoder_flops, "forward"))
+            scorer.plan_own(plan, "encoder")
         elif cfg.features is None and (not cfg.encoder or scorer.uses != "features"):
             scorer.plan_work(plan)
         flops = sum(plan.items[k].flops for k in plan.used)
@@ -135,6 +148,19 @@ def estimate(cfg, scorers: dict) -> dict:
         "parts": {k: vars(w) for k, w in plan.items.items()},
         "given_features": cfg.features is not None,
     }
+
+
+def _feature_dim(cfg) -> int:
+    """The width of the embeddings the scorers will read (0 when given embeddings: read at run time)."""
+    if cfg.encoder:
+        from ..models.encoders import load_encoder
+
+        return int(load_encoder(cfg.encoder).module.feature_dim)
+    if cfg.features:
+        return 0
+    from ..models import create_backbone
+
+    return int(create_backbone(cfg.models.backbone).feature_dim)
 
 
 def _encoder_flops(spec: str) -> float:

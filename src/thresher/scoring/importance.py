@@ -25,12 +25,22 @@ class Importance(Scorer):
     reads_source_features = False  # the source model's head on the target and the source labels suffice
     needs_source_labels = "it weights each pool example by its class, P_t(y) / P_s(y) (004)"
 
-    def __init__(self, temperature: float = 2.0, l2: float = 1e-4, hidden: int = 0, max_iter: int = 100, seed: int = 0):
+    #: the head fitted on pool features when no source network's head is given (the proxy preset, an encoder whose
+    #: classes do not map, given embeddings): an MLP of 128 hidden units, 80 L-BFGS iterations. Measured on
+    #: tiny-imagenet-32 vs cifar10 over 3 seeds (issue 17), top-10% share of cifar-like classes 0.433 against 0.350
+    #: for softmax regression, for 0.031 C of fitting (counted in the cost) against 0.020 C
+    def __init__(self, temperature: float = 2.0, l2: float = 1e-4, hidden: int = 128, max_iter: int = 80,
+                 seed: int = 0):  # fmt: skip
         self.temperature = temperature
         self.l2 = l2
         self.hidden = hidden
         self.max_iter = max_iter
         self.seed = seed
+
+    def plan_own(self, plan, features_from: str) -> None:
+        """A head fitted on the pool's features unless the source model's own head predicts the target."""
+        if features_from != "source-model":
+            plan.head("importance head", plan.n_source, plan.pool_classes, self.hidden, self.max_iter)
 
     def fit(self, source: Side, target: Side) -> Importance:
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
@@ -63,6 +73,7 @@ class Importance(Scorer):
                 max_iter=self.max_iter, seed=self.seed, what=f"{source.name} features",
             )  # fmt: skip
             logits_t = model.logits(xt)
+            self.own_flops_ = model.flops
             self.head_ = "classifier on source features" + (f" (MLP, {self.hidden} hidden)" if self.hidden else "")
         self.p_target_ = softmax(logits_t, self.temperature).mean(axis=0)
         counts = np.bincount(labels[keep], minlength=n_classes).astype(np.float64)

@@ -500,7 +500,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             wall = time.perf_counter() - t0
             # what this method costs run alone (000's Table 2): everything it used, as recorded when it was made,
             # and its own work (the wall time not spent making those things now)
-            own = Cost(seconds=max(0.0, wall - used.paid_seconds), kind="own")
+            own = Cost(seconds=max(0.0, wall - used.paid_seconds), flops=scorer.own_flops_, kind="own")
             cost = used.cost + own
             reports[name] = {
                 "params": scorer.get_params(),
