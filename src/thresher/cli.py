@@ -225,6 +225,19 @@ def pretrain(
     init: Annotated[str | None, typer.Option(help="Initialise the backbone from this checkpoint.")] = None,
     resolution: Annotated[int | None, typer.Option(help="Square training resolution in pixels.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="The run's length in optimizer steps instead of epochs (0: no step).")
+    ] = None,
+    images: Annotated[int | None, typer.Option(help="The run's length in images processed instead of epochs.")] = None,
+    keep_at: Annotated[
+        str | None, typer.Option("--keep-at", help="Also keep the weights after these steps (e.g. 50,500): RUN@STEP.")
+    ] = None,
+    recalibrate_bn: Annotated[
+        bool,
+        typer.Option(
+            "--recalibrate-bn", help="Recompute batch-norm statistics on the training images after the steps (001)."
+        ),
+    ] = False,
     batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
     lr: Annotated[float | None, typer.Option(help="Base learning rate.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of init, data order and augmentation.")] = None,
@@ -285,6 +298,10 @@ def pretrain(
         init=_checkpoint_file(init),
         resolution=resolution,
         epochs=epochs,
+        steps=steps,
+        images=images,
+        keep_at=_int_list(keep_at, "--keep-at"),
+        recalibrate_bn=recalibrate_bn or None,
         batch_size=batch_size,
         optim__lr=lr,
         seed=seed,
@@ -670,13 +687,25 @@ def _check_out(path: Path | None, flag: str = "--out", *, file: bool = False) ->
         raise ThresherError(f"{flag} {path}: no permission to write in {writable}; choose another {flag}")
 
 
+def _int_list(text: str | None, flag: str) -> list[int] | None:
+    """``50,500`` as [50, 500]; a clear error for anything else."""
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ThresherError(f"{flag} takes whole numbers separated by commas, e.g. 50,500; got {text!r}") from None
+
+
 def _checkpoint_file(path: str | None) -> str | None:
-    """A run folder stands for its checkpoint; other paths pass unchanged (a chain folder too: evaluate resolves it
-    and reads the whole chain's cost from it)."""
-    from .models.checkpoint import checkpoint_path
+    """A run folder stands for its checkpoint, ``RUN@STEP`` for the weights it kept after that step; other paths
+    pass unchanged (a chain folder too: evaluate resolves it and reads the whole chain's cost from it)."""
+    from .models.checkpoint import checkpoint_path, resolve_checkpoint
 
     if path and Path(path).is_dir() and checkpoint_path(path).is_file():
         return str(checkpoint_path(path))
+    if path and "@" in path and not Path(path).exists():
+        return str(resolve_checkpoint(path))
     return path
 
 

@@ -107,6 +107,7 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike[str], *, str
 
 #: the checkpoint file of a run folder; a run folder stands for it wherever a checkpoint is accepted
 CHECKPOINT_FILE = "checkpoint.pt"
+KEPT_DIR = "at"  # RUN/at/step-N.pt: weights kept after step N (keep_at)
 FORMAT = "thresher-checkpoint"
 
 
@@ -115,13 +116,32 @@ def checkpoint_path(folder: str | os.PathLike[str]) -> Path:
     return Path(folder) / CHECKPOINT_FILE
 
 
+def kept_checkpoint_path(folder: str | os.PathLike[str], step: int) -> Path:
+    """The weights a run kept after ``step`` (``keep_at``), addressed as ``RUN@STEP``."""
+    return Path(folder) / KEPT_DIR / f"step-{int(step)}.pt"
+
+
+def kept_steps(folder: str | os.PathLike[str]) -> list[int]:
+    """The steps whose weights a run folder kept."""
+    found = (Path(folder) / KEPT_DIR).glob("step-*.pt")
+    return sorted(int(p.stem.removeprefix("step-")) for p in found if p.stem.removeprefix("step-").isdigit())
+
+
 def resolve_checkpoint(path: str | os.PathLike[str] | None, *, strict: bool = True) -> Path | None:
-    """A checkpoint file as given; a run folder's checkpoint; a chain folder's last stage's (``chain.json``).
+    """A checkpoint file as given; a run folder's checkpoint; a chain folder's last stage's (``chain.json``);
+    ``RUN@STEP``, the weights a run kept after that step (``keep_at``).
 
     ``strict=False`` returns an unresolvable path unchanged, for the reader that later says what is wrong with it."""
     if not path:
         return None
     p = Path(path)
+    base, at, step = str(path).rpartition("@")
+    if at and step.isdigit() and not p.exists() and Path(base).is_dir():
+        kept = kept_checkpoint_path(base, int(step))
+        if not kept.is_file():
+            have = ", ".join(map(str, kept_steps(base))) or "none"
+            raise ThresherError(f"{base} kept no weights at step {step} (kept: {have}); train it with --keep-at {step}")
+        return kept
     if p.is_dir():
         if checkpoint_path(p).is_file():
             return checkpoint_path(p)
@@ -183,8 +203,14 @@ def training_cost(
     folder (all its stages), else the run's ``summary.json``; None for a checkpoint thresher did not train."""
     if checkpoint is None:
         return None
+    checkpoint = resolve_checkpoint(checkpoint, strict=False)
     if given and (Path(given) / "chain.json").is_file():
         return read_json(Path(given) / "chain.json").get("cost")
+    if Path(checkpoint).parent.name == KEPT_DIR:  # RUN@STEP: what the run had cost by that step
+        state = read_checkpoint(checkpoint).get("state") or {}
+        images = float(state.get("images", 0))
+        return {"images": images, "seconds": float(state.get("seconds", 0.0)),
+                "flops": images * max(0.0, float(state.get("flops_per_image", 0.0)))}  # fmt: skip
     f = Path(checkpoint).parent / "summary.json"
     return read_json(f).get("cost") if f.is_file() else None
 
@@ -195,6 +221,8 @@ def training_cost(
 
 def _read(path: Path) -> tuple[Any, bool]:
     """Load the file's content: safetensors, or a pickle restricted to tensors and plain containers."""
+    if not path.exists() and "@" in path.name:  # RUN@STEP: the weights a run kept after that step
+        path = resolve_checkpoint(path)
     if not path.exists():
         raise ThresherError(f"checkpoint not found: {str(path)!r}")
     if path.is_dir():

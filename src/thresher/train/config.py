@@ -24,11 +24,25 @@ class LRScheduleConfig(Section):
 
     name: str = Field("cosine", description="cosine, step or constant")
     warmup_epochs: float = Field(1.0, ge=0)
+    warmup_fraction: float | None = Field(
+        None, ge=0, le=1, description="warm-up as a fraction of the run's length instead of warmup_epochs (short runs)"
+    )
     min_factor: float = Field(0.0, ge=0, le=1, description="cosine: final rate as a fraction of the base rate")
     milestones: list[int] | None = Field(
         None, description="step: epochs at which the rate is multiplied by gamma (default: 1/3 and 2/3 of the run)"
     )
     gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor at each milestone")
+    milestone_fractions: list[float] | None = Field(
+        None, description="step: milestones as fractions of the run's length, e.g. [0.5, 0.75] (instead of epochs)"
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> LRScheduleConfig:
+        if self.milestones is not None and self.milestone_fractions is not None:
+            raise ValueError("give milestones (epochs) or milestone_fractions, not both")
+        if self.milestone_fractions is not None and not all(0 < f < 1 for f in self.milestone_fractions):
+            raise ValueError("milestone_fractions must lie strictly between 0 and 1")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -65,7 +79,21 @@ class TrainConfig(Section):
     )
     train: str = Field("all", description="parameters to train: all, or bn (batch-norm affine only, 001's HPT-BN)")
     resolution: int = Field(32, ge=8, le=1024)
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=1, description="the run's length in passes over the data (unless steps or images)")
+    steps: int | None = Field(
+        None,
+        ge=0,
+        description="the run's length in optimizer steps instead of epochs (0: no step, e.g. with recalibrate_bn)",
+    )
+    images: int | None = Field(None, ge=0, description="the run's length in images processed instead of epochs")
+    recalibrate_bn: bool = Field(
+        False,
+        description="after the steps, recompute the backbone's batch-norm statistics on the training images "
+        "(001's cheapest HPT variant 'Base': with steps 0, no gradient step at all)",
+    )
+    keep_at: list[int] = Field(
+        default_factory=list, description="also keep the weights after these steps, as RUN@STEP (a convergence curve)"
+    )
     batch_size: int = Field(128, ge=2)
     optim: OptimConfig = OptimConfig()
     lr_schedule: LRScheduleConfig = LRScheduleConfig()
@@ -78,6 +106,30 @@ class TrainConfig(Section):
     checkpoint_minutes: float = runtime(10.0, gt=0, description="also checkpoint when this much time passed")
     log_every: int = runtime(20, ge=1, description="log a JSONL line every N steps")
     runtime: RuntimeConfig = RuntimeConfig()
+
+    @field_validator("init")
+    @classmethod
+    def _kept_weights(cls, v: str | None) -> str | None:
+        """``RUN@STEP`` names the file the run kept after that step, so it is fingerprinted by that file's content."""
+        from pathlib import Path
+
+        if v and "@" in v and not Path(v).exists():
+            from ..errors import ThresherError
+            from ..models.checkpoint import resolve_checkpoint
+
+            try:
+                return str(resolve_checkpoint(v))
+            except ThresherError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> TrainConfig:
+        if self.steps is not None and self.images is not None:
+            raise ValueError("give the run's length as steps or images, not both")
+        if any(k < 0 for k in self.keep_at):
+            raise ValueError("keep_at steps must be >= 0")
+        return self
 
     @model_validator(mode="after")
     def _check_named(self) -> TrainConfig:

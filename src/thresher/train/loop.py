@@ -29,7 +29,7 @@ from ..data.loader import iterate_batches
 from ..data.transforms import build_transform, step_generator
 from ..device import autocast, memory_format
 from ..errors import ThresherError
-from ..models.checkpoint import checkpoint_path, read_checkpoint, write_checkpoint
+from ..models.checkpoint import checkpoint_path, kept_checkpoint_path, read_checkpoint, write_checkpoint
 from ..progress import progress_bar
 from .config import TrainConfig
 from .data_schedule import DataSchedule, build_schedule
@@ -54,6 +54,8 @@ class TrainState:
     epoch_correct: float = 0.0
     epoch_count: int = 0
     done: bool = False
+    bn_images: int = 0  # images through the batch-norm recalibration pass (forward only)
+    bn_flops: float = 0.0
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -70,29 +72,85 @@ def rank_batches(order: np.ndarray, batch_size: int, start: int, steps: int, ran
 
 @dataclass
 class Plan:
-    """What a run will do, known before it starts: its data schedule, batch size and steps per epoch."""
+    """What a run will do, known before it starts: its data schedule, batch size, the steps it takes in each epoch
+    (the last one cut where a step or image budget ends), each epoch's full length in steps (the learning rate's
+    clock), and the run's length in epochs for the learning-rate schedule (fractional under a budget)."""
 
     schedule: DataSchedule
     batch_size: int
     steps: list[int]
+    epoch_steps: list[int]
+    lr_epochs: float
+    milestones: list[float] | None = None
 
     @property
     def total_steps(self) -> int:
         return sum(self.steps)
 
+    @property
+    def epochs(self) -> int:
+        return len(self.steps)
+
 
 def plan(cfg: TrainConfig, n: int) -> Plan:
-    """The data schedule of a run on ``n`` examples and its steps (the last partial batch of an epoch is dropped)."""
+    """The data schedule of a run on ``n`` examples and its steps (the last partial batch of an epoch is dropped).
+
+    The run's length is ``epochs``, or a budget of ``steps`` or ``images`` (001 trains for 50 / 500 / 5k steps): then
+    the run takes the fewest epochs whose steps reach the budget and stops there, and the learning rate follows
+    progress through the budget, so a budget of whole epochs gives exactly the run of that many epochs.
+    """
     if n < 2:
         raise ThresherError(f"training needs at least 2 examples (batch norm), got {n}")
-    lr = cfg.lr_schedule
-    decay = (lr.milestones or default_milestones(cfg.epochs)) if lr.name == "step" else None
-    schedule = build_schedule(
-        cfg.schedule, cfg.schedule_params, num_examples=n, epochs=cfg.epochs, decay_epochs=decay, seed=cfg.seed
-    )
     batch = min(cfg.batch_size, n)
-    steps = [size // min(batch, size) if size >= 2 else 0 for size in schedule.planned_sizes()]
-    return Plan(schedule, batch, steps)
+
+    def build(epochs: int, lr_epochs: float) -> tuple[DataSchedule, list[int], list[int], list[float] | None]:
+        decay = _milestones(cfg, lr_epochs)
+        schedule = build_schedule(cfg.schedule, cfg.schedule_params, num_examples=n, epochs=epochs,
+                                  decay_epochs=decay, seed=cfg.seed)  # fmt: skip
+        sizes = [min(batch, size) for size in schedule.planned_sizes()]  # an epoch smaller than a batch: one step
+        steps = [size // b if size >= 2 else 0 for size, b in zip(schedule.planned_sizes(), sizes, strict=True)]
+        return schedule, steps, sizes, decay
+
+    if cfg.steps is None and cfg.images is None:
+        schedule, steps, _, decay = build(cfg.epochs, cfg.epochs)
+        return Plan(schedule, batch, steps, list(steps), float(cfg.epochs), decay)
+    # a budget in steps, or in images (each epoch's steps times its batch: a data schedule's short epochs count less)
+    budget, unit = (cfg.steps, None) if cfg.steps is not None else (cfg.images // batch * batch, "images")
+    if budget == 0:  # no step at all (001's "Base": batch-norm statistics recomputed, no gradient step)
+        schedule, _, _, decay = build(1, 0.0)
+        return Plan(schedule, batch, [], [], 0.0, decay)
+
+    def spent(steps: list[int], sizes: list[int]) -> int:
+        return sum(st * (b if unit else 1) for st, b in zip(steps, sizes, strict=True))
+
+    first = max(1, -(-budget // (max(1, n // batch) * (batch if unit else 1))))
+    epochs = first
+    while True:  # a data schedule that drops examples takes fewer steps per epoch: more epochs reach the budget
+        _, steps, sizes, _ = build(epochs, epochs)
+        if spent(steps, sizes) >= budget:
+            break
+        if epochs >= 4 * first + 16:
+            raise ThresherError(
+                f"data schedule {cfg.schedule} spends only {spent(steps, sizes)} of a budget of {budget} "
+                f"{unit or 'steps'} in {epochs} epochs (it keeps too little data); give a smaller budget or keep more"
+            )
+        epochs += 1
+    full = list(steps)
+    over = spent(steps, sizes) - budget  # cut the last epoch where the budget ends (whole batches: within one)
+    steps[-1] -= over // (sizes[-1] if unit else 1)
+    lr_epochs = epochs - 1 + steps[-1] / max(1, full[-1])
+    schedule, _, _, decay = build(epochs, lr_epochs)
+    return Plan(schedule, batch, steps, full, lr_epochs, decay)
+
+
+def _milestones(cfg: TrainConfig, lr_epochs: float) -> list[float] | None:
+    """The step schedule's decay points in epochs: given, as fractions of the run, or a third and two thirds."""
+    lr = cfg.lr_schedule
+    if lr.name != "step":
+        return None
+    if lr.milestone_fractions is not None:
+        return [f * lr_epochs for f in lr.milestone_fractions]
+    return list(lr.milestones) if lr.milestones is not None else default_milestones(lr_epochs)
 
 
 def peak_memory_bytes(device: torch.device) -> int:
@@ -162,6 +220,12 @@ class Trainer:
         self.schedule = self.plan.schedule
         self.batch_size = self.plan.batch_size
         self.total_steps = self.plan.total_steps
+        beyond = [k for k in cfg.keep_at if k > self.total_steps]
+        if beyond:
+            raise ThresherError(
+                f"keep_at step {beyond[0]} is beyond the run's {self.total_steps} steps; keep steps up to the budget"
+            )
+        self.keep_at = set(cfg.keep_at)
         params = trainable_parameters(self.objective, cfg.train)
         # DistributedDataParallel all-reduces gradients under torchrun; the objective itself stays the saved module
         self.model: nn.Module = self.objective
@@ -174,12 +238,14 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
         ls = cfg.lr_schedule
+        length = self.plan.lr_epochs
+        warmup = ls.warmup_fraction * length if ls.warmup_fraction is not None else min(ls.warmup_epochs, length)
         self.lr_factor = LR_SCHEDULES.create(
             ls.name,
-            epochs=cfg.epochs,
-            warmup_epochs=min(ls.warmup_epochs, cfg.epochs),
+            epochs=length,
+            warmup_epochs=warmup,
             min_factor=ls.min_factor,
-            milestones=ls.milestones,
+            milestones=self.plan.milestones,
             gamma=ls.gamma,
         )
         overrides = {"scale": tuple(cfg.crop_scale)} if cfg.crop_scale else {}
@@ -202,8 +268,9 @@ class Trainer:
             )
 
     # --- checkpoints ------------------------------------------------------------------------------
-    def save(self) -> None:
+    def save(self, path: Path | None = None) -> None:
         """Write the checkpoint atomically (rank 0); weights that went non-finite never replace the last good one.
+        ``path``: elsewhere than the run's checkpoint (the weights kept after a step, ``keep_at``).
 
         Under torchrun every rank calls it (the weights are checked everywhere, so all ranks stop together, and the
         data schedule's partial per-sample losses are summed over the ranks into the saved state).
@@ -222,7 +289,7 @@ class Trainer:
         if not self.dist.main:
             return
         write_checkpoint(
-            checkpoint_path(self.root),
+            path or checkpoint_path(self.root),
             backbone=self.cfg.backbone,
             model=self.objective.state_dict(),
             optimizer=self.optimizer.state_dict(),
@@ -319,7 +386,9 @@ class Trainer:
             self.total_steps, "train", enabled=cfg.runtime.progress and self.dist.main, initial=st.step, unit="step"
         )
         last_ckpt = tick = time.perf_counter()
-        while st.epoch < cfg.epochs:
+        if st.step == 0 and 0 in self.keep_at:  # the starting weights
+            self.save(kept_checkpoint_path(self.root, 0))
+        while st.epoch < self.plan.epochs:
             epoch = st.epoch
             active = self.schedule.active(epoch)
             order = active[epoch_order(cfg.seed, epoch, len(active))]
@@ -338,7 +407,7 @@ class Trainer:
             for b, (idx, x, ok) in zip(batches, data, strict=True):
                 if epoch == 0:  # every example is seen in the first epoch: count unreadable ones once
                     self.skipped.add(self.ds.ids[idx[~ok]])
-                progress = epoch + (st.pos + 1) / max(1, steps)
+                progress = epoch + (st.pos + 1) / max(1, self.plan.epoch_steps[epoch])
                 loss, acc, n = self._step(x, b[ok], progress)
                 st.step += 1
                 st.pos += 1
@@ -347,6 +416,8 @@ class Trainer:
                     st.epoch_loss_sum += loss * n
                     st.epoch_correct += (0.0 if math.isnan(acc) else acc) * n
                     st.epoch_count += n
+                if st.step in self.keep_at:  # a point of the convergence curve (RUN@STEP), with its cost so far
+                    self.save(kept_checkpoint_path(self.root, st.step))
                 now = time.perf_counter()  # wall time per step, data loading included
                 st.seconds += now - tick
                 bar.update(1)
@@ -389,11 +460,54 @@ class Trainer:
             st.epoch_loss_sum = st.epoch_correct = 0.0
             st.epoch_count = 0
             st.epoch, st.pos = epoch + 1, 0
-            st.done = st.epoch >= cfg.epochs
+            st.done = st.epoch >= self.plan.epochs and not cfg.recalibrate_bn  # else done after recalibrating
             self.save()
             last_ckpt = time.perf_counter()
         bar.close()
+        if cfg.recalibrate_bn and not st.bn_images:
+            self.recalibrate_bn()
+        if not st.done:  # a budget of no step: the run is its starting weights (after recalibration, if asked)
+            st.done = True
+            self.save()
         return self._finish()
+
+    @torch.no_grad()
+    def recalibrate_bn(self) -> None:
+        """001's "Base" variant of hierarchical pre-training: the backbone's batch-norm running statistics recomputed
+        as the plain average over every training image (seen once, evaluation transform), no weight changed."""
+        from ..embed import forward_flops_per_image
+
+        backbone = self.objective.backbone
+        norms = [m for m in backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            raise ThresherError(f"recalibrate_bn: backbone {self.cfg.backbone} has no batch-norm layer")
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the pass
+        backbone.train()
+        transform = build_transform("eval", self.cfg.resolution)
+        started, seen = time.perf_counter(), 0
+        chunks = [np.arange(s, min(s + self.batch_size, len(self.indices))) for s in range(0, len(self.indices),
+                                                                                          self.batch_size)]  # fmt: skip
+        data = iterate_batches(self.ds, [self.indices[c] for c in chunks], self.cfg.resolution,
+                               num_workers=self.cfg.runtime.num_workers, strict=self.cfg.data.strict,
+                               pin_memory=self.device.type == "cuda")  # fmt: skip
+        for _, x, _ in data:
+            if len(x) < 2:
+                continue
+            images = transform(x.to(self.device, non_blocking=True))
+            backbone.forward_features(images.contiguous(memory_format=memory_format(self.device)))
+            seen += len(x)
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        self.objective.train()
+        st = self.state
+        st.bn_images = seen
+        st.bn_flops = seen * forward_flops_per_image(backbone.eval(), self.cfg.resolution)
+        backbone.train()
+        st.seconds += time.perf_counter() - started
+        self.log(f"{self.root}: batch-norm statistics recomputed on {seen} images")
 
     def _finish(self) -> dict:
         if self.skipped.count:
@@ -461,10 +575,12 @@ class Trainer:
         log = [json.loads(ln) for ln in log_file.read_text().splitlines()] if log_file.is_file() else []
         epochs = [r for r in log if r.get("epoch_end")]
         # the full schedule's images under the same batching (the last partial batch of an epoch is dropped)
-        full = self.cfg.epochs * (len(self.indices) // self.batch_size) * self.batch_size
+        full = self.plan.lr_epochs * (len(self.indices) // self.batch_size) * self.batch_size
         return {
             "steps": st.step,
-            "epochs": self.cfg.epochs,
+            "epochs": self.plan.lr_epochs,
+            "kept_at": sorted(self.keep_at),
+            "recalibrated_bn_images": st.bn_images,
             "examples": len(self.indices),
             "schedule": {"name": self.cfg.schedule, **self.schedule.report()},
             "epoch_loss": [round(r["loss"], 6) for r in epochs],
@@ -473,7 +589,7 @@ class Trainer:
             "cost": {
                 "images": st.images,
                 "seconds": round(st.seconds, 3),
-                "flops": max(0.0, st.flops_per_image) * st.images,
+                "flops": max(0.0, st.flops_per_image) * st.images + st.bn_flops,
                 "flops_per_image": max(0.0, st.flops_per_image),
                 "peak_memory_bytes": peak_memory_bytes(self.device),
                 # examples processed over the full schedule's (003); unreadable images are not processed
