@@ -130,3 +130,17 @@ def test_plan_with_several_resolutions_names_every_variant(study_cfg):
     assert len(evals) == 2 * (1 + 2 + 3 * 2)  # scratch once, pool per resolution, 3 arms x 2 resolutions
     assert {e.values["resolution"] for e in evals} == {12}
     assert len({s.folder for s in stages}) == len(stages)
+
+
+def test_same_steps_gives_every_subset_the_whole_pools_steps(study_cfg):
+    """``schedule_per_arm: same-steps``: every subset trains the whole pool's optimizer steps (a step budget, cut
+    mid-epoch), not rounded-up epochs; the old ``equal_steps`` key says what replaced it."""
+    values, _ = study_cfg
+    pt = {**values["pretrain"], "schedule_per_arm": "same-steps"}
+    stages = plan(build_config(StudyConfig, values={**values, "pretrain": pt}))
+    pool = next(s for s in stages if s.kind == "pretrain" and s.name.startswith("pool"))
+    subsets = [s for s in stages if s.kind == "pretrain" and not s.name.startswith("pool")]
+    pool_steps = pt["epochs"] * (96 // 16)  # the pool's 96 images in batches of 16, for 2 epochs
+    assert "steps" not in pool.values and {s.values["steps"] for s in subsets} == {pool_steps}
+    with pytest.raises(ThresherError, match="'pretrain.equal_steps' was replaced: write schedule_per_arm: same-steps"):
+        build_config(StudyConfig, values={**values, "pretrain": {**values["pretrain"], "equal_steps": True}})

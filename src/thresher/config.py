@@ -145,6 +145,9 @@ def _check_unknown(model: type[BaseModel], data: Any, root: type[BaseModel], pre
         field = model.model_fields.get(key)
         dotted = prefix + str(key)
         if field is None:
+            replaced = getattr(model, "__replaced_keys__", {}).get(key)
+            if replaced:  # a key an older version took: say what replaced it
+                raise ThresherError(f"config key {dotted!r} was replaced: {replaced}")
             close = difflib.get_close_matches(dotted, valid_keys(root), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ThresherError(f"unknown config key {dotted!r}{hint}")

@@ -4,8 +4,8 @@ A study config names a source pool, targets, scorers, budgets, resolutions, obje
 protocol and seeds. It expands to a plan of stages: pre-training on the whole pool, scoring the pool against each
 target, selecting at every budget, pre-training on every selection, evaluating every arm on its target. Baselines are
 always in: no pre-training, the whole pool, and a random subset at every budget. Every subset is pre-trained for the
-same number of epochs as the whole pool (000's protocol, so cost scales with size); ``equal_steps`` gives every subset
-the whole pool's number of steps instead.
+same number of epochs as the whole pool (000's protocol, so cost scales with size); ``schedule_per_arm: same-steps``
+gives every subset the whole pool's number of optimizer steps instead (a step budget).
 
 Every stage is a normal thresher run in ``OUT/stages/<kind>-<key>``, its key a hash of its settings and of the keys
 of the stages it reads, so a stage is computed once and serves every arm that needs it, and a killed study resumes
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -53,8 +53,8 @@ class StudyTarget(Section):
 StudyTrainExtra = partial_section(
     TrainConfig,
     "StudyTrainExtra",
-    exclude={"data", "backbone", "init", "manifest", "resolution", "objective", "schedule", "epochs", "batch_size",
-             "seed", "runtime"},
+    exclude={"data", "backbone", "init", "manifest", "resolution", "objective", "schedule", "epochs", "steps", "images",
+             "batch_size", "seed", "runtime"},
     doc="Further training-config keys for every arm (optim, lr_schedule, objective_params, schedule_params, ...).",
 )  # fmt: skip
 
@@ -81,10 +81,17 @@ class StudyPretrain(Section):
     """How every arm is pre-trained (the whole pool and every subset alike)."""
 
     backbone: str = "small-cnn"
-    epochs: int = Field(8, ge=1, description="epochs of the whole pool; subsets get the same (000) unless equal_steps")
+    epochs: int = Field(8, ge=1, description="epochs of the whole pool; subsets get the same (000) by default")
     batch_size: int = Field(128, ge=2)
     lr: float = Field(0.1, gt=0)
-    equal_steps: bool = Field(False, description="give every subset the whole pool's number of steps instead")
+    schedule_per_arm: Literal["same-epochs", "same-steps"] = Field(
+        "same-epochs",
+        description="same-epochs: every subset gets the whole pool's epochs (000, so cost scales with size); "
+        "same-steps: every subset gets the whole pool's optimizer steps (a step budget, cut mid-epoch)",
+    )
+
+    #: keys of older study files, and what to write instead (``config._check_unknown`` says so)
+    __replaced_keys__ = {"equal_steps": "write schedule_per_arm: same-steps (or same-epochs, the default)"}
     extra: StudyTrainExtra = Field(
         default_factory=StudyTrainExtra, description="further training-config keys (optim, lr_schedule, ...)"
     )
@@ -257,16 +264,16 @@ def plan(cfg: StudyConfig) -> list[Stage]:
                 sel.meta = {"target": target.name, "method": method, "budget": budget}
                 n_sub = _budget_count(budget, n_pool)
                 for v in variants(cfg):
-                    if pt.equal_steps:  # the whole pool's optimizer steps, counted as the loop does (drop last)
+                    vals = train_values(v, pt.epochs)
+                    images = pt.epochs * n_sub
+                    if pt.schedule_per_arm == "same-steps":  # the whole pool's optimizer steps, as the loop counts them
                         pool_steps = pt.epochs * (n_pool // min(pt.batch_size, n_pool))
-                        epochs = max(1, math.ceil(pool_steps / max(1, n_sub // min(pt.batch_size, n_sub))))
-                    else:
-                        epochs = pt.epochs
-                    vals = train_values(v, epochs)
+                        vals["steps"] = pool_steps
+                        images = pool_steps * min(pt.batch_size, n_sub)
                     name = f"{target.name}-{method}-{_slug(budget)}" + (f"-{_slug(_variant_name(v, cfg))}"
                                                                         if _variant_name(v, cfg) else "")  # fmt: skip
                     p = add(Stage("pretrain", name, vals, deps=[uid(sel)],
-                                  est_images=epochs * n_sub, est_scale=(v["resolution"] / 32) ** 2))  # fmt: skip
+                                  est_images=images, est_scale=(v["resolution"] / 32) ** 2))  # fmt: skip
                     p.meta = {"target": target.name, "arm": method, "budget": budget, "variant": v}
         # evaluation of every arm on this target
         arms = [("no pre-training", None, None, {})]
