@@ -90,6 +90,10 @@ SEMANTIC = {
     "train": st.sampled_from(sorted(PARAMETER_SETS)),
     "resolution": st.integers(8, 1024),
     "epochs": st.integers(1, 10**6),
+    "steps": optional(st.integers(0, 10**6)),
+    "images": optional(st.integers(0, 10**9)),  # dropped when steps is drawn (one budget at a time)
+    "keep_at": st.lists(st.integers(0, 10**6), max_size=3),
+    "recalibrate_bn": st.booleans(),
     "batch_size": st.integers(2, 10**6),
     "optim.name": st.sampled_from(["sgd", "adamw"]),
     "optim.lr": finite(0, 1e6, exclude_min=True),
@@ -101,6 +105,9 @@ SEMANTIC = {
     "lr_schedule.min_factor": finite(0, 1),
     "lr_schedule.milestones": optional(st.lists(st.integers(0, 10**4), max_size=4)),
     "lr_schedule.gamma": finite(0, 1, exclude_min=True),
+    "lr_schedule.warmup_fraction": optional(finite(0, 1)),
+    # dropped when milestones is drawn (one way at a time)
+    "lr_schedule.milestone_fractions": optional(st.lists(finite(0, 1, exclude_min=True, exclude_max=True), max_size=3)),
     "transform": optional(st.text(max_size=12)),
     "crop_scale": optional(st.tuples(finite(0, 1), finite(0, 1))),
     "seed": st.integers(-(2**40), 2**40),
@@ -139,6 +146,10 @@ def params_for(accepted: list[str]) -> st.SearchStrategy[dict]:
 def train_configs(draw) -> dict:
     """A valid TrainConfig as flat dotted keys -> values, every leaf set."""
     flat = {k: draw(s) for k, s in {**SEMANTIC, **RUNTIME}.items()}
+    if flat["steps"] is not None:
+        flat["images"] = None
+    if flat["lr_schedule.milestones"] is not None:
+        flat["lr_schedule.milestone_fractions"] = None
     for key, (owner, accepted) in PARAMS.items():
         flat[key] = draw(params_for(accepted(flat[owner])))
     return flat
@@ -367,13 +378,13 @@ WRONG = {
 }
 KINDS = {
     "int": ["resolution", "epochs", "batch_size", "seed", "data.subset_seed", "data.subset", "checkpoint_every",
-            "log_every", "runtime.num_workers", "runtime.threads", "runtime.ray_actors"],
+            "log_every", "runtime.num_workers", "runtime.threads", "runtime.ray_actors", "steps", "images"],
     "float": ["optim.lr", "optim.momentum", "optim.weight_decay", "lr_schedule.warmup_epochs",
-              "lr_schedule.min_factor", "lr_schedule.gamma", "checkpoint_minutes"],
-    "bool": ["init_head", "optim.nesterov", "data.strict", "runtime.progress"],
+              "lr_schedule.min_factor", "lr_schedule.gamma", "checkpoint_minutes", "lr_schedule.warmup_fraction"],
+    "bool": ["init_head", "optim.nesterov", "data.strict", "runtime.progress", "recalibrate_bn"],
     "str": ["data.spec", "backbone", "transform", "runtime.device", "init", "manifest", "data.data_root",
             "runtime.ray_address"],
-    "list": ["lr_schedule.milestones"],
+    "list": ["lr_schedule.milestones", "lr_schedule.milestone_fractions", "keep_at"],
     "pair": ["crop_scale"],
     "dict": ["objective_params", "schedule_params"],
     "section": ["data", "optim", "lr_schedule", "runtime"],

@@ -704,7 +704,8 @@ def _checkpoint_file(path: str | None) -> str | None:
 
     if path and Path(path).is_dir() and checkpoint_path(path).is_file():
         return str(checkpoint_path(path))
-    if path and "@" in path and not Path(path).exists():
+    base, at, step = (path or "").rpartition("@")
+    if at and base and step.isdigit() and not Path(path).exists():
         return str(resolve_checkpoint(path))
     return path
 

@@ -60,7 +60,8 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
         raise ThresherError("give a --budget: a fraction of the pool (0.1) or a count (3000)")
     inputs = {"scores_sha256": file_sha256(path)}
     with RunFolder(out, "select", cfg, force=force, inputs=inputs) as run:
-        if (run.path / "manifest.parquet").is_file():
+        # the manifest's two files are written in turn: a run killed between them is redone, not read half-written
+        if (run.path / "manifest.parquet").is_file() and (run.path / "manifest.json").is_file():
             log(f"{run.path}: already complete, nothing to do")
             return Manifest.read(run.path)
         labels = table.column("label").to_numpy()

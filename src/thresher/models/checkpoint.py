@@ -136,7 +136,7 @@ def resolve_checkpoint(path: str | os.PathLike[str] | None, *, strict: bool = Tr
         return None
     p = Path(path)
     base, at, step = str(path).rpartition("@")
-    if at and step.isdigit() and not p.exists() and Path(base).is_dir():
+    if at and base and step.isdigit() and not p.exists() and Path(base).is_dir():
         kept = kept_checkpoint_path(base, int(step))
         if not kept.is_file():
             have = ", ".join(map(str, kept_steps(base))) or "none"

@@ -113,7 +113,8 @@ class TrainConfig(Section):
         """``RUN@STEP`` names the file the run kept after that step, so it is fingerprinted by that file's content."""
         from pathlib import Path
 
-        if v and "@" in v and not Path(v).exists():
+        base, at, step = (v or "").rpartition("@")
+        if at and base and step.isdigit() and Path(base).is_dir() and not Path(v).exists():
             from ..errors import ThresherError
             from ..models.checkpoint import resolve_checkpoint
 
