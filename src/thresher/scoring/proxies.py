@@ -4,8 +4,8 @@ pre-training it saves).
 Two presets. ``proxy`` (the default) trains one cheap shared model per target: a target proxy, small-cnn at half
 width (a quarter of the FLOPs) at 32 px, on the target's labels with a cap on the images it processes. Clustering,
 entropy and kNN read its embeddings; importance's source classifier is softmax regression fitted on the pool's
-labels over its embeddings of the pool; the domain classifier's fold CNNs start from it and train on a sample of the pool.
-A source proxy (the pool classifier on a sample of the pool, started from the target proxy) serves
+labels over its embeddings of the pool; the domain classifier's fold CNNs start from it and train on a sample of the
+pool. A source proxy (the pool classifier on a sample of the pool, started from the target proxy) serves
 ``source_features: source-model``. Measured on tiny-imagenet-32 against cifar10 (issue 17's sweep), source proxies
 that cost under 0.10 C selected worse than the target proxy's features (top-10% share of cifar-like classes, seed 0:
 kNN 0.14-0.21, importance 0.05-0.30, against 0.215 and 0.35 from the target proxy); ``bench/score_cost.py``
