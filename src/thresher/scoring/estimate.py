@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..data.loader import open_data
 from .cost import forward_flops_per_image, train_flops_per_image
+from .pipeline import resolve_feature_model, source_reader_model
 from .proxies import sample_size, target_epochs
 
 
@@ -72,8 +73,6 @@ class WorkPlan:
 
     def feature_model(self, scorer) -> str | None:
         """As the score run chooses (``pipeline.resolve_feature_model``)."""
-        from .pipeline import resolve_feature_model
-
         return resolve_feature_model(
             scorer, self.models, self.source_labeled, bool(self.cfg.source_model), self.target_labeled
         )
@@ -90,14 +89,21 @@ class WorkPlan:
             k = sample_size(m.source_sample, self.n_source, "models.source_sample")
             self.train("source-model", k, m.source_epochs)
 
+    def encoder_pass(self, side: str, flops_per_image: float) -> None:
+        """``side`` through the public encoder, once for every method that reads it."""
+        n = self.size(side)
+        self._add(f"embeddings {side} by the encoder", Work(side, n, n * flops_per_image, "forward"))
+
+    def size(self, side: str) -> int:
+        return {"source": self.n_source, "target": self.n_target, "test": self.n_test}[side]
+
     def embed(self, side: str, which: str) -> None:
         backbone = None
         if which == "source-model" and self.cfg.source_model:  # a given model is embedded with its own backbone
             from ..models.checkpoint import checkpoint_backbone, resolve_checkpoint
 
             backbone = checkpoint_backbone(resolve_checkpoint(self.cfg.source_model))
-        n = {"source": self.n_source, "target": self.n_target, "test": self.n_test}[side]
-        self.forward(f"embeddings {side} by {which}", n, backbone=backbone)
+        self.forward(f"embeddings {side} by {which}", self.size(side), backbone=backbone)
 
 
 def estimate(cfg, scorers: dict) -> dict:
@@ -115,8 +121,8 @@ def estimate(cfg, scorers: dict) -> dict:
     for name, scorer in scorers.items():
         plan.used = []
         if cfg.encoder and scorer.uses == "features":  # forward passes of both sides through the encoder, once
-            for side, n in (("source", plan.n_source), ("target", plan.n_target)):
-                plan._add(f"embeddings {side} by the encoder", Work(side, n, n * encoder_flops, "forward"))
+            for side in ("source", "target"):
+                plan.encoder_pass(side, encoder_flops)
             scorer.plan_own(plan, "encoder")
         elif cfg.features is None and (not cfg.encoder or scorer.uses != "features"):
             scorer.plan_work(plan)
@@ -132,11 +138,9 @@ def estimate(cfg, scorers: dict) -> dict:
         sides = ("source", "target", "test") if cfg.target_test else ("source", "target")
         if cfg.encoder:
             for side in sides:
-                n = {"source": plan.n_source, "target": plan.n_target, "test": plan.n_test}[side]
-                plan._add(f"embeddings {side} by the encoder", Work(side, n, n * encoder_flops, "forward"))
+                plan.encoder_pass(side, encoder_flops)
         else:
-            prefer_source = cfg.models.source_features == "source-model" or not plan.target_labeled
-            which = "source-model" if cfg.source_model or (labeled and prefer_source) else "target-model"
+            which = source_reader_model(cfg.models, labeled, bool(cfg.source_model), plan.target_labeled)
             plan.model(which)
             for side in sides:
                 plan.embed(side, which)

@@ -146,6 +146,7 @@ class Inputs:
         self.data_cfg = {"source": cfg.source, "target": cfg.target}
         self._given: tuple | None = None
         self.raw = self.data  # the original images of each side (readable rows), for an encoder
+        self._labeled = {side: bool((ds.labels[idx] >= 0).any()) for side, (ds, idx) in self.data.items()}
 
     # --- the default models -------------------------------------------------------------------------
     def model(self, which: str, positions: np.ndarray | None = None) -> Path:
@@ -194,12 +195,10 @@ class Inputs:
         return self.cfg.models.backbone
 
     def pool_labeled(self) -> bool:
-        ds, idx = self.data["source"]
-        return bool(self.cfg.source_model) or bool((ds.labels[idx] >= 0).any())
+        return bool(self.cfg.source_model) or self._labeled["source"]
 
     def target_labeled(self) -> bool:
-        ds, idx = self.data["target"]
-        return bool((ds.labels[idx] >= 0).any())
+        return self._labeled["target"]
 
     def features_of(self, scorer) -> str | None:
         """What the scorer's embeddings came from, for its report."""
@@ -236,10 +235,14 @@ class Inputs:
                 align(EmbeddingStore(self.cfg.target_features), self.data["target"], "--target-features"),
             )
             return self._given
-        ckpt = resolve_checkpoint(path)
-        backbone = self.cfg.features_backbone or checkpoint_backbone(ckpt)
+        ckpt, backbone = self.given_checkpoint()
         self.ws.given_model(ckpt)  # what it cost to train, when thresher recorded it
         return tuple(self.embeddings(s, ckpt, backbone, self.cfg.resolution).value for s in ("source", "target"))
+
+    def given_checkpoint(self) -> tuple[Path, str]:
+        """A --features checkpoint and its backbone."""
+        ckpt = resolve_checkpoint(Path(self.cfg.features))
+        return ckpt, self.cfg.features_backbone or checkpoint_backbone(ckpt)
 
     # --- a public encoder -------------------------------------------------------------------------------
     def encoder_embeddings(self, side: str) -> Artefact:
@@ -297,21 +300,15 @@ class Inputs:
         encoder's or the given ones, else the source model's (the target model's on an unlabeled pool)."""
         if self.cfg.encoder:
             return tuple(self.encoder_embeddings(s).value for s in sides)
-        if self.cfg.features:
-            if "test" in sides and (Path(self.cfg.features) / "meta.json").is_file():
-                raise ThresherError(
-                    "an embedding store given as --features cannot describe the target's test split; use "
-                    "near_duplicates.descriptor=pixels, or give a checkpoint"
-                )
+        if self.cfg.features:  # a store with a test split was refused before any work (_check_before_work)
             given = self.given_features()
             if "test" not in sides:
                 return given
-            ckpt = resolve_checkpoint(Path(self.cfg.features))
-            backbone = self.cfg.features_backbone or checkpoint_backbone(ckpt)
+            ckpt, backbone = self.given_checkpoint()
             return (*given, self.embeddings("test", ckpt, backbone, self.cfg.resolution).value)
-        labeled, given = self.pool_labeled(), bool(self.cfg.source_model)
-        prefer_source = self.cfg.models.source_features == "source-model" or not self.target_labeled()
-        which = "source-model" if given or (labeled and prefer_source) else "target-model"
+        which = source_reader_model(
+            self.cfg.models, self.pool_labeled(), bool(self.cfg.source_model), self.target_labeled()
+        )
         ckpt = self.model(which)
         m = self.cfg.models
         backbone = self.backbone_of(which, ckpt)
@@ -321,14 +318,21 @@ class Inputs:
 def resolve_feature_model(
     scorer, models: FeatureModelConfig, pool_labeled: bool, source_given: bool, target_labeled: bool = True
 ) -> str | None:
-    """Whose embeddings a scorer reads by default (shared by the score run and its dry-run estimate). The source
-    model's readers read ``models.source_features``; a given source model always serves them; the target model needs
-    the target's labels and the source model the pool's, so a side without labels hands over to the other model."""
-    if scorer.features_from != "source-model" or source_given:
+    """Whose embeddings a scorer reads by default (shared by the score run and its dry-run estimate)."""
+    if scorer.features_from != "source-model":
         return scorer.features_from
-    if not pool_labeled:
-        return "target-model"
-    if models.source_features == "target-model" and target_labeled:
+    return source_reader_model(models, pool_labeled, source_given, target_labeled)
+
+
+def source_reader_model(
+    models: FeatureModelConfig, pool_labeled: bool, source_given: bool, target_labeled: bool
+) -> str:
+    """The model behind the source model's readers (importance, kNN, feature near-duplicates): a given source model
+    always; else ``models.source_features``, except that the target model needs the target's labels and the source
+    model the pool's, so a side without labels hands over to the other model."""
+    if source_given:
+        return "source-model"
+    if not pool_labeled or (models.source_features == "target-model" and target_labeled):
         return "target-model"
     return "source-model"
 
