@@ -140,13 +140,13 @@ def forward_flops_per_image(model: torch.nn.Module, resolution: int) -> float:
 
 
 @torch.inference_mode()
-def _embed_shard(ds, shard_idx, model, transform, cfg: EmbedConfig, device, bar, size: int | None = None):
+def _embed_shard(ds, shard_idx, model, transform, cfg: EmbedConfig, device, bar, size: int):
     batches = [shard_idx[i : i + cfg.batch_size] for i in range(0, len(shard_idx), cfg.batch_size)]
     feats, kept = [], []
     for idx, x, ok in iterate_batches(
         ds,
         batches,
-        size or cfg.resolution,
+        size,
         num_workers=cfg.runtime.num_workers,
         strict=cfg.data.strict,
         pin_memory=device.type == "cuda",

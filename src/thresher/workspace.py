@@ -155,6 +155,7 @@ class Workspace:
         self.log = log
         self._ledgers: list[Ledger] = []
         self._digests: dict[str, str] = {}
+        self._encoders: dict[str, tuple[Any, Cost]] = {}  # spec -> (Encoder, the cost of its pre-training)
 
     # --- accounting --------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -193,9 +194,11 @@ class Workspace:
         out = decode_once(ds, indices, size, folder, num_workers=self.runtime.num_workers, log=self.log,
                           runtime=self.runtime)  # fmt: skip
         paid = 0.0 if reused else time.perf_counter() - t0
-        if not reused:
-            atomic.write_json(record, Cost(images=len(indices), seconds=paid, kind="forward").as_dict())
-        cost = Cost.from_record(atomic.read_json(record), "forward", reused=reused)
+        if reused:
+            cost = Cost.from_record(atomic.read_json(record), "forward", reused=True)
+        else:
+            cost = Cost(images=len(indices), seconds=paid, kind="forward")
+            atomic.write_json(record, cost.as_dict())
         self._used(Artefact("decoded", key, folder, cost, reused=reused, paid_seconds=paid))
         return out
 
@@ -242,12 +245,11 @@ class Workspace:
         zero (paid by someone else: say so, do not guess), or what thresher recorded for training a thresher run."""
         from .models.encoders import load_encoder
 
-        loaded = self.__dict__.setdefault("_encoders", {})  # spec text -> Encoder, for this workspace's lifetime
-        if spec not in loaded:
-            loaded[spec] = load_encoder(spec)
-        enc = loaded[spec]
-        recorded = training_cost(enc.path, spec) if enc.identity["encoder"].startswith("thresher:") else None
-        cost = Cost.from_record(recorded, "trained" if recorded else "external", reused=True)
+        if spec not in self._encoders:  # loaded, and its training cost read, once
+            enc = load_encoder(spec)
+            recorded = training_cost(enc.path, spec) if enc.identity["encoder"].startswith("thresher:") else None
+            self._encoders[spec] = (enc, Cost.from_record(recorded, "trained" if recorded else "external", reused=True))
+        enc, cost = self._encoders[spec]
         key = f"encoder-{enc.identity['sha256'][:12]}"
         return self._used(Artefact("model", key, enc.path, cost, reused=True, value=enc))
 

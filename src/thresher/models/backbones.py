@@ -283,6 +283,11 @@ def timm_backbone(*, name: str, **kwargs: Any) -> nn.Module:
         model = timm.create_model(model_name, **kwargs)
     except TypeError as exc:
         raise ThresherError(f"backbone {name!r}: bad option(s) for timm: {exc}") from None
+    return as_timm_backbone(model)
+
+
+def as_timm_backbone(model: nn.Module) -> nn.Module:
+    """A timm model made a thresher backbone in place (pooled ``forward_features``, ``feature_dim``), keys kept."""
     cls = type(model)
     if cls not in _TIMM_CLASSES:
         _TIMM_CLASSES[cls] = type(f"Timm{cls.__name__}Backbone", (_TimmBackboneMixin, cls), {})

@@ -207,13 +207,18 @@ def offline() -> bool:
     return bool(os.environ.get("THRESHER_OFFLINE"))
 
 
+def _hub_file(url: str) -> Path:
+    """Where torch hub's cache keeps the weights downloaded from ``url`` (torchvision's, and timm's release URLs)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
 def _load_torchvision(spec: EncoderSpec, text: str) -> Encoder:
     from torchvision import models
 
     from ..runs import file_digest
 
     weights = _torchvision_weights(spec.name, spec.weights or "DEFAULT")
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+    path = _hub_file(weights.url)
     if not path.is_file():
         if offline():
             raise ThresherError(
@@ -252,14 +257,14 @@ def _load_timm(spec: EncoderSpec, text: str) -> Encoder:
     from huggingface_hub import constants as hf_constants
 
     from ..runs import file_digest
-    from .backbones import _TIMM_CLASSES, _TimmBackboneMixin
+    from .backbones import as_timm_backbone
 
     cfg = _timm_cfg(spec.name)
     if cfg is None:
         raise ThresherError(f"timm has no pretrained weights named {spec.name!r}")
     repo = f"{hf_constants.HF_HUB_CACHE}/models--{(cfg.hf_hub_id or '').split('@')[0].replace('/', '--')}"
     if not cfg.hf_hub_id:  # an old-style release URL: timm fetches it through torch hub's cache
-        repo = str(Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg.url).path))
+        repo = str(_hub_file(cfg.url))
         if offline() and not Path(repo).is_file():
             raise ThresherError(
                 f"timm weights {spec.name} are not cached and THRESHER_OFFLINE is set: put {cfg.url} at {repo}"
@@ -282,11 +287,7 @@ def _load_timm(spec: EncoderSpec, text: str) -> Encoder:
     n_classes = head.out_features if head is not None else 0
     data = timm.data.resolve_model_data_config(model)
     model.reset_classifier(0)
-    cls = type(model)
-    if cls not in _TIMM_CLASSES:
-        _TIMM_CLASSES[cls] = type(f"Timm{cls.__name__}Backbone", (_TimmBackboneMixin, cls), {})
-    model.__class__ = _TIMM_CLASSES[cls]
-    model.feature_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
+    as_timm_backbone(model)
     resolution = int(data["input_size"][-1])
     return Encoder(
         spec=text,
@@ -359,7 +360,7 @@ def _hf_offline(on: bool) -> Iterator[None]:
 def _timm_weights_file(cfg) -> Path:
     """The cached file timm read the weights from (safetensors first, as timm prefers)."""
     if not cfg.hf_hub_id:
-        return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg.url).path)
+        return _hub_file(cfg.url)
     from huggingface_hub import try_to_load_from_cache
 
     repo_id, _, revision = cfg.hf_hub_id.partition("@")

@@ -107,8 +107,9 @@ def plan(cfg: TrainConfig, n: int) -> Plan:
         decay = _milestones(cfg, lr_epochs)
         schedule = build_schedule(cfg.schedule, cfg.schedule_params, num_examples=n, epochs=epochs,
                                   decay_epochs=decay, seed=cfg.seed)  # fmt: skip
-        sizes = [min(batch, size) for size in schedule.planned_sizes()]  # an epoch smaller than a batch: one step
-        steps = [size // b if size >= 2 else 0 for size, b in zip(schedule.planned_sizes(), sizes, strict=True)]
+        planned = schedule.planned_sizes()
+        sizes = [min(batch, size) for size in planned]  # an epoch smaller than a batch: one step of all of it
+        steps = [size // b if size >= 2 else 0 for size, b in zip(planned, sizes, strict=True)]
         return schedule, steps, sizes, decay
 
     if cfg.steps is None and cfg.images is None:
@@ -488,9 +489,8 @@ class Trainer:
         backbone.train()
         transform = build_transform("eval", self.cfg.resolution)
         started, seen = time.perf_counter(), 0
-        chunks = [np.arange(s, min(s + self.batch_size, len(self.indices))) for s in range(0, len(self.indices),
-                                                                                          self.batch_size)]  # fmt: skip
-        data = iterate_batches(self.ds, [self.indices[c] for c in chunks], self.cfg.resolution,
+        chunks = [self.indices[s : s + self.batch_size] for s in range(0, len(self.indices), self.batch_size)]
+        data = iterate_batches(self.ds, chunks, self.cfg.resolution,
                                num_workers=self.cfg.runtime.num_workers, strict=self.cfg.data.strict,
                                pin_memory=self.device.type == "cuda")  # fmt: skip
         for _, x, _ in data:
@@ -501,11 +501,10 @@ class Trainer:
             seen += len(x)
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
-        self.objective.train()
         st = self.state
         st.bn_images = seen
         st.bn_flops = seen * forward_flops_per_image(backbone.eval(), self.cfg.resolution)
-        backbone.train()
+        self.objective.train()
         st.seconds += time.perf_counter() - started
         self.log(f"{self.root}: batch-norm statistics recomputed on {seen} images")
 
