@@ -231,7 +231,7 @@ def test_near_duplicates_of_the_test_split_are_excluded_and_counted(tmp_path, ca
     test, _ = noise(0, "test", np.concatenate([pool_images[copies], rng.integers(0, 256, (5, 12, 12, 3), np.uint8)]))
     code, printed, _ = run_cli(capsys, "score", "--source", f"npz:{src}", "--target", f"npz:{tgt}", "--target-test",
                                f"npz:{test}", "-m", "random", "--out", tmp_path / "s")  # fmt: skip
-    assert code == 0 and "4 flagged (1 of train, 3 of test images)" in printed, printed
+    assert code == 0 and "4 flagged: 1 of train, 3 of test images" in printed, printed
     table = pq.read_table(tmp_path / "s" / "scores.parquet")
     np.testing.assert_array_equal(np.flatnonzero(table.column("near_duplicate_test").to_numpy()), copies)
     np.testing.assert_array_equal(np.flatnonzero(table.column("near_duplicate").to_numpy()), [3, 10, 40, 57])

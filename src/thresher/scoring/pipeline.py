@@ -569,7 +569,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             "reports": reports,
         }
         ScoreTable(pa.table(table), summary).write(run.path)
-        split = f" ({int(flags[0].sum())} of train, {int(flags[1].sum())} of test images)" if test is not None else ""
+        split = f": {int(flags[0].sum())} of train, {int(flags[1].sum())} of test images" if test is not None else ""
         log(
             f"near-duplicates of target images: {int(flagged.sum())} flagged{split} (cosine >= "
             f"{cfg.near_duplicates.threshold})" + (", excluded from selection" if cfg.near_duplicates.exclude else "")
