@@ -199,7 +199,8 @@ def test_evaluate_survives_sigkill_anywhere(tmp_path):
 
 
 def test_study_survives_sigkill_anywhere(tmp_path):
-    """A whole study (scoring, selection, pre-training, evaluation of every arm): the same results table."""
+    """A whole compute-matched study (scoring, selection, pre-training sized by the scoring's recorded cost,
+    evaluation of every arm): the same results table, compute and costs included."""
     src = make_npz(tmp_path / "src" / "train.npz", n=192, size=12, classes=4)
     tr = make_npz(tmp_path / "ab" / "train.npz", n=48, size=12, classes=2, seed=1)
     te = make_npz(tmp_path / "ab" / "test.npz", n=32, size=12, classes=2, seed=2)
@@ -207,7 +208,7 @@ def test_study_survives_sigkill_anywhere(tmp_path):
     cfg.write_text(yaml.safe_dump({
         "source": {"spec": f"npz:{src}"},
         "targets": [{"name": "ab", "train": {"spec": f"npz:{tr}"}, "test": {"spec": f"npz:{te}"}}],
-        "methods": ["knn"], "budgets": [0.5], "resolutions": [12],
+        "methods": ["knn"], "budgets": [0.5], "resolutions": [12], "compute": [0.5],
         "pretrain": {"epochs": 2, "batch_size": 16, "lr": 0.05},
         "score": {"models": {"resolution": 12, "target_epochs": 2, "batch_size": 16, "lr": 0.05}},
         "evaluation": {"protocol": "linear", "seeds": 2}, "runtime": {"progress": False},
@@ -217,7 +218,8 @@ def test_study_survives_sigkill_anywhere(tmp_path):
     def same(ref: Path, out: Path) -> None:
         def table(folder: Path) -> list:
             rows = json.loads((folder / "results.json").read_text())["rows"]
-            return sorted((str(r["arm"]), str(r["budget"]), r["target"], r["top1"]["mean"]) for r in rows)
+            return sorted((str(r["arm"]), str(r["budget"]), str(r["compute"]), r["target"], r["top1"]["mean"],
+                           r["cost"]["C"]["total"]) for r in rows)  # fmt: skip
 
         assert table(ref) == table(out)
 

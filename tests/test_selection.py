@@ -623,3 +623,40 @@ def test_manifest_constructor_validates():
         Manifest(ids=["a", "b"], weights=[1.0], counts=[1, 1])
     with pytest.raises(ThresherError, match="ids must be strings"):
         Manifest(ids=[1, 2], weights=[1.0, 1.0], counts=[1, 1])
+
+
+# --- fixed sets: hand-picked classes and given manifests (issue 18) --------------------------------------------------
+def test_classes_fill_draws_with_replacement_to_the_budget_and_keeps_the_unique_count():
+    labels = np.repeat(np.arange(4), 10)
+    plain = select(None, budget=25, mode="classes", labels=labels, classes=[1])
+    assert len(plain) == 10 and plain.total_count == 10  # without fill: all 10 of class 1, fewer than the budget
+    s = select(None, budget=25, mode="classes", labels=labels, classes=[1], fill=True, seed=2)
+    assert len(s) == 10 and s.total_count == 25 and (s.counts >= 1).all()  # every one once, 15 more draws
+    assert set(labels[s.positions].tolist()) == {1} and s.info["unique"] == 10
+    np.testing.assert_allclose(s.weights, s.counts / 25)
+    capped = select(None, budget=5, mode="classes", labels=labels, classes=[1, 2], fill=True)
+    assert len(capped) == 5 and capped.total_count == 5 and capped.info["capped"]  # more than the budget: a subset
+
+
+def test_hand_picked_classes_resolve_by_name_for_a_builtin_target():
+    from thresher.data.hand_picked import HAND_PICKED
+
+    names = [f"n{k:08d}" for k in range(5)] + HAND_PICKED["cifar10"][:2]
+    labels = np.arange(len(names)).repeat(3)
+    s = select(None, budget=None, mode="classes", labels=labels, class_names=names, classes="hand-picked:cifar10")
+    assert sorted(set(labels[s.positions].tolist())) == [5, 6]
+    with pytest.raises(ThresherError, match="no hand-picked classes for 'mnist'"):
+        select(None, budget=None, mode="classes", labels=labels, class_names=names, classes="hand-picked:mnist")
+
+
+def test_given_manifest_is_a_reference_arm_of_the_budgets_size(tmp_path):
+    ids = np.array([f"x{k}" for k in range(20)], dtype=object)
+    Manifest(ids=ids[[3, 4, 5, 99 % 20]], weights=np.full(4, 0.25), counts=np.ones(4, np.int64)).write(tmp_path)
+    s = select(None, budget=10, mode="given", ids=ids, manifest=str(tmp_path), seed=1)
+    assert sorted(set(s.positions.tolist())) == [3, 4, 5, 19] and s.total_count == 10 and s.info["unique"] == 4
+    small = select(None, budget=2, mode="given", ids=ids, manifest=str(tmp_path))
+    assert small.total_count == 2 and set(small.positions.tolist()) <= {3, 4, 5, 19}
+    with pytest.raises(ThresherError, match="none of the 4 examples"):
+        select(None, budget=2, mode="given", ids=np.array(["y1", "y2"], dtype=object), manifest=str(tmp_path))
+    with pytest.raises(ThresherError, match="needs manifest=PATH"):
+        select(None, budget=2, mode="given", ids=ids)

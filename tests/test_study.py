@@ -10,9 +10,11 @@ import yaml
 from test_score_pipeline import pool
 
 from thresher.cli import main
-from thresher.config import build_config
+from thresher.config import build_config, merge
+from thresher.data.manifest import Manifest
 from thresher.errors import ThresherError
-from thresher.study import StudyConfig, gain_recovered, plan
+from thresher.report import markdown_table, plots
+from thresher.study import StudyConfig, gain_recovered, plan, run_study
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +146,75 @@ def test_same_steps_gives_every_subset_the_whole_pools_steps(study_cfg):
     assert "steps" not in pool.values and {s.values["steps"] for s in subsets} == {pool_steps}
     with pytest.raises(ThresherError, match="'pretrain.equal_steps' was replaced: write schedule_per_arm: same-steps"):
         build_config(StudyConfig, values={**values, "pretrain": {**values["pretrain"], "equal_steps": True}})
+
+
+def _compute_values(values: dict, **kw) -> dict:
+    """One target with a hand-picked reference arm, the proxies (no pool-model reuse under compute), 4 epochs."""
+    target = {**values["targets"][0], "references": [{"name": "hand-picked", "classes": [3]}]}
+    out = {**values, "targets": [target], "score": {"models": {"resolution": 12, "target_epochs": 2, "batch_size": 16}},
+           "compute": [0.05, 0.5], "pretrain": {**values["pretrain"], "epochs": 4}}  # fmt: skip
+    return merge(out, kw)
+
+
+def test_compute_matched_plan_sizes_whole_pool_and_never_reuses_its_model(study_cfg):
+    values, _ = study_cfg
+    cfg = build_config(StudyConfig, values=_compute_values(values))
+    stages = plan(cfg)
+    pools = {s.meta["compute"]: s for s in stages if s.kind == "pretrain" and s.meta["arm"] == "whole pool"}
+    assert sorted(pools) == [0.05, 0.5, 1.0]  # the listed levels and C itself
+    assert pools[1.0].values["epochs"] == 4 and "images" not in pools[1.0].values  # C is the study's own run
+    assert pools[0.5].values["epochs"] == 2  # c x E whole epochs
+    assert pools[0.05].values["images"] == int(0.05 * 4 * 96)  # a fraction of an epoch: an image budget
+    assert not any(s.deps for s in stages if s.kind == "score")  # under compute the pool model is never a scorer's
+    subsets = [s for s in stages if s.kind == "pretrain" and s.meta["arm"] != "whole pool"]
+    assert len(subsets) == 4 * 2 and len({s.key for s in subsets}) == len(subsets)  # 4 arms x 2 levels, keyed apart
+    assert {s.meta["pays_for"] for s in subsets} == {"random", "knn", "importance", None}  # a person's pick pays none
+    with pytest.raises(ThresherError, match="compute sets every arm's length"):
+        build_config(StudyConfig, values=_compute_values(values, pretrain={"schedule_per_arm": "same-steps"}))
+    with pytest.raises(ThresherError, match="compute levels are positive"):
+        build_config(StudyConfig, values=_compute_values(values, compute=[0.5, -1]))
+    bad = _compute_values(values)
+    bad["targets"][0]["references"] = [{"name": "x", "classes": [0], "manifest": "m.parquet"}]
+    with pytest.raises(ThresherError, match="give classes .or ancestor. or a manifest, one of the two"):
+        build_config(StudyConfig, values=bad)
+    bad["targets"][0]["references"] = [{"name": "knn", "classes": [0]}]
+    with pytest.raises(ThresherError, match="reference names must be unique and not a method's"):
+        build_config(StudyConfig, values=bad)
+
+
+def test_compute_matched_study_spends_each_level(study_cfg, tmp_path):
+    """Every arm's measured cost (its scoring as if alone + its pre-training) is its compute level, within a batch
+    (or it is over budget); pre-training seeds repeat every pre-training; a hand-picked arm fills its budget."""
+    values, _ = study_cfg
+    cfg = build_config(StudyConfig, values=_compute_values(values, pretrain={"seeds": 2}))
+    res = run_study(cfg, tmp_path / "S", log=lambda *a: None)
+    unit_flops = res["unit"]["flops"]
+    batch_share = 16 / (4 * 96)  # what the last, dropped partial batch can leave unspent, in C
+    rows = {(r["arm"], r["compute"]): r for r in res["rows"]}
+    assert ("whole pool", 0.5) in rows and ("whole pool", 1.0) in rows and ("whole pool", 0.05) in rows
+    for (arm, c), r in rows.items():
+        if arm == "no pre-training":
+            assert r["cost"]["total"]["flops"] == 0 and r["top1"]["n"] == 2  # evaluation seeds only
+            continue
+        measured = r["cost"]["total"]["flops"] / unit_flops  # from the runs' own records, not the plan
+        assert r["cost"]["C"]["total"] == pytest.approx(measured, abs=1e-4)
+        if r["over_budget"]:  # importance's and kNN's scoring cost more than 0.05 C: reported, not shortened
+            assert arm in ("knn", "importance") and c == 0.05 and r["top1"] is None
+            assert r["cost"]["C"]["scoring"] >= c and r["cost"]["pretraining"]["flops"] == 0
+            continue
+        assert c - batch_share <= measured <= c + 1e-6, (arm, c, measured)
+        assert r["top1"]["n"] == 4 and r["pretrain_seeds"] == 2  # 2 pre-training x 2 evaluation seeds
+    assert rows[("knn", 0.05)]["over_budget"] and not rows[("knn", 0.5)]["over_budget"]
+    assert rows[("knn", 0.5)]["cost"]["C"]["scoring"] > 0 and rows[("random", 0.5)]["cost"]["C"]["scoring"] == 0
+    pre_seeds = {yaml.safe_load((p / "config.yaml").read_text())["config"]["seed"]
+                 for p in (tmp_path / "S" / "stages").glob("pretrain-ab-random-0p5-c0p5-seed*")}  # fmt: skip
+    assert pre_seeds == {0, 1}
+    hand = Manifest.read(rows[("hand-picked", 0.5)]["select_folder"])
+    rnd = Manifest.read(rows[("random", 0.5)]["select_folder"])  # 50% of the pool left after near-duplicates
+    assert hand.n_unique == 24 and hand.total_count == rnd.total_count > 24  # class 3's 24 images, drawn to fill it
+    assert set(hand.labels.tolist()) == {3} and hand.meta["selection"]["info"]["unique"] == 24
+    md = markdown_table(res)
+    assert "compute 0.5 C" in md and "over budget" in md and "Best at 0.5 C: ab:" in md
+    assert "0.000 + 0.500 = 0.500" in md  # the whole pool at half its compute
+    page_figs = plots(res, tmp_path / "S")
+    assert any("top-1 against compute" in caption for caption, _ in page_figs)

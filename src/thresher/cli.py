@@ -434,9 +434,13 @@ def select_cmd(
     scores: Annotated[str | None, typer.Option("--scores", help="scores.parquet or the score run folder.")] = None,
     method: Annotated[str | None, typer.Option("--method", "-m", help="Score column to select by.")] = None,
     budget: Annotated[str | None, typer.Option(help="Fraction of the pool (0.1) or a count (3000).")] = None,
-    mode: Annotated[str | None, typer.Option(help="top (default), weighted, elastic or classes.")] = None,
+    mode: Annotated[str | None, typer.Option(help="top (default), weighted, elastic, classes or given.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for manifest.parquet and manifest.json.")] = ...,
-    classes: Annotated[str | None, typer.Option(help="Mode classes: comma-separated class names or ids.")] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option(help="Mode classes: comma-separated class names or ids, or hand-picked:TARGET (cifar10, ...)."),
+    ] = None,
+    manifest: Annotated[str | None, typer.Option(help="Mode given: the fixed set's manifest (or its folder).")] = None,
     ancestor: Annotated[str | None, typer.Option(help="Mode classes: every class under this ancestor.")] = None,
     hierarchy: Annotated[str | None, typer.Option(help="Mode classes: file of 'child parent' lines.")] = None,
     transform: Annotated[
@@ -458,7 +462,13 @@ def select_cmd(
 
     params = {
         k: v
-        for k, v in (("classes", classes), ("ancestor", ancestor), ("hierarchy", hierarchy), ("transform", transform))
+        for k, v in (
+            ("classes", classes),
+            ("ancestor", ancestor),
+            ("hierarchy", hierarchy),
+            ("transform", transform),
+            ("manifest", manifest),
+        )
         if v is not None
     }
     values = _values(

@@ -43,34 +43,47 @@ def _variant_label(v: dict) -> str:
     return ", ".join(f"{k} {v[k]}" for k in ("resolution", "objective", "schedule") if k in v)
 
 
+def _section(r: dict) -> tuple[str, float]:
+    """The sub-table a row belongs in: its variant and, under compute matching, its compute level."""
+    label = _variant_label(r["variant"])
+    if r.get("compute") is not None:
+        label = ", ".join(p for p in (label, f"compute {r['compute']:g} C") if p)
+    return label, r.get("compute") or 0.0
+
+
 def table_rows(results: dict) -> dict[str, list[dict]]:
-    """Per variant: rows (arm, budget) with per-target cells and the mean cost over targets."""
-    by_variant: dict[str, dict] = defaultdict(lambda: defaultdict(dict))
+    """Per section (variant, and compute level when matched): rows (arm, budget) with per-target cells; no
+    pre-training is in every section."""
+    by_section: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))
     for r in results["rows"]:
-        vl = _variant_label(r["variant"]) if r["arm"] != "no pre-training" else "*"
-        by_variant[vl][(r["arm"], r["budget"])][r["target"]] = r
-    scratch = by_variant.pop("*", {})
+        key = ("*", 0.0) if r["arm"] == "no pre-training" else _section(r)
+        by_section[key][(r["arm"], r["budget"])][r["target"]] = r
+    scratch = by_section.pop(("*", 0.0), {})
     out = {}
-    for vl, rows in by_variant.items():
+    for (label, _), rows in sorted(by_section.items(), key=lambda kv: (kv[0][0].split(", compute")[0], kv[0][1])):
         rows = {**scratch, **rows}
         order = sorted(rows, key=lambda k: (k[0] not in BASELINES, BASELINES.index(k[0]) if k[0] in BASELINES else 0,
                                              float(k[1] or 0), k[0] != "random", k[0]))  # fmt: skip
-        out[vl] = [{"arm": a, "budget": b, "cells": rows[(a, b)]} for a, b in order]
+        out[label] = [{"arm": a, "budget": b, "cells": rows[(a, b)]} for a, b in order]
     return out
+
+
+def _top1_text(top: dict) -> str:
+    return f"{100 * top['mean']:.2f}" + (f" ± {100 * top['std']:.2f}" if top.get("std") is not None else "")
 
 
 def markdown_table(results: dict) -> str:
     targets = results["targets"]
+    matched = results.get("compute") is not None
     parts = []
     for vl, rows in table_rows(results).items():
-        best = {t: max((r["cells"][t]["top1"]["mean"] for r in rows if t in r["cells"]), default=None) for t in targets}
+        best = {t: max((r["cells"][t]["top1"]["mean"] for r in rows if t in r["cells"] and r["cells"][t]["top1"]),
+                       default=None) for t in targets}  # fmt: skip
         pool_cost = np.mean([r["cells"][t]["cost"]["total"]["flops"] for r in rows if r["arm"] == "whole pool"
                              for t in targets if t in r["cells"]] or [0.0])  # fmt: skip
-        head = (
-            "| budget | method | "
-            + " | ".join(targets)
-            + " | cost (TFLOPs) | cost / whole pool | evaluation (TFLOPs) |"
-        )
+        cost_cols = ("compute (C): scoring + pre-training | seconds" if matched
+                     else "cost (TFLOPs) | cost / whole pool")  # fmt: skip
+        head = "| budget | method | " + " | ".join(targets) + f" | {cost_cols} | evaluation (TFLOPs) |"
         lines = [f"### {vl}" if vl else "", "", head, "|" + "---|" * (len(targets) + 5)]
         for r in rows:
             cells = []
@@ -79,30 +92,61 @@ def markdown_table(results: dict) -> str:
                 if c is None:
                     cells.append("-")
                     continue
-                top = c["top1"]
-                text = f"{100 * top['mean']:.2f}" + (f" ± {100 * top['std']:.2f}" if top.get("std") is not None else "")
-                if best[t] is not None and top["mean"] == best[t]:
+                if c.get("over_budget"):
+                    cells.append("over budget")
+                    continue
+                text = _top1_text(c["top1"])
+                if best[t] is not None and c["top1"]["mean"] == best[t]:
                     text = f"**{text}**"
                 if r["arm"] not in BASELINES:
-                    g = _gain(rows, t, top["mean"])
+                    g = _gain(rows, t, c["top1"]["mean"])
                     text += f" ({'n/a' if g is None else f'{100 * g:.0f}%'})"
                 cells.append(text)
-            cost = np.mean([r["cells"][t]["cost"]["total"]["flops"] for t in targets if t in r["cells"]])
-            rel = f"{cost / pool_cost:.2f}" if pool_cost else "-"
+            present = [r["cells"][t] for t in targets if t in r["cells"]]
             budget = "-" if r["budget"] is None else str(r["budget"])
-            ft = np.mean([r["cells"][t]["cost"]["finetuning"].get("flops", 0.0) for t in targets if t in r["cells"]])
-            lines.append(
-                f"| {budget} | {r['arm']} | " + " | ".join(cells) + f" | {cost / 1e12:.2f} | {rel} | {ft / 1e12:.2f} |"
-            )
+            ft = np.mean([c["cost"]["finetuning"].get("flops", 0.0) for c in present])
+            if matched:
+                sc, pre = (
+                    np.mean([c["cost"].get("C", {}).get(k, 0.0) for c in present]) for k in ("scoring", "pretraining")
+                )
+                secs = np.mean([c["cost"]["total"]["seconds"] for c in present])
+                cost = f"{sc:.3f} + {pre:.3f} = {sc + pre:.3f} | {secs:,.0f}"
+            else:
+                flops = np.mean([c["cost"]["total"]["flops"] for c in present])
+                cost = f"{flops / 1e12:.2f} | " + (f"{flops / pool_cost:.2f}" if pool_cost else "-")
+            lines.append(f"| {budget} | {r['arm']} | " + " | ".join(cells) + f" | {cost} | {ft / 1e12:.2f} |")
+        if matched:
+            lines += ["", _best_line(vl, rows, targets)]
         parts.append("\n".join(lines))
+    cost_text = (
+        "Compute: scoring (as if it ran alone) + pre-training, in units of "
+        + (results.get("unit") or {}).get("what", "C, one whole-pool pre-training")
+        + "; an arm whose scoring spends its level is over budget. Seconds: the same two, measured on this machine"
+        if matched
+        else "Cost: scoring + pre-training (000), mean over targets"
+    )
     legend = (
-        f"Top-1 on each target's test split ({results.get('protocol', 'finetune')}), mean ± std over seeds, in %; "
-        "bold: best of the column; in parentheses: the fraction of the whole pool's gain over no pre-training the "
-        "row recovers (n/a: whole pool and no pre-training within twice the standard error of their gap, or one "
-        "seed). Cost: scoring + pre-training "
-        "(000), mean over targets; the evaluation (fine-tuning, or the probe's features, and predictions) apart."
+        f"Top-1 on each target's test split ({results.get('protocol', 'finetune')}), mean ± std over seeds "
+        "(pre-training x evaluation), in %; bold: best of the column; in parentheses: the fraction of the whole pool's "
+        "gain over no pre-training the row recovers"
+        + (" at the same compute" if matched else "")
+        + " (n/a: whole pool and no pre-training within twice the standard error of their gap, or one seed). "
+        + cost_text
+        + "; the evaluation (fine-tuning, or the probe's features, and predictions) apart."
     )
     return "\n\n".join(parts) + "\n\n" + legend + "\n"
+
+
+def _best_line(section: str, rows: list[dict], targets: list[str]) -> str:
+    """The best arm of each target in a compute level's section."""
+    parts = []
+    for t in targets:
+        scored = [(r["cells"][t]["top1"]["mean"], r) for r in rows
+                  if t in r["cells"] and r["cells"][t]["top1"] and r["arm"] != "no pre-training"]  # fmt: skip
+        if scored:
+            top, r = max(scored, key=lambda x: x[0])
+            parts.append(f"{t}: {_label(r)} ({100 * top:.2f})")
+    return f"Best at {section.split('compute ')[-1]}: " + ("; ".join(parts) or "none")
 
 
 def _gain(rows: list[dict], target: str, value: float) -> float | None:
@@ -123,7 +167,10 @@ def plots(results: dict, study: Path) -> list[tuple[str, str]]:
     """(caption, svg or <img>) pairs for the HTML page."""
     figs: list[tuple[str, str]] = []
     for t in results["targets"]:
-        rows = [r for r in results["rows"] if r["target"] == t]
+        rows = [r for r in results["rows"] if r["target"] == t and r["top1"]]
+        if results.get("compute") is not None:
+            figs.append(_compute_plot(t, rows))
+            continue
         pts = [(r["cost"]["total"]["flops"] / 1e12, r["top1"]["mean"], r["arm"]) for r in rows]
         figs.append((f"{t}: accuracy against cost (scoring + pre-training); dashed: the Pareto front",
                      svg.scatter(pts, f"{t}", "cost (TFLOPs)", "top-1")))  # fmt: skip
@@ -134,7 +181,7 @@ def plots(results: dict, study: Path) -> list[tuple[str, str]]:
         if not ScoreTable.exists(rows[0]["score_folder"]):
             continue
         scores = ScoreTable.read(rows[0]["score_folder"])
-        table, methods, names = scores.table, scores.methods, scores.classes
+        table, methods, names = scores.table, scores.methods, scores.class_words
         samples = {}
         for m in methods:
             v = table.column(m).to_numpy()
@@ -164,6 +211,25 @@ def plots(results: dict, study: Path) -> list[tuple[str, str]]:
         if series:
             figs.append((f"{t}: pre-training loss per epoch", svg.line_chart(series, f"{t}", "epoch", "loss")))
     return figs
+
+
+def _compute_plot(target: str, rows: list[dict]) -> tuple[str, str]:
+    """Top-1 against total compute (scoring + pre-training, in C): one line per method and budget through its compute
+    levels, error bars of one standard deviation over seeds, the whole pool's line the reference to beat."""
+    lines: dict[str, list[tuple[float, float, float | None]]] = defaultdict(list)
+    for r in rows:
+        name = "no pre-training" if r["arm"] == "no pre-training" else _label(r)
+        x = r["cost"].get("C", {}).get("total", 0.0)
+        lines[name].append((x, r["top1"]["mean"], r["top1"].get("std")))
+    series, errors = {}, {}
+    for name, pts in sorted(lines.items(), key=lambda kv: kv[0] != "whole pool"):
+        pts.sort()
+        series[name] = ([p[0] for p in pts], [p[1] for p in pts])
+        errors[name] = [p[2] for p in pts]
+    chart = svg.line_chart(series, target, "compute (C): scoring + pre-training", "top-1", errors=errors,
+                           reference="whole pool")  # fmt: skip
+    return (f"{target}: top-1 against compute; black: the whole pool at each compute, the line to beat; bars: one "
+            "standard deviation over pre-training and fine-tuning seeds", chart)  # fmt: skip
 
 
 def _coverage(select_folder: Path, table, names: list | None) -> tuple[list[str], list[float], int] | None:

@@ -15,6 +15,9 @@ from .runs import RunFolder, read_run_config
 from .scoring.table import ScoreTable, describe_cost
 from .selection import SELECTORS, parse_budget, select
 
+#: modes that pick a fixed set (hand-picked classes, a given manifest): no score column, budget optional
+FIXED_SET_MODES = ("classes", "given")
+
 
 class SelectConfig(Section):
     """Which scores, which method's column, how much and how (000 top-k; 004 weighted / elastic; class lists)."""
@@ -52,11 +55,12 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
     scores_table = ScoreTable.read(cfg.scores)
     path, table, report = scores_table.path, scores_table.table, scores_table.report
     methods = scores_table.methods
-    if cfg.mode != "classes" and cfg.method is None:
+    fixed = cfg.mode in FIXED_SET_MODES
+    if not fixed and cfg.method is None:
         raise ThresherError(f"name the score column with --method (available: {', '.join(methods)})")
     if cfg.method is not None and cfg.method not in methods:
         raise ThresherError(f"{path} has no scores of method {cfg.method!r} (available: {', '.join(methods)})")
-    if cfg.mode != "classes" and cfg.budget is None:
+    if not fixed and cfg.budget is None:
         raise ThresherError("give a --budget: a fraction of the pool (0.1) or a count (3000)")
     inputs = {"scores_sha256": file_sha256(path)}
     with RunFolder(out, "select", cfg, force=force, inputs=inputs) as run:
@@ -65,6 +69,7 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
             log(f"{run.path}: already complete, nothing to do")
             return Manifest.read(run.path)
         labels = table.column("label").to_numpy()
+        ids = table.column("id").to_numpy(zero_copy_only=False)
         scores = table.column(cfg.method).to_numpy() if cfg.method else None
         dup = table.column("near_duplicate").to_numpy() if "near_duplicate" in table.column_names else None
         excluding = (
@@ -82,6 +87,7 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
             seed=cfg.seed,
             exclude=exclude,
             class_names=report.get("classes"),
+            ids=ids,
             **cfg.params,
         )
         score_run = path.parent / "config.yaml"
@@ -97,12 +103,12 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
             "score_run_fingerprint": score_fp,
             "inputs": inputs,
         }
-        manifest = sel.to_manifest(table.column("id").to_numpy(zero_copy_only=False), labels, scores, meta)
+        manifest = sel.to_manifest(ids, labels, scores, meta)
         manifest.write(run.path)
         n_excl = int(exclude.sum()) if exclude is not None else 0
         log(
             f"selected {manifest.n_unique} unique examples ({manifest.total_count} draws) of {len(labels)} "
-            f"by {cfg.mode} on {cfg.method or 'classes'}" + (f"; {n_excl} near-duplicates excluded" if n_excl else "")
+            f"by {cfg.mode} on {cfg.method or cfg.mode}" + (f"; {n_excl} near-duplicates excluded" if n_excl else "")
         )
         if cfg.method:
             log(f"scoring with {cfg.method} cost {describe_cost(meta['scoring_cost'])}")
@@ -125,7 +131,7 @@ def inspect_selection(folder: str | Path, *, log=print, sheet_count: int = 32) -
     if want and file_sha256(path) != want:
         raise ThresherError(f"{path} changed since {folder} was selected from it; re-run thresher select")
     labels = table.column("label").to_numpy()
-    names = report.get("classes") or [str(k) for k in range(int(labels.max()) + 1)]
+    names = scores_table.class_words or [str(k) for k in range(int(labels.max()) + 1)]
     pos, _, counts = manifest.resolve(table.column("id").to_numpy(zero_copy_only=False))
     n_cls = max(len(names), int(labels.max()) + 1)
     pool_hist = np.bincount(labels[labels >= 0], minlength=n_cls).astype(float)

@@ -287,6 +287,7 @@ class Pool:
     rng: np.random.Generator
     n_excluded: int = 0
     size: int = 0
+    ids: np.ndarray | None = None  # the examples' ids (mode ``given`` matches a manifest by them)
 
     def __len__(self) -> int:
         return self.size
@@ -409,18 +410,25 @@ def classes_mode(
     ancestor: str | Sequence[str] | None = None,
     hierarchy: str | Path | None = None,
     wordnet: str | Path | None = None,
+    fill: bool = False,
 ) -> Selection:
     """Hand-picked label sets (004 4.2, e.g. every class under "bird"), capped by the budget as a random subset.
 
-    ``classes``: names or integer ids; ``ancestor`` (+ ``hierarchy``: a file of ``child parent`` lines, or a local
-    WordNet ``data.noun`` for WordNet ids): every class with the ancestor above it, or equal to it. Budget None = all;
-    a fractional budget is of the whole (non-excluded) pool, as in the other modes.
+    ``classes``: names or integer ids, or ``hand-picked:TARGET`` (the package's list for a built-in target);
+    ``ancestor`` (+ ``hierarchy``: a file of ``child parent`` lines, or a local WordNet ``data.noun`` for WordNet ids):
+    every class with the ancestor above it, or equal to it. Budget None = all; a fractional budget is of the whole
+    (non-excluded) pool, as in the other modes. ``fill``: when the classes hold fewer examples than the budget, draw
+    the rest with replacement (a reference arm of the budget's size; its unique count stays in the manifest).
     """
+    from .data.hand_picked import PREFIX, hand_picked
+
     y = pool.require_labels("classes")
     if classes is None and ancestor is None:
         raise ThresherError("mode 'classes' needs classes=NAMES|IDS or ancestor=NAME (with hierarchy=FILE)")
     ids: list[int] = []
-    if classes is not None:
+    if isinstance(classes, str) and classes.startswith(PREFIX):  # the classes of the list this pool has
+        ids += hand_picked(classes, pool.class_names)
+    elif classes is not None:
         ids += resolve_class_list(classes, pool.class_names)
     if ancestor is not None:
         ids += classes_under(ancestor, pool.class_names, hierarchy=hierarchy, wordnet=wordnet)
@@ -436,9 +444,43 @@ def classes_mode(
     }
     if pool.budget is None:
         return _uniform(candidates, len(candidates), **info)
-    k = pool.count("classes")
-    picked = np.sort(pool.rng.choice(candidates, size=min(k, len(candidates)), replace=False))
-    return _uniform(picked, k, capped=bool(k < len(candidates)), **info)
+    return _capped_or_filled(candidates, pool.count("classes"), pool.rng, fill, info)
+
+
+@SELECTORS.register("given")
+def given(pool: Pool, *, manifest: str | Path | None = None, fill: bool = True) -> Selection:
+    """A fixed set from a manifest (a hand-picked or earlier selection), as a reference arm of the budget's size: a
+    random subset of it when it holds more examples, all of it plus draws with replacement when fewer (``fill``)."""
+    from .data.manifest import Manifest
+
+    if manifest is None:
+        raise ThresherError("mode 'given' needs manifest=PATH (a manifest.parquet or the folder holding it)")
+    if pool.ids is None:
+        raise ThresherError("mode 'given' needs the pool's ids")
+    m = Manifest.read(manifest)
+    candidates = np.flatnonzero(np.isin(pool.ids, m.ids))
+    if not len(candidates):
+        raise ThresherError(f"mode 'given': none of the {len(m.ids)} examples of {manifest} is in this pool")
+    info = {"manifest": str(manifest), "available": len(candidates), "missing": int(len(m.ids) - len(candidates))}
+    if pool.budget is None:
+        return _uniform(candidates, len(candidates), **info)
+    return _capped_or_filled(candidates, pool.count("given"), pool.rng, fill, info)
+
+
+def _capped_or_filled(candidates: np.ndarray, k: int, rng: np.random.Generator, fill: bool, info: dict) -> Selection:
+    """``k`` of ``candidates``: a uniform random subset when there are more; when fewer, all of them and, with
+    ``fill``, ``k - len`` further uniform draws with replacement (counts > 1), so the arm trains on ``k`` draws."""
+    if k <= len(candidates) or not fill:
+        picked = np.sort(rng.choice(candidates, size=min(k, len(candidates)), replace=False))
+        return _uniform(picked, k, capped=bool(k < len(candidates)), **info)
+    counts = 1 + np.bincount(rng.integers(0, len(candidates), size=k - len(candidates)), minlength=len(candidates))
+    return Selection(
+        positions=np.asarray(candidates, dtype=np.int64),
+        weights=counts / counts.sum(),
+        counts=counts.astype(np.int64),
+        resolved_budget=k,
+        info={**info, "filled_with_replacement": int(k - len(candidates)), "unique": len(candidates)},
+    )
 
 
 # --- entry point ----------------------------------------------------------------------------------------------------
@@ -475,12 +517,14 @@ def select(
     seed: int = 0,
     exclude: np.ndarray | Sequence[bool] | None = None,
     class_names: Sequence[str] | None = None,
+    ids: Sequence[str] | np.ndarray | None = None,
     **mode_params: Any,
 ) -> Selection:
     """Select the pre-training set from scored examples (000 B.2; 004 4.3) with mode ``mode`` of ``SELECTORS``.
 
     ``exclude`` (bool per example, e.g. near-duplicates of target images) are never selected and a fractional
-    budget is of the rest. Scores may be None for mode ``classes``. Positions index the arrays given here.
+    budget is of the rest. Scores may be None for modes ``classes`` and ``given`` (which reads ``ids``). Positions
+    index the arrays given here.
     """
     fn = SELECTORS.get(mode)
     passed, full = _mode_params(mode, fn, mode_params)
@@ -499,8 +543,10 @@ def select(
             raise ThresherError(f"labels must be integers (-1 = unlabeled), got {label_arr.dtype}")
         label_arr = label_arr.astype(np.int64)
         n = len(label_arr)
+    if n is None and ids is not None:
+        n = len(ids)
     if n is None:
-        raise ThresherError(f"mode {mode!r} needs scores (or labels for mode 'classes')")
+        raise ThresherError(f"mode {mode!r} needs scores (or labels for mode 'classes', ids for mode 'given')")
     keep = np.ones(n, dtype=bool)
     if exclude is not None:
         ex = _vector(exclude, "exclude flags", n)
@@ -532,6 +578,7 @@ def select(
         rng=rng,
         n_excluded=int(n - len(pool_pos)),
         size=len(pool_pos),
+        ids=None if ids is None else np.asarray(ids, dtype=object)[pool_pos],
     )
     sel = fn(pool, **passed)
     sel.positions = pool_pos[np.asarray(sel.positions, dtype=np.int64)]

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from . import atomic
+from .compute_match import ComputeUnit
 from .config import DataConfig, RuntimeConfig, Section, build_config, merge, partial_section
 from .data.loader import open_data
 from .errors import ThresherError
@@ -41,12 +43,40 @@ RESULTS = "results.json"
 WORKSPACE = "workspace"  # under OUT/stages: the derived artefacts every score and evaluate stage of the study shares
 
 
+class StudyReference(Section):
+    """A hand-picked arm (004 4.2): source classes (names, ids, ``hand-picked:TARGET``, or every class under an
+    ancestor) or a given manifest, drawn with replacement to each budget's size when it holds fewer examples (the
+    manifest keeps its unique count). It pays no scoring: a person picked it."""
+
+    name: str = Field(description="the arm's name in the table, e.g. hand-picked")
+    classes: list[str | int] | str | None = Field(None, description="class names or ids, or hand-picked:TARGET")
+    ancestor: str | None = Field(None, description="every class under this ancestor (with hierarchy)")
+    hierarchy: str | None = Field(None, description="a file of 'child parent' lines, for ancestor")
+    manifest: str | None = Field(None, description="a fixed set's manifest (or the folder holding it)")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StudyReference:
+        if (self.manifest is None) == (self.classes is None and self.ancestor is None):
+            raise ValueError(f"reference {self.name!r}: give classes (or ancestor) or a manifest, one of the two")
+        return self
+
+    def select_values(self) -> dict:
+        """The select stage's mode and parameters."""
+        if self.manifest is not None:
+            return {"mode": "given", "params": {"manifest": self.manifest, "fill": True}}
+        params = {"classes": self.classes, "ancestor": self.ancestor, "hierarchy": self.hierarchy, "fill": True}
+        return {"mode": "classes", "params": {k: v for k, v in params.items() if v is not None}}
+
+
 class StudyTarget(Section):
-    """One target task: its name (a table column), training and test splits."""
+    """One target task: its name (a table column), training and test splits, and its hand-picked reference arms."""
 
     name: str
     train: DataConfig
     test: DataConfig
+    references: list[StudyReference] = Field(
+        default_factory=list, description="hand-picked arms (source classes or a manifest), at every budget"
+    )
 
 
 #: the training-config keys a study leaves to its file (the rest it sets per arm: data, resolution, objective, ...)
@@ -84,6 +114,13 @@ class StudyPretrain(Section):
     epochs: int = Field(8, ge=1, description="epochs of the whole pool; subsets get the same (000) by default")
     batch_size: int = Field(128, ge=2)
     lr: float = Field(0.1, gt=0)
+    seeds: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="pre-train every arm this many times (seeds seed, seed+1, ...); the table's spread "
+        "is over these and the evaluation's seeds",
+    )
     schedule_per_arm: Literal["same-epochs", "same-steps"] = Field(
         "same-epochs",
         description="same-epochs: every subset gets the whole pool's epochs (000, so cost scales with size); "
@@ -116,8 +153,15 @@ class StudyConfig(Section):
     evaluation: StudyEvaluation = Field(
         default_factory=StudyEvaluation, description="evaluate-config keys (protocol, seeds, finetune, ...)"
     )
+    compute: list[float] | None = Field(
+        None,
+        description="compute levels in C (one whole-pool pre-training at pretrain.epochs): every arm pre-trains for "
+        "what its level allows after its scoring cost; the whole pool too (and at 1.0)",
+    )
     reuse_pool_model: bool = Field(
-        True, description="the whole pool's supervised model is the scorers' source model (importance, kNN, ...)"
+        True,
+        description="the whole pool's supervised model is the scorers' source model (importance, kNN, ...); never "
+        "under compute (it would charge each such scorer 1.0 C)",
     )
     seed: int = 0
     runtime: RuntimeConfig = RuntimeConfig()
@@ -130,11 +174,27 @@ class StudyConfig(Section):
         SCORERS.validate(v)
         return [m for m in dict.fromkeys(v) if m != "random"]
 
+    @field_validator("compute")
+    @classmethod
+    def _compute(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None:
+            if not v or any(not (0 < c <= 100) for c in v):
+                raise ValueError("compute levels are positive fractions of C, e.g. [0.25, 0.5, 1.0]")
+            v = sorted(set(float(c) for c in v))
+        return v
+
     @model_validator(mode="after")
     def _names(self) -> StudyConfig:
         names = [t.name for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError("two targets have the same name")
+        for t in self.targets:
+            arms = [r.name for r in t.references]
+            clash = set(arms) & {"random", "whole pool", "no pre-training", *self.methods}
+            if clash or len(set(arms)) != len(arms):
+                raise ValueError(f"target {t.name}: reference names must be unique and not a method's ({clash})")
+        if self.compute and "schedule_per_arm" in self.pretrain.model_fields_set:
+            raise ValueError("compute sets every arm's length; drop pretrain.schedule_per_arm (or compute)")
         return self
 
 
@@ -151,6 +211,7 @@ class Stage:
     est_scale: float = 1.0  # cost of an image relative to one at 32 px (pixels)
     key: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    keyed: dict[str, Any] = field(default_factory=dict)  # settings that key the stage but are not config values
 
     @property
     def folder(self) -> str:
@@ -187,21 +248,33 @@ def _variant_name(v: dict, cfg: StudyConfig) -> str:
     return " ".join(parts)
 
 
+def compute_unit(cfg: StudyConfig, n_pool: int | None = None) -> ComputeUnit | None:
+    """The study's C (None without ``compute``): the whole pool at ``pretrain.epochs``, largest resolution, first
+    objective."""
+    if not cfg.compute:
+        return None
+    n = n_pool if n_pool is not None else len(open_data(cfg.source)[1])
+    pt = cfg.pretrain
+    return ComputeUnit(pt.backbone, max(cfg.resolutions), cfg.objectives[0], pt.epochs, n)
+
+
 def plan(cfg: StudyConfig) -> list[Stage]:
-    """Every stage of the study, in an order that runs each after what it reads; shared stages appear once."""
+    """Every stage of the study, in an order that runs each after what it reads; shared stages appear once.
+
+    Under ``compute``, a subset arm's pre-training carries its level and the method whose scoring it pays
+    (``meta["compute"]``, ``meta["pays_for"]``): its length in images is set when it runs, from what its score run
+    recorded (``arm_images``); the whole pool's length at each level is known here.
+    """
     pool_ds, pool_idx = open_data(cfg.source)
     n_pool = len(pool_idx)
     pt = cfg.pretrain
+    unit = compute_unit(cfg, n_pool)
     stages: dict[str, Stage] = {}
 
     def add(stage: Stage) -> Stage:
-        stage.key = _key(stage.values, [stages[d].key for d in stage.deps])
-        uid = f"{stage.kind}:{stage.name}:{stage.key}"
-        stages.setdefault(uid, stage)
-        return stages[uid]
-
-    def uid(stage: Stage) -> str:
-        return f"{stage.kind}:{stage.name}:{stage.key}"
+        stage.key = _key({**stage.values, **stage.keyed}, [stages[d].key for d in stage.deps])
+        stages.setdefault(uid(stage), stage)
+        return stages[uid(stage)]
 
     def train_values(v: dict, epochs: int) -> dict:
         return {
@@ -216,18 +289,37 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             **merge({"optim": {"lr": pt.lr}}, pt.extra.values()),
         }
 
-    pool_stage = {}
+    def pretrains(name: str, values: dict, deps: list[str], meta: dict, images: float, v: dict, keyed: dict) -> list:
+        """One pre-training per seed of ``pretrain.seeds`` (the seed only in the name when there are several)."""
+        out = []
+        for k in range(pt.seeds):
+            tag = f"{name}-seed{cfg.seed + k}" if pt.seeds > 1 else name
+            st = add(Stage("pretrain", tag, {**values, "seed": cfg.seed + k}, deps=deps, est_images=images,
+                           est_scale=(v["resolution"] / 32) ** 2, keyed=keyed))  # fmt: skip
+            st.meta = {**meta, "variant": v, "pretrain_seed": cfg.seed + k}
+            out.append(uid(st))
+        return out
+
+    levels: list[float | None] = list(cfg.compute) if cfg.compute else [None]
+    pool_levels = sorted({*levels, 1.0}) if cfg.compute else [None]
+    pool_stage: dict[tuple[str, float | None], list[str]] = {}
     for v in variants(cfg):
-        s = add(Stage("pretrain", f"pool-{_slug(_variant_name(v, cfg) or 'base')}", train_values(v, pt.epochs),
-                      est_images=pt.epochs * n_pool, est_scale=(v["resolution"] / 32) ** 2))  # fmt: skip
-        s.meta = {"arm": "whole pool", "variant": v}
-        pool_stage[json.dumps(v, sort_keys=True)] = uid(s)
+        for c in pool_levels:
+            vals = train_values(v, pt.epochs)
+            images = pt.epochs * n_pool
+            if unit is not None:  # the whole pool at compute c: c x E epochs (C's FLOPs at another resolution)
+                length = unit.whole_pool_length(c, v["resolution"], v["objective"])
+                vals.update(length)
+                images = length.get("images", length.get("epochs", 0) * n_pool)
+            name = f"pool-{_slug(_variant_name(v, cfg) or 'base')}" + (f"-c{_slug(c)}" if c not in (None, 1.0) else "")
+            pool_stage[(_vkey(v), c)] = pretrains(name, vals, [], {"arm": "whole pool", "compute": c}, images, v, {})
     models = cfg.score.models  # typed: the score config's own defaults where the study file sets nothing
     reusable = next(
         (
-            pool_stage[json.dumps(v, sort_keys=True)]
+            pool_stage[(_vkey(v), None)][0]
             for v in variants(cfg)
             if cfg.reuse_pool_model
+            and not cfg.compute  # under compute, it would charge each scorer using it 1.0 C
             and models.source_features == "source-model"
             and v["objective"] == "supervised"
             and v["schedule"] == "full"
@@ -256,32 +348,42 @@ def plan(cfg: StudyConfig) -> list[Stage]:
         sc = add(Stage("score", target.name, score_values, deps=deps,
                        est_images=_score_estimate(cfg, n_pool, len(t_idx), bool(reusable))))  # fmt: skip
         sc.meta = {"target": target.name, "source_model": reusable}
+        arms = [(m, {"method": m, "mode": cfg.selection_mode}, m) for m in ["random", *cfg.methods]]
+        arms += [(r.name, r.select_values(), None) for r in target.references]  # a person's pick: no scoring paid
         for budget in cfg.budgets:
-            for method in ["random", *cfg.methods]:
-                sel = add(Stage("select", f"{target.name}-{method}-{_slug(budget)}",
-                                {"method": method, "budget": budget, "mode": cfg.selection_mode, "seed": cfg.seed},
-                                deps=[uid(sc)]))  # fmt: skip
-                sel.meta = {"target": target.name, "method": method, "budget": budget}
+            for arm, how, pays_for in arms:
+                sel = add(Stage("select", f"{target.name}-{_slug(arm)}-{_slug(budget)}",
+                                {**how, "budget": budget, "seed": cfg.seed}, deps=[uid(sc)]))  # fmt: skip
+                sel.meta = {"target": target.name, "method": arm, "budget": budget}
                 n_sub = _budget_count(budget, n_pool)
                 for v in variants(cfg):
-                    vals = train_values(v, pt.epochs)
-                    images = pt.epochs * n_sub
-                    if pt.schedule_per_arm == "same-steps":  # the whole pool's optimizer steps, as the loop counts them
-                        pool_steps = pt.epochs * (n_pool // min(pt.batch_size, n_pool))
-                        vals["steps"] = pool_steps
-                        images = pool_steps * min(pt.batch_size, n_sub)
-                    name = f"{target.name}-{method}-{_slug(budget)}" + (f"-{_slug(_variant_name(v, cfg))}"
-                                                                        if _variant_name(v, cfg) else "")  # fmt: skip
-                    p = add(Stage("pretrain", name, vals, deps=[uid(sel)],
-                                  est_images=images, est_scale=(v["resolution"] / 32) ** 2))  # fmt: skip
-                    p.meta = {"target": target.name, "arm": method, "budget": budget, "variant": v}
-        # evaluation of every arm on this target
-        arms = [("no pre-training", None, None, {})]
-        arms += [("whole pool", pool_stage[json.dumps(v, sort_keys=True)], None, v) for v in variants(cfg)]
-        for s in list(stages.values()):
-            if s.kind == "pretrain" and s.meta.get("target") == target.name:
-                arms.append((s.meta["arm"], uid(s), s.meta["budget"], s.meta["variant"]))
-        for arm, pre, budget, v in arms:
+                    for c in levels:
+                        vals = train_values(v, pt.epochs)
+                        images = pt.epochs * n_sub
+                        if c is not None:  # sized when it runs, from its scoring's recorded cost (at most c C)
+                            images = c * unit.flops / unit.per_image(v["resolution"], v["objective"])
+                        elif pt.schedule_per_arm == "same-steps":  # the whole pool's optimizer steps
+                            pool_steps = pt.epochs * (n_pool // min(pt.batch_size, n_pool))
+                            vals["steps"] = pool_steps
+                            images = pool_steps * min(pt.batch_size, n_sub)
+                        name = f"{target.name}-{_slug(arm)}-{_slug(budget)}"
+                        name += f"-{_slug(_variant_name(v, cfg))}" if _variant_name(v, cfg) else ""
+                        name += f"-c{_slug(c)}" if c is not None else ""
+                        meta = {"target": target.name, "arm": arm, "budget": budget, "compute": c,
+                                "score": uid(sc), "pays_for": pays_for}  # fmt: skip
+                        keyed = {"compute": c} if c is not None else {}
+                        pretrains(name, vals, [uid(sel)], meta, images, v, keyed)
+        # evaluation of every arm on this target: every pre-training (each seed) is fine-tuned
+        evaluated = [("no pre-training", None, None, {}, None, None)]
+        for v in variants(cfg):
+            for c in pool_levels:
+                evaluated += [("whole pool", pre, None, v, c, stages[pre].meta["pretrain_seed"])
+                              for pre in pool_stage[(_vkey(v), c)]]  # fmt: skip
+        for key, st in list(stages.items()):
+            if st.kind == "pretrain" and st.meta.get("target") == target.name:
+                m = st.meta
+                evaluated.append((m["arm"], key, m["budget"], m["variant"], m["compute"], m["pretrain_seed"]))
+        for arm, pre, budget, v, c, pre_seed in evaluated:
             ev_values = {
                 "train": target.train.model_dump(),
                 "test": target.test.model_dump(),
@@ -294,10 +396,27 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             name = f"{target.name}-{_slug(arm).replace(' ', '_')}" + (f"-{_slug(budget)}" if budget is not None else "")
             if _variant_name(v, cfg):
                 name += f"-{_slug(_variant_name(v, cfg))}"
+            name += (f"-c{_slug(c)}" if c is not None else "") + (f"-seed{pre_seed}" if pt.seeds > 1 and pre else "")
             e = add(Stage("evaluate", name, ev_values, deps=[pre] if pre else [],
                           est_images=_eval_estimate(cfg, target)))  # fmt: skip
-            e.meta = {"target": target.name, "arm": arm, "budget": budget, "variant": v, "pretrain": pre}
+            e.meta = {"target": target.name, "arm": arm, "budget": budget, "variant": v, "pretrain": pre, "compute": c}
     return list(stages.values())
+
+
+def uid(stage: Stage) -> str:
+    return f"{stage.kind}:{stage.name}:{stage.key}"
+
+
+def _vkey(v: dict) -> str:
+    return json.dumps(v, sort_keys=True)
+
+
+def arm_images(cfg: StudyConfig, unit: ComputeUnit, stage: Stage, score_folder: Path) -> int | None:
+    """A compute-matched subset arm's training images: its level's FLOPs after the scoring its method paid, as its
+    score run recorded it (as if it ran alone); None: over budget."""
+    spent = ScoreTable.read(score_folder).method_cost(stage.meta["pays_for"])["flops"] if stage.meta["pays_for"] else 0
+    v = stage.meta["variant"]
+    return unit.arm_images(stage.meta["compute"], spent, v["resolution"], v["objective"], cfg.pretrain.batch_size)
 
 
 def _budget_count(budget: float | int, n: int) -> int:
@@ -416,21 +535,25 @@ def _evaluate_stage() -> StageKind:
     return StageKind(EvalConfig, evaluate, wire)
 
 
-def stage_configs(cfg: StudyConfig, stages: list[Stage], root: Path) -> list[tuple[Stage, StageKind, Section]]:
-    """Every stage's validated config, built before anything runs: a bad key or value anywhere in the study file
-    stops ``--dry-run`` and the study itself before the first stage, not when its stage comes."""
-    by_uid = {f"{s.kind}:{s.name}:{s.key}": s for s in stages}
+def stage_configs(cfg: StudyConfig, stages: list[Stage], root: Path) -> list[tuple[Stage, StageKind, dict, Section]]:
+    """Every stage's wired values and validated config, built before anything runs: a bad key or value anywhere in
+    the study file stops ``--dry-run`` and the study itself before the first stage, not when its stage comes."""
+    by_uid = {uid(s): s for s in stages}
     out = []
     for s in stages:
         kind = STAGE_KINDS.create(s.kind)
         values = kind.wire(s.values, [root / by_uid[d].folder for d in s.deps], root, cfg.runtime)
-        try:
-            stage_cfg = build_config(kind.config, values=values)
-            kind.check(stage_cfg)
-        except ThresherError as exc:
-            raise ThresherError(f"study stage {s.kind} {s.name}: {exc}") from None
-        out.append((s, kind, stage_cfg))
+        out.append((s, kind, values, _build(s, kind, values)))
     return out
+
+
+def _build(s: Stage, kind: StageKind, values: dict) -> Section:
+    try:
+        stage_cfg = build_config(kind.config, values=values)
+        kind.check(stage_cfg)
+    except ThresherError as exc:
+        raise ThresherError(f"study stage {s.kind} {s.name}: {exc}") from None
+    return stage_cfg
 
 
 def run_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, dry_run: bool = False, log=print) -> dict:
@@ -438,14 +561,29 @@ def run_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, dry_run
     stages = plan(cfg)
     out = Path(out)
     configs = stage_configs(cfg, stages, out / "stages")
+    unit = compute_unit(cfg)
     if dry_run:
         log(describe_plan(stages))
+        if unit is not None:
+            log(f"{unit.describe()}; each subset arm is sized after its scoring run, from the cost it recorded")
         return {"plan": [{"kind": s.kind, "name": s.name, "images": s.est_images} for s in stages]}
     # every stage folder is keyed by its own inputs: --force replaces the study's results, not its stages
     with RunFolder(out, "study", cfg, force=force, keep=("stages",)) as run:
         root = run.path / "stages"
+        by_uid = {uid(s): s for s in stages}
+        skipped: set[str] = set()  # over-budget arms and what reads them
         t0 = time.perf_counter()
-        for k, (s, kind, stage_cfg) in enumerate(configs):
+        for k, (s, kind, values, stage_cfg) in enumerate(configs):
+            if any(d in skipped for d in s.deps):
+                skipped.add(uid(s))
+                continue
+            if s.meta.get("compute") is not None and s.meta.get("score"):  # a subset arm, sized by its scoring
+                images = arm_images(cfg, unit, s, root / by_uid[s.meta["score"]].folder)
+                if images is None:
+                    log(f"[{k + 1}/{len(stages)}] {s.name}: over budget (its scoring spent {s.meta['compute']:g} C)")
+                    skipped.add(uid(s))
+                    continue
+                stage_cfg = _build(s, kind, {**values, "images": images})
             log(f"[{k + 1}/{len(stages)}] {s.kind} {s.name}")
             kind.run(stage_cfg, root / s.folder, log=log)
         results = collect(cfg, stages, root)
@@ -455,52 +593,93 @@ def run_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, dry_run
 
 
 def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
-    """Every evaluated arm with its accuracy, and its cost: scoring + pre-training (000), fine-tuning apart."""
-    by_uid = {f"{s.kind}:{s.name}:{s.key}": s for s in stages}
-    rows = []
+    """Every arm with its accuracy over all its seeds (pre-training x evaluation), and its cost: scoring +
+    pre-training (000; the mean over pre-training seeds), fine-tuning apart; under ``compute``, also in C, and the
+    arms whose scoring spent their level as over budget."""
+    from .evaluate.metrics import summarize
+
+    by_uid = {uid(s): s for s in stages}
+    unit = compute_unit(cfg)
+    groups: dict[tuple, list[Stage]] = {}
     for s in stages:
-        if s.kind != "evaluate":
+        if s.kind == "evaluate":
+            m = s.meta
+            groups.setdefault((m["target"], m["arm"], m["budget"], _vkey(m["variant"]), m["compute"]), []).append(s)
+    rows = []
+    for evals in groups.values():
+        meta = evals[0].meta
+        pres = [by_uid[e.meta["pretrain"]] for e in evals if e.meta["pretrain"]]
+        score_cost, score_folder, select_folder = _zero(), None, None
+        if pres and pres[0].deps:  # a subset: its selection's scoring run pays for the method's scorer
+            sel = by_uid[pres[0].deps[0]]
+            score_folder, select_folder = root / by_uid[sel.deps[0]].folder, root / sel.folder
+            if pres[0].meta["pays_for"]:
+                score_cost = ScoreTable.read(score_folder).method_cost(pres[0].meta["pays_for"])
+        row = {
+            "target": meta["target"],
+            "arm": meta["arm"],
+            "budget": meta["budget"],
+            "variant": meta["variant"],
+            "compute": meta["compute"],
+            "pretrain_seeds": len(pres),
+            "over_budget": bool(
+                pres
+                and meta["compute"] is not None
+                and pres[0].deps
+                and arm_images(cfg, unit, pres[0], score_folder) is None
+            ),  # fmt: skip
+            "score_folder": str(score_folder) if score_folder else None,
+            "select_folder": str(select_folder) if select_folder else None,
+            "pretrain_folder": str(root / pres[0].folder) if pres else None,
+            "evaluate_folder": str(root / evals[0].folder),
+        }
+        if row["over_budget"]:
+            row.update(top1=None, metric=None, mean_per_class=None, tuned=None,
+                       cost=_costs(score_cost, _zero(), _zero(), unit))  # fmt: skip
+            rows.append(row)
             continue
-        metrics = atomic.read_json(root / s.folder / "metrics.json", fix="delete that stage and run the study again")
-        pre = by_uid.get(s.meta["pretrain"]) if s.meta["pretrain"] else None
-        pre_cost = _cost_of(root / pre.folder) if pre else _zero()
-        score_cost = _zero()
-        method = s.meta["arm"]
-        if pre is not None and pre.deps:  # a subset: its selection's scoring run pays for the method's scorer
-            sel = by_uid[pre.deps[0]]
-            sc = by_uid[sel.deps[0]]
-            score_cost = ScoreTable.read(root / sc.folder).method_cost(method)
-        rows.append(
-            {
-                "target": s.meta["target"],
-                "arm": method,
-                "budget": s.meta["budget"],
-                "variant": s.meta["variant"],
-                "top1": metrics["summary"][metrics.get("primary", "top1")],  # macro AUROC for multi-label targets
-                "metric": metrics.get("primary", "top1"),
-                "mean_per_class": metrics["summary"].get("mean_per_class"),
-                "tuned": metrics["tuned"],
-                "cost": {
-                    "scoring": score_cost,
-                    "pretraining": pre_cost,
-                    "total": {k: score_cost[k] + pre_cost[k] for k in score_cost},
-                    "finetuning": metrics["cost"]["evaluation"],
-                },
-                "pretrain_folder": str(root / pre.folder) if pre else None,
-                "select_folder": str(root / by_uid[pre.deps[0]].folder) if pre is not None and pre.deps else None,
-                "score_folder": str(root / by_uid[by_uid[pre.deps[0]].deps[0]].folder)
-                if pre is not None and pre.deps
-                else None,
-                "evaluate_folder": str(root / s.folder),
-            }
+        docs = [atomic.read_json(root / e.folder / "metrics.json", fix="delete that stage and run the study again")
+                for e in evals]  # fmt: skip
+        primary = docs[0].get("primary", "top1")  # macro AUROC for multi-label targets
+        pre_cost = _mean_cost([_cost_of(root / p.folder) for p in pres] or [_zero()])
+        ft = [d["cost"]["evaluation"] for d in docs]
+        row.update(
+            top1=summarize([seed[primary] for d in docs for seed in d["seeds"]]),
+            metric=primary,
+            mean_per_class=_merged(docs, "mean_per_class", summarize),
+            tuned=all(d["tuned"] for d in docs),
+            cost=_costs(score_cost, pre_cost, _mean_cost(ft), unit),
         )
+        rows.append(row)
     return {
         "targets": [t.name for t in cfg.targets],
         "methods": ["random", *cfg.methods],
+        "references": sorted({r.name for t in cfg.targets for r in t.references}),
         "budgets": cfg.budgets,
+        "compute": cfg.compute,
+        "unit": None if unit is None else {"flops": unit.flops, "what": unit.describe()},
         "protocol": cfg.evaluation.protocol,
         "rows": rows,
     }
+
+
+def _mean_cost(costs: list[dict]) -> dict:
+    """The mean of several runs' costs (pre-training or evaluation seeds); non-numeric fields from the first."""
+    return {k: float(np.mean([c.get(k, 0.0) for c in costs])) if isinstance(v, int | float) else v
+            for k, v in costs[0].items()}  # fmt: skip
+
+
+def _merged(docs: list[dict], metric: str, summarize: Callable) -> dict | None:
+    values = [seed.get(metric) for d in docs for seed in d["seeds"]]
+    return summarize(values) if values and all(v is not None for v in values) else None
+
+
+def _costs(scoring: dict, pretraining: dict, finetuning: dict, unit: ComputeUnit | None) -> dict:
+    total = {k: scoring[k] + pretraining[k] for k in scoring}
+    out = {"scoring": scoring, "pretraining": pretraining, "total": total, "finetuning": finetuning}
+    if unit is not None:  # the arm's compute as a fraction of C, in FLOPs
+        out["C"] = {k: round(out[k]["flops"] / unit.flops, 4) for k in ("scoring", "pretraining", "total")}
+    return out
 
 
 def _zero() -> dict:

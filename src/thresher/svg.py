@@ -86,15 +86,33 @@ class _Axes:
         return "".join(self.parts) + "</svg>"
 
 
-def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str, ylabel: str) -> str:
-    """One polyline per named series of (xs, ys)."""
+def line_chart(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    *,
+    errors: dict[str, Sequence[float | None]] | None = None,
+    reference: str | None = None,
+) -> str:
+    """One polyline per named series of (xs, ys); ``errors``: a half-height per point (error bars, with markers);
+    ``reference``: the series every other must beat, drawn thick and black."""
+    errors = errors or {}
     xs = [x for s in series.values() for x in s[0]]
-    ys = [y for s in series.values() for y in s[1]]
+    ys = [y + sign * (e or 0.0) for name, s in series.items()
+          for y, e in zip(s[1], errors.get(name) or [None] * len(s[1]), strict=True) for sign in (-1, 1)]  # fmt: skip
     ax = _Axes(xs, ys, title, xlabel, ylabel)
     for k, (name, (sx, sy)) in enumerate(series.items()):
-        color = PALETTE[k % len(PALETTE)]
+        color, width = ("#000", 3.0) if name == reference else (PALETTE[k % len(PALETTE)], 1.8)
         pts = " ".join(f"{ax.px(x):.1f},{ax.py(y):.1f}" for x, y in zip(sx, sy, strict=True) if math.isfinite(y))
-        ax.parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.8"/>')
+        ax.parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="{width}"/>')
+        for x, y, e in zip(sx, sy, errors.get(name) or [None] * len(sx), strict=True):
+            if name not in errors or not math.isfinite(y):
+                continue
+            ax.parts.append(f'<circle cx="{ax.px(x):.1f}" cy="{ax.py(y):.1f}" r="3" fill="{color}"/>')
+            if e:
+                ax.parts.append(f'<line x1="{ax.px(x):.1f}" y1="{ax.py(y - e):.1f}" x2="{ax.px(x):.1f}" '
+                                f'y2="{ax.py(y + e):.1f}" stroke="{color}"/>')  # fmt: skip
         ax.add_legend(name, color)
     return ax.done()
 

@@ -34,16 +34,19 @@ class CostReference(Section):
 
 
 @functools.lru_cache(maxsize=32)
-def train_flops_per_image(backbone: str, resolution: int) -> float:
-    """Forward + backward FLOPs of one supervised training image, counted as the loop counts them (0: not countable)."""
+def train_flops_per_image(backbone: str, resolution: int, objective: str = "supervised") -> float:
+    """Forward + backward FLOPs of one training image under ``objective`` (its views and heads included), counted
+    as the loop counts them (0: not countable)."""
+    from ..data.transforms import build_transform
     from ..models import create_backbone
     from ..train.loop import count_flops_per_image
     from ..train.objective import build_objective
 
     torch.manual_seed(0)
-    objective = build_objective("supervised", create_backbone(backbone), num_classes=10, num_examples=2, total_steps=1)
-    batch = {"images": torch.zeros(2, 3, resolution, resolution), "labels": torch.zeros(2, dtype=torch.long)}
-    return count_flops_per_image(objective, batch)
+    model = build_objective(objective, create_backbone(backbone), num_classes=10, num_examples=2, total_steps=1)
+    transform = build_transform(getattr(model, "transform", "train"), resolution)
+    images = transform(torch.zeros(2, 3, resolution, resolution, dtype=torch.uint8), torch.Generator().manual_seed(0))
+    return count_flops_per_image(model, {"images": images, "labels": torch.zeros(2, dtype=torch.long)})
 
 
 @functools.lru_cache(maxsize=32)

@@ -555,6 +555,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             "target": cfg.target.spec,
             "methods": cfg.methods,
             "classes": src_ds.classes,
+            "class_words": getattr(src_ds, "descriptions", None),
             "near_duplicates": {
                 "count": int(flagged.sum()),
                 "of_target_train": int(flags[0].sum()),

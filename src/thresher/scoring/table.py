@@ -113,6 +113,13 @@ class ScoreTable:
     def classes(self) -> list[str] | None:
         return self.report.get("classes")
 
+    @property
+    def class_words(self) -> list[str] | None:
+        """The pool's classes as a person reads them: the first words of each class's description (``goose``, not
+        ``n01855672``), else its name."""
+        words = self.report.get("class_words")
+        return [w.split(",")[0].strip() for w in words] if words else self.classes
+
     def method_report(self, method: str) -> dict:
         return self.report.get("reports", {}).get(method, {})
 
