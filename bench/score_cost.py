@@ -21,13 +21,13 @@ from _common import POOL, QUIET, Clock, parser
 from _report import publish
 
 from thresher.config import build_config
+from thresher.data.hand_picked import hand_picked
 from thresher.scoring.pipeline import ScoreConfig, score
+from thresher.scoring.table import ScoreTable
 from thresher.selection import select
 
 TARGET = "builtin:cifar10:train"
 METHODS = ["domain-classifier", "cluster-min", "importance", "knn"]
-#: tiny-imagenet-32 classes that match cifar10 classes (the realdata scoring test's list): 12.5% of the pool
-CIFAR_LIKE = [2, 3, 11, 20, 21, 22, *range(24, 33), 52, 70, 94, 108, 115, 116, 121, 133, 153, 164]
 #: the shares issue 17 quotes as today's (the realdata scoring test before it: paper models, 6 source epochs, seed 0)
 BEFORE = {"domain-classifier": 0.221, "cluster-min": 0.219, "importance": 0.350, "knn": 0.236}
 
@@ -39,7 +39,10 @@ def run(folder: Path, preset: str, seed: int) -> dict:
     })  # fmt: skip
     path = score(cfg, folder, **QUIET)
     table = pq.read_table(path)
-    like = np.isin(table.column("label").to_numpy(), CIFAR_LIKE)
+    # the package's hand-picked cifar10-like classes: 12.5% of the pool
+    like = np.isin(
+        table.column("label").to_numpy(), hand_picked("hand-picked:cifar10", ScoreTable.read(folder).classes)
+    )
     exclude = table.column("near_duplicate").to_numpy() | table.column("unreadable").to_numpy()
     report = json.loads((folder / "scores.json").read_text())
     out = {"C_flops": report["cost"]["unit"]["flops"], "total_C": report["cost"]["total_C"], "methods": {}}
