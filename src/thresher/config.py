@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from .atomic import jsonable
 from .errors import ThresherError
@@ -76,6 +85,19 @@ class DataConfig(Section):
     strict: bool = runtime(False, description="stop at the first unreadable image instead of skipping it")
     subset: int | None = Field(None, ge=1, description="use a random subset of this many examples")
     subset_seed: int = Field(0, description="seed of the subset draw")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _several_sources(cls, data: Any) -> Any:
+        """A list of ``{name, spec, ...}`` is a pool of several sources (``data.sources``): one spec string."""
+        if isinstance(data, list):
+            from .data.sources import sources_spec
+
+            try:
+                return {"spec": sources_spec(data)}
+            except ThresherError as exc:
+                raise ValueError(str(exc)) from None
+        return data
 
 
 class PartialSection(Section):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic, svg
+from .data.sources import format_shares
 from .errors import ThresherError
 from .scoring.table import ScoreTable
 from .study import RESULTS, gain_recovered
@@ -134,7 +135,22 @@ def markdown_table(results: dict) -> str:
         + cost_text
         + "; the evaluation (fine-tuning, or the probe's features, and predictions) apart."
     )
-    return "\n\n".join(parts) + "\n\n" + legend + "\n"
+    return "\n\n".join(parts + _shares_table(results)) + "\n\n" + legend + "\n"
+
+
+def _shares_table(results: dict) -> list[str]:
+    """A pool of several sources: each arm's share of every source (what it pre-trains on), per target."""
+    rows = [r for r in results["rows"] if r.get("source_shares")]
+    if not rows:
+        return []
+    targets = results["targets"]
+    cells: dict[str, dict[str, str]] = defaultdict(dict)
+    for r in rows:
+        cells[_label(r)][r["target"]] = format_shares(r["source_shares"])
+    lines = ["### share of each source in what every arm pre-trains on", "",
+             "| arm | " + " | ".join(targets) + " |", "|" + "---|" * (len(targets) + 1)]  # fmt: skip
+    lines += [f"| {arm} | " + " | ".join(c.get(t, "-") for t in targets) + " |" for arm, c in cells.items()]
+    return ["\n".join(lines)]
 
 
 def _best_line(section: str, rows: list[dict], targets: list[str]) -> str:

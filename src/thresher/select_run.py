@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from .config import Section
 from .data.manifest import Manifest, file_sha256
+from .data.sources import format_shares, source_shares
 from .errors import ThresherError
 from .runs import RunFolder, read_run_config
 from .scoring.table import ScoreTable, describe_cost
@@ -99,10 +100,13 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
             "method": cfg.method,
             "scorer_params": report.get("reports", {}).get(cfg.method, {}).get("params") if cfg.method else None,
             "scoring_cost": scores_table.paid(cfg.method) if cfg.method else None,
+            "source_shares": None,  # filled below for a pool of several sources
             "scores_path": str(path.resolve()),
             "score_run_fingerprint": score_fp,
             "inputs": inputs,
         }
+        if report.get("sources"):  # each source's share of the selection's draws
+            meta["source_shares"] = source_shares(ids[sel.positions], sel.counts)
         manifest = sel.to_manifest(ids, labels, scores, meta)
         manifest.write(run.path)
         n_excl = int(exclude.sum()) if exclude is not None else 0
@@ -112,6 +116,8 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
         )
         if cfg.method:
             log(f"scoring with {cfg.method} cost {describe_cost(meta['scoring_cost'])}")
+        if meta["source_shares"]:
+            log(f"share of each source: {format_shares(meta['source_shares'])}")
         return manifest
 
 
@@ -150,8 +156,13 @@ def inspect_selection(folder: str | Path, *, log=print, sheet_count: int = 32) -
     paid = manifest.meta.get("scoring_cost")
     if paid:
         log(f"  scoring cost: {describe_cost(paid)}")
+    shares = manifest.meta.get("source_shares")
+    if shares:
+        pool = source_shares(table.column("id").to_numpy(zero_copy_only=False))
+        log(f"  share of each source: {format_shares(shares)} (pool: {format_shares(pool)})")
     out = {
         "scoring_cost": paid,
+        "source_shares": shares,
         "classes_covered": int((sel_hist > 0).sum()),
         "selected_share": sel_share.tolist(),
         "pool_share": pool_share.tolist(),

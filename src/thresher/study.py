@@ -30,6 +30,8 @@ from . import atomic
 from .compute_match import ComputeUnit
 from .config import DataConfig, RuntimeConfig, Section, build_config, merge, partial_section
 from .data.loader import open_data
+from .data.manifest import Manifest
+from .data.sources import source_shares
 from .errors import ThresherError
 from .evaluate.config import EvalConfig
 from .models.checkpoint import checkpoint_path, training_cost
@@ -600,6 +602,8 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
 
     by_uid = {uid(s): s for s in stages}
     unit = compute_unit(cfg)
+    pool_ds, pool_idx = open_data(cfg.source)
+    pool_shares = source_shares(pool_ds.ids[pool_idx]) if getattr(pool_ds, "source_names", None) else None
     groups: dict[tuple, list[Stage]] = {}
     for s in stages:
         if s.kind == "evaluate":
@@ -628,6 +632,9 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
                 and pres[0].deps
                 and arm_images(cfg, unit, pres[0], score_folder) is None
             ),  # fmt: skip
+            "source_shares": Manifest.read(select_folder).meta.get("source_shares")
+            if select_folder
+            else (pool_shares if pres else None),  # fmt: skip
             "score_folder": str(score_folder) if score_folder else None,
             "select_folder": str(select_folder) if select_folder else None,
             "pretrain_folder": str(root / pres[0].folder) if pres else None,

@@ -24,6 +24,8 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
             f"dataset spec {spec!r} needs the form SCHEME:PATH, with SCHEME one of {', '.join(DATASETS)} "
             "(e.g. npz:data/train.npz, folder:images/, builtin:cifar10:train)"
         )
+    if scheme == "sources":  # a JSON list of specs: its own ``?`` belong to the parts
+        return scheme, rest, {}
     body, _, query = rest.partition("?")
     options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False)) if query else {}
     return scheme, body, options
@@ -40,7 +42,7 @@ def split_suffix(body: str) -> tuple[str, str | None]:
 def absolute_spec(spec: str) -> str:
     """The same spec with a relative path made absolute, so a manifest or score table can be read from anywhere."""
     scheme, body, _ = parse_spec(spec)
-    if scheme == "builtin":
+    if scheme in ("builtin", "sources"):  # a pool of several sources holds absolute specs already
         return spec
     path, split = split_suffix(body)
     p = Path(path).expanduser()

@@ -556,6 +556,7 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
             "methods": cfg.methods,
             "classes": src_ds.classes,
             "class_words": getattr(src_ds, "descriptions", None),
+            "sources": getattr(src_ds, "source_names", None),  # a pool of several sources: ids are NAME:ID
             "near_duplicates": {
                 "count": int(flagged.sum()),
                 "of_target_train": int(flags[0].sum()),
