@@ -14,7 +14,7 @@ from thresher.config import build_config, merge
 from thresher.data.manifest import Manifest
 from thresher.errors import ThresherError
 from thresher.report import markdown_table, plots
-from thresher.study import StudyConfig, gain_recovered, plan, run_study
+from thresher.study import HPT_BASE, StudyConfig, gain_recovered, plan, run_study
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_compute_matched_study_spends_each_level(study_cfg, tmp_path):
     """Every arm's measured cost (its scoring as if alone + its pre-training) is its compute level, within a batch
     (or it is over budget); pre-training seeds repeat every pre-training; a hand-picked arm fills its budget."""
     values, _ = study_cfg
-    cfg = build_config(StudyConfig, values=_compute_values(values, pretrain={"seeds": 2}))
+    cfg = build_config(StudyConfig, values=_compute_values(values, pretrain={"seeds": 2}, hpt_base=True))
     res = run_study(cfg, tmp_path / "S", log=lambda *a: None)
     unit_flops = res["unit"]["flops"]
     batch_share = 16 / (4 * 96)  # what the last, dropped partial batch can leave unspent, in C
@@ -201,6 +201,10 @@ def test_compute_matched_study_spends_each_level(study_cfg, tmp_path):
         if r["over_budget"]:  # importance's and kNN's scoring cost more than 0.05 C: reported, not shortened
             assert arm in ("knn", "importance") and c == 0.05 and r["top1"] is None
             assert r["cost"]["C"]["scoring"] >= c and r["cost"]["pretraining"]["flops"] == 0
+            continue
+        if arm == HPT_BASE:  # 001's Base: the whole pool (1 C) and a forward pass over the target's images
+            pool = rows[("whole pool", 1.0)]["cost"]["total"]["flops"] / unit_flops
+            assert c == 1.0 and pool < measured < pool + 0.2 and r["top1"]["n"] == 4
             continue
         assert c - batch_share <= measured <= c + 1e-6, (arm, c, measured)
         assert r["top1"]["n"] == 4 and r["pretrain_seeds"] == 2  # 2 pre-training x 2 evaluation seeds

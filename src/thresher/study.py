@@ -42,6 +42,7 @@ from .scoring.table import ScoreTable
 from .train.config import TrainConfig
 
 RESULTS = "results.json"
+HPT_BASE = "whole pool + BN recalibration"  # 001's cheapest HPT variant "Base", as a study arm
 WORKSPACE = "workspace"  # under OUT/stages: the derived artefacts every score and evaluate stage of the study shares
 
 
@@ -159,6 +160,11 @@ class StudyConfig(Section):
         None,
         description="compute levels in C (one whole-pool pre-training at pretrain.epochs): every arm pre-trains for "
         "what its level allows after its scoring cost; the whole pool too (and at 1.0)",
+    )
+    hpt_base: bool = Field(
+        False,
+        description="also evaluate 001's HPT 'Base': the whole-pool model with its batch-norm statistics recomputed "
+        "on each target's training images, no gradient step (at compute 1.0 under compute)",
     )
     reuse_pool_model: bool = Field(
         True,
@@ -385,6 +391,18 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             if st.kind == "pretrain" and st.meta.get("target") == target.name:
                 m = st.meta
                 evaluated.append((m["arm"], key, m["budget"], m["variant"], m["compute"], m["pretrain_seed"]))
+        if cfg.hpt_base:  # 001's "Base": the whole-pool model, batch-norm statistics recomputed on the target's images
+            c = 1.0 if cfg.compute else None
+            for v in variants(cfg):
+                for pre in pool_stage[(_vkey(v), c)]:
+                    seed = stages[pre].meta["pretrain_seed"]
+                    vals = {"data": target.train.model_dump(), "backbone": pt.backbone, "resolution": v["resolution"],
+                            "steps": 0, "recalibrate_bn": True, "batch_size": pt.batch_size, "seed": seed}  # fmt: skip
+                    name = f"{target.name}-base" + (f"-{_slug(_variant_name(v, cfg))}" if _variant_name(v, cfg) else "")
+                    rb = add(Stage("recalibrate", name + (f"-seed{seed}" if pt.seeds > 1 else ""), vals, deps=[pre],
+                                   est_images=len(t_idx), est_scale=(v["resolution"] / 32) ** 2))  # fmt: skip
+                    rb.meta = {"target": target.name, "arm": HPT_BASE, "variant": v, "pretrain_seed": seed}
+                    evaluated.append((HPT_BASE, uid(rb), None, v, c, seed))
         for arm, pre, budget, v, c, pre_seed in evaluated:
             ev_values = {
                 "train": target.train.model_dump(),
@@ -493,6 +511,17 @@ def _pretrain_stage() -> StageKind:
 
     def wire(values: dict, deps: list[Path], root: Path, rt: RuntimeConfig) -> dict:
         return {**values, "runtime": rt.model_dump(), **({"manifest": str(deps[0])} if deps else {})}
+
+    return StageKind(TrainConfig, pretrain, wire)
+
+
+@STAGE_KINDS.register("recalibrate")
+def _recalibrate_stage() -> StageKind:
+    """A training run of no step that starts from the stage it reads and recomputes batch-norm statistics (001)."""
+    from .pretrain.run import pretrain
+
+    def wire(values: dict, deps: list[Path], root: Path, rt: RuntimeConfig) -> dict:
+        return {**values, "runtime": rt.model_dump(), "init": str(checkpoint_path(deps[0]))}
 
     return StageKind(TrainConfig, pretrain, wire)
 
@@ -614,8 +643,9 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
         meta = evals[0].meta
         pres = [by_uid[e.meta["pretrain"]] for e in evals if e.meta["pretrain"]]
         score_cost, score_folder, select_folder = _zero(), None, None
-        if pres and pres[0].deps:  # a subset: its selection's scoring run pays for the method's scorer
-            sel = by_uid[pres[0].deps[0]]
+        sel = by_uid[pres[0].deps[0]] if pres and pres[0].deps else None
+        subset = sel is not None and sel.kind == "select"
+        if subset:  # a subset: its selection's scoring run pays for the method's scorer
             score_folder, select_folder = root / by_uid[sel.deps[0]].folder, root / sel.folder
             if pres[0].meta["pays_for"]:
                 score_cost = ScoreTable.read(score_folder).method_cost(pres[0].meta["pays_for"])
@@ -627,10 +657,7 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
             "compute": meta["compute"],
             "pretrain_seeds": len(pres),
             "over_budget": bool(
-                pres
-                and meta["compute"] is not None
-                and pres[0].deps
-                and arm_images(cfg, unit, pres[0], score_folder) is None
+                pres and meta["compute"] is not None and subset and arm_images(cfg, unit, pres[0], score_folder) is None
             ),  # fmt: skip
             "source_shares": Manifest.read(select_folder).meta.get("source_shares")
             if select_folder
@@ -648,7 +675,7 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
         docs = [atomic.read_json(root / e.folder / "metrics.json", fix="delete that stage and run the study again")
                 for e in evals]  # fmt: skip
         primary = docs[0].get("primary", "top1")  # macro AUROC for multi-label targets
-        pre_cost = _mean_cost([_cost_of(root / p.folder) for p in pres] or [_zero()])
+        pre_cost = _mean_cost([_run_cost(p, by_uid, root) for p in pres] or [_zero()])
         ft = [d["cost"]["evaluation"] for d in docs]
         row.update(
             top1=summarize([seed[primary] for d in docs for seed in d["seeds"]]),
@@ -668,6 +695,14 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
         "protocol": cfg.evaluation.protocol,
         "rows": rows,
     }
+
+
+def _run_cost(stage: Stage, by_uid: dict[str, Stage], root: Path) -> dict:
+    """A pre-training stage's cost; a recalibrated base (001) adds its base model's pre-training to its own pass."""
+    costs = [_cost_of(root / stage.folder)]
+    if stage.kind == "recalibrate":
+        costs += [_cost_of(root / by_uid[d].folder) for d in stage.deps]
+    return {k: sum(c[k] for c in costs) for k in costs[0]}
 
 
 def _mean_cost(costs: list[dict]) -> dict:
