@@ -1,18 +1,21 @@
-"""Paper 000's headline: at a small fraction of the pool, target-aware selection beats a random subset of the same
-size, and recovers much of what pre-training on the whole pool buys, at a fraction of its cost.
+"""Paper 000's question at equal compute (issue 18): for the same FLOPs, scoring included, does pre-training on a
+selected subset beat pre-training on the whole pool, a random subset, or a person's hand-picked classes?
 
-A thresher study: source tiny-imagenet-32 (30k images, 200 classes), targets cifar10 and fashion-mnist (2,000
-training and 2,000 test images each), budgets 10% and 20%, every scorer against random at the same budget, plus no
-pre-training and the whole pool; supervised small-cnn at 32 px, every subset for the whole pool's epochs (000);
-fine-tuning with one learning rate for every arm, 3 seeds. Prints per target and budget each method's top-1 (mean,
-std), its difference to random, the gain recovered (method - scratch) / (whole pool - scratch) and the cost ratio to
-the whole pool (scoring + pre-training).
-Usage: python bench/selection.py [--scale 1.0] [--epochs 8] [--seeds 3] [--out DIR]
+Two pools. "tiny": tiny-imagenet-32 (30,000 images, 200 classes). "lake": a heterogeneous lake, tiny-imagenet-32 plus
+15,000 of the Fashion-MNIST training images that are not in the fashion-mnist target's training subset (Debian's
+dataset-fashion-mnist; the regime is skipped, with the reason, without it), so the whole pool spends much of its
+compute on data irrelevant to each target. Targets cifar10 and fashion-mnist (2,000 training and 2,000 test images).
+Compute 0.25 and 0.5 C (C = the whole pool for 8 epochs of small-cnn at 32 px, per pool) and the whole pool at every
+level and at 1.0; budgets 10% and 20% (the lake: 10%); random, importance, kNN, cluster-min and domain-classifier (the
+shared cheap proxies, issue 17) and the hand-picked classes of each target (no scoring cost; in the lake, for
+fashion-mnist, the Fashion-MNIST source itself); two pre-training seeds for the whole pool, random and importance (the
+best scorer of bench score_cost, chosen before this run), one for the rest; fine-tuning 8 epochs with one learning
+rate for every arm, 2 seeds. Resumable: ``--out DIR`` keeps every stage.
+Usage: python bench/selection.py [--scale 1.0] [--regimes tiny,lake] [--out DIR]
 """
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 
@@ -20,88 +23,137 @@ from _common import Clock, parser
 from _report import publish
 
 from thresher.config import build_config
+from thresher.paths import data_roots
 from thresher.report import markdown_table
-from thresher.study import StudyConfig, gain_recovered, run_study
+from thresher.study import StudyConfig, above, gain_recovered, run_study
 
-METHODS = ["domain-classifier", "cluster-min", "cluster-avg", "importance", "knn", "entropy", "inverse-entropy"]
+METHODS = ["importance", "knn", "cluster-min", "domain-classifier"]
+SEEDED = ["whole pool", "random", "importance"]
+FMNIST_IDX = Path("/usr/share/datasets/fashion-mnist")
+TARGETS = ("cifar10", "fashion-mnist")
+#: Fashion-MNIST's class names (the built-in target's classes.txt), for the lake's IDX files
+FMNIST_NAMES = next((f for r in data_roots() if (f := r / "fashion-mnist" / "classes.txt").is_file()), None)
 
 
-def _clear(v: dict, rnd: dict, seeds: int) -> bool:
-    """Above random by more than two standard errors of the difference over fine-tuning seeds."""
-    return v["minus_random"] > 2 * math.sqrt((v["std"] ** 2 + rnd["std"] ** 2) / seeds)
+def pools(regimes: list[str]) -> dict[str, tuple[object, list[float]] | str]:
+    """Each regime's pool (a DataConfig value) and budgets, or why it is skipped."""
+    out: dict = {}
+    if "tiny" in regimes:
+        out["tiny"] = ({"spec": "builtin:tiny-imagenet-32:train"}, [0.1, 0.2])
+    if "lake" in regimes:
+        if not FMNIST_IDX.is_dir() or FMNIST_NAMES is None:
+            out["lake"] = f"skipped: needs {FMNIST_IDX} (apt-get install dataset-fashion-mnist) and ../shared/data"
+        else:
+            fmnist = f"idx:{FMNIST_IDX}?classes={FMNIST_NAMES}"
+            out["lake"] = ([{"name": "tiny", "spec": "builtin:tiny-imagenet-32:train"},
+                            {"name": "fmnist", "spec": fmnist, "exclude": "builtin:fashion-mnist:train",
+                             "subset": 15_000}], [0.1])  # fmt: skip
+    return out
+
+
+def hand_picked(target: str, lake: bool) -> list[dict]:
+    """What a person would pick for ``target``: the package's list of pool classes; in the lake, for fashion-mnist,
+    the Fashion-MNIST source itself (its ten classes)."""
+    if lake and target == "fashion-mnist":
+        names = [line.strip() for line in FMNIST_NAMES.read_text().splitlines() if line.strip()]
+        return [{"name": "hand-picked", "classes": [f"fmnist/{c}" for c in names]}]
+    return [{"name": "hand-picked", "classes": f"hand-picked:{target}"}]
+
+
+def study(pool, budgets: list[float], n: int, epochs: int, seeds: int) -> StudyConfig:
+    lake = isinstance(pool, list)
+    return build_config(StudyConfig, values={
+        "source": pool,
+        "targets": [
+            {"name": t, "train": {"spec": f"builtin:{t}:train", "subset": n},
+             "test": {"spec": f"builtin:{t}:test", "subset": n}, "references": hand_picked(t, lake)}
+            for t in TARGETS
+        ],
+        "methods": METHODS, "budgets": budgets, "compute": [0.25, 0.5],
+        "pretrain": {"backbone": "small-cnn", "epochs": epochs, "batch_size": 128, "lr": 0.1, "seeds": 2,
+                     "seeded_arms": SEEDED},
+        "evaluation": {"protocol": "finetune", "seeds": seeds,
+                       "finetune": {"epochs": epochs, "batch_size": 32, "lr_grid": [0.03], "default_lr": 0.03}},
+        "runtime": {"progress": False},
+    })  # fmt: skip
+
+
+def summarize(results: dict) -> tuple[dict, list[str]]:
+    """Per target and compute level: every arm's top-1, its gain over no pre-training relative to the whole pool at
+    the same compute, and whether it is above random (same budget) and above the whole pool beyond noise."""
+    rows = results["rows"]
+    out: dict = {}
+    lines = []
+    for t in results["targets"]:
+        scratch = next(r["top1"] for r in rows if r["target"] == t and r["arm"] == "no pre-training")
+        out[t] = {"no pre-training": round(scratch["mean"], 4)}
+        for c in sorted({r["compute"] for r in rows if r["compute"] is not None}):
+            at = [r for r in rows if r["target"] == t and r["compute"] == c]
+            pool = next(r for r in at if r["arm"] == "whole pool")
+            cell = {"whole pool": _cell(pool, scratch, pool["top1"])}
+            for r in at:
+                if r["arm"] == "whole pool":
+                    continue
+                key = f"{r['arm']} @ {r['budget']}"
+                if r["over_budget"]:
+                    cell[key] = {"over_budget": True, "scoring_C": r["cost"]["C"]["scoring"]}
+                    continue
+                rnd = next(x for x in at if x["arm"] == "random" and x["budget"] == r["budget"])
+                cell[key] = {**_cell(r, scratch, pool["top1"]), "minus_random": round(r["top1"]["mean"] -
+                             rnd["top1"]["mean"], 4), "above_random": above(r["top1"], rnd["top1"]),
+                             "above_whole_pool": above(r["top1"], pool["top1"])}  # fmt: skip
+            out[t][f"{c:g}"] = cell
+            if len(cell) == 1:  # the whole pool alone (at 1 C, above the listed levels)
+                continue
+            scored = {k: v for k, v in cell.items() if not v.get("over_budget")}
+            best = max(scored, key=lambda k: scored[k]["top1"])
+            beat = [k for k, v in scored.items() if v.get("above_whole_pool")]
+            lines.append(f"{t} @ {c:g} C: best {best} ({100 * scored[best]['top1']:.2f}, whole pool "
+                         f"{100 * cell['whole pool']['top1']:.2f}); above the whole pool beyond noise: "
+                         f"{', '.join(beat) or 'none'}")  # fmt: skip
+    return out, lines
+
+
+def _cell(r: dict, scratch: dict, pool: dict) -> dict:
+    g = gain_recovered(r["top1"]["mean"], scratch, pool)
+    return {"top1": round(r["top1"]["mean"], 4), "std": round(r["top1"]["std"] or 0.0, 4), "n": r["top1"]["n"],
+            "gain_vs_pool": None if g is None else round(g, 3), "C": r["cost"]["C"]["total"],
+            "seconds": round(r["cost"]["total"]["seconds"], 1)}  # fmt: skip
 
 
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated scorers (random is always in)")
-    ap.add_argument("--out", default=None, help="keep the study here (default: a temporary folder)")
+    ap.add_argument("--seeds", type=int, default=2, help="fine-tuning seeds")
+    ap.add_argument("--regimes", default="tiny,lake", help="comma-separated: tiny, lake")
+    ap.add_argument("--out", default=None, help="keep the studies here (resumable; default: a temporary folder)")
     args = ap.parse_args()
     clock = Clock()
     n = round(2000 * args.scale)
     epochs = max(1, round(args.epochs * args.scale))
-    cfg = build_config(StudyConfig, values={
-        "source": {"spec": "builtin:tiny-imagenet-32:train"},
-        "targets": [
-            {"name": t, "train": {"spec": f"builtin:{t}:train", "subset": n},
-             "test": {"spec": f"builtin:{t}:test", "subset": n}}
-            for t in ("cifar10", "fashion-mnist")
-        ],
-        "methods": args.methods.split(","), "budgets": [0.1, 0.2],
-        "pretrain": {"backbone": "small-cnn", "epochs": epochs, "batch_size": 128, "lr": 0.1},
-        "evaluation": {"protocol": "finetune", "seeds": args.seeds,
-                       "finetune": {"epochs": epochs, "batch_size": 32, "lr_grid": [0.03], "default_lr": 0.03}},
-        "runtime": {"progress": False},
-    })  # fmt: skip
+    summary, lines, tables = {}, [], []
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(args.out) if args.out else Path(tmp) / "study"
-        results = run_study(cfg, out, log=lambda *_: None)
-    rows = results["rows"]
-    summary: dict = {}
-    for t in results["targets"]:
-        base = {r["arm"]: r for r in rows if r["target"] == t and r["budget"] is None}
-        scratch, pool = base["no pre-training"]["top1"], base["whole pool"]["top1"]
-        pool_cost = base["whole pool"]["cost"]["total"]["flops"]
-        summary[t] = {"no pre-training": round(scratch["mean"], 4), "whole pool": round(pool["mean"], 4)}
-        for budget in cfg.budgets:
-            sub = {r["arm"]: r for r in rows if r["target"] == t and r["budget"] == budget}
-            rnd = sub["random"]["top1"]["mean"]
-            summary[t][str(budget)] = {
-                m: {
-                    "top1": round(r["top1"]["mean"], 4),
-                    "std": round(r["top1"]["std"] or 0.0, 4),
-                    "minus_random": round(r["top1"]["mean"] - rnd, 4),
-                    "gain_recovered": (lambda g: None if g is None else round(g, 3))(
-                        gain_recovered(r["top1"]["mean"], scratch, pool)
-                    ),
-                    "cost_ratio": round(r["cost"]["total"]["flops"] / pool_cost, 3) if pool_cost else None,
-                }
-                for m, r in sub.items()
-            }
-    beats = []
-    for t, per in summary.items():
-        for budget in cfg.budgets:
-            cells = per[str(budget)]
-            rnd = cells["random"]
-            winners = [m + ("" if _clear(v, rnd, args.seeds) else " (within noise)") for m, v in cells.items()
-                       if m != "random" and v["minus_random"] > 0]  # fmt: skip
-            beats.append(f"{t} @ {budget:.0%}: {', '.join(winners) or 'none'}")
+        out = Path(args.out) if args.out else Path(tmp)
+        for regime, spec in pools(args.regimes.split(",")).items():
+            if isinstance(spec, str):
+                summary[regime] = spec
+                lines.append(f"{regime}: {spec}")
+                continue
+            pool, budgets = spec
+            results = run_study(study(pool, budgets, n, epochs, args.seeds), out / regime, log=print)
+            summary[regime], found = summarize(results)
+            summary[regime]["unit"] = results["unit"]["what"]
+            lines += [f"{regime}, {x}" for x in found]
+            tables.append(f"#### pool: {regime}\n\n{markdown_table(results)}")
     publish(
         "selection",
         {"epochs": epochs, "targets_size": n, "seeds": args.seeds, "summary": summary},
-        what=(
-            "Paper 000: every scorer against a random subset of the same size (10% and 20% of tiny-imagenet-32), "
-            f"plus no pre-training and the whole pool; small-cnn, {epochs} epochs for every arm; fine-tuning on "
-            f"{n} training / {n} test images of cifar10 and fashion-mnist, {args.seeds} seeds, one learning rate "
-            "(0.03) for every arm. Cost = scoring + pre-training FLOPs relative to the whole pool; a scorer that "
-            "embeds with the whole-pool model carries that model's training in its cost, as if it ran alone."
-        ),
-        reading=f"methods whose mean top-1 is above random's: {'; '.join(beats)} (within noise: by less than two "
-        "standard errors of the difference over fine-tuning seeds; the pre-training itself ran once per arm). 000 "
-        "reports domain classifier and clustering above random at 6% and 12% of ImageNet with a ResNet at 224 px.",
+        what=__doc__.split("Usage:")[0].strip(),
+        reading="; ".join(lines) + ". Beyond noise: above by more than two standard errors of the difference over "
+        "seeds (pre-training x fine-tuning). gain_vs_pool: (arm - no pre-training) / (whole pool at the same compute "
+        "- no pre-training).",
         minutes=clock.minutes(),
-        table=markdown_table(results),
+        table="\n\n".join(tables),
     )
 
 

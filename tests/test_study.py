@@ -169,6 +169,14 @@ def test_compute_matched_plan_sizes_whole_pool_and_never_reuses_its_model(study_
     subsets = [s for s in stages if s.kind == "pretrain" and s.meta["arm"] != "whole pool"]
     assert len(subsets) == 4 * 2 and len({s.key for s in subsets}) == len(subsets)  # 4 arms x 2 levels, keyed apart
     assert {s.meta["pays_for"] for s in subsets} == {"random", "knn", "importance", None}  # a person's pick pays none
+    # seeds for some arms only: the whole pool and kNN twice, the rest once; the first seed's runs keep their names
+    seeded = plan(build_config(StudyConfig, values=_compute_values(
+        values, pretrain={"seeds": 2, "seeded_arms": ["whole pool", "knn"]})))  # fmt: skip
+    runs = [s for s in seeded if s.kind == "pretrain"]
+    assert len(runs) == 2 * 3 + 2 * 2 + 3 * 2  # whole pool 3 levels x 2, knn 2 levels x 2, 3 arms x 2 levels
+    assert {s.folder for s in stages if s.kind == "pretrain"} <= {s.folder for s in runs}
+    with pytest.raises(ThresherError, match=r"seeded_arms names no arm of this study: \['knnn'\]"):
+        build_config(StudyConfig, values=_compute_values(values, pretrain={"seeded_arms": ["knnn"]}))
     with pytest.raises(ThresherError, match="compute sets every arm's length"):
         build_config(StudyConfig, values=_compute_values(values, pretrain={"schedule_per_arm": "same-steps"}))
     with pytest.raises(ThresherError, match="compute levels are positive"):
@@ -211,14 +219,14 @@ def test_compute_matched_study_spends_each_level(study_cfg, tmp_path):
     assert rows[("knn", 0.05)]["over_budget"] and not rows[("knn", 0.5)]["over_budget"]
     assert rows[("knn", 0.5)]["cost"]["C"]["scoring"] > 0 and rows[("random", 0.5)]["cost"]["C"]["scoring"] == 0
     pre_seeds = {yaml.safe_load((p / "config.yaml").read_text())["config"]["seed"]
-                 for p in (tmp_path / "S" / "stages").glob("pretrain-ab-random-0p5-c0p5-seed*")}  # fmt: skip
+                 for p in (tmp_path / "S" / "stages").glob("pretrain-ab-random-0p5-c0p5-*")}  # fmt: skip
     assert pre_seeds == {0, 1}
     hand = Manifest.read(rows[("hand-picked", 0.5)]["select_folder"])
     rnd = Manifest.read(rows[("random", 0.5)]["select_folder"])  # 50% of the pool left after near-duplicates
     assert hand.n_unique == 24 and hand.total_count == rnd.total_count > 24  # class 3's 24 images, drawn to fill it
     assert set(hand.labels.tolist()) == {3} and hand.meta["selection"]["info"]["unique"] == 24
     md = markdown_table(res)
-    assert "compute 0.5 C" in md and "over budget" in md and "Best at 0.5 C: ab:" in md
+    assert "compute 0.5 C" in md and "over budget" in md and "Best pre-trained arm at 0.5 C: ab:" in md
     assert "0.000 + 0.500 = 0.500" in md  # the whole pool at half its compute
     page_figs = plots(res, tmp_path / "S")
     assert any("top-1 against compute" in caption for caption, _ in page_figs)

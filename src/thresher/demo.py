@@ -1,10 +1,12 @@
 """``thresher demo``: a small study on built-in real data, from the pool to the report.
 
 Source tiny-imagenet-32 (30k images, 200 classes); targets cifar10 (small shift) and fashion-mnist (large shift);
-random, domain-classifier, cluster-min and importance at a 10% budget, against no pre-training and the whole pool;
-supervised pre-training of a small CNN at 32 px; fine-tuning on a 2,000-image subset of each target's training split,
-tested on 2,000 test images, two seeds; then the report. Scoring uses the shared proxy models (one cheap target
-model per target, issue 17), and every result says what its scoring cost.
+random, domain-classifier, cluster-min and importance at a 10% budget, against no pre-training and the whole pool,
+compute-matched at half of C (C = the whole pool for 8 epochs; issue 18): every arm pre-trains for 0.5 C minus what
+its scoring cost, so a 10% subset trains about 40 epochs, and the whole pool is shown at 0.5 C and at C; supervised
+pre-training of a small CNN at 32 px; fine-tuning on a 2,000-image subset of each target's training split, tested on
+2,000 test images, two seeds; then the report. Scoring uses the shared proxy models (one cheap target model per
+target, issue 17), and every result says what it cost.
 
 The settings below were fixed from the time budget (under 15 minutes on 2 CPU cores; ``--quick`` under 3) before
 any result was seen, and the output is reported as it comes: no seed or setting is chosen so that a method wins.
@@ -43,6 +45,7 @@ def demo_config(*, quick: bool = False, data_root: str | None = None) -> StudyCo
             ],
             "methods": ["domain-classifier", "cluster-min", "importance"],
             "budgets": [0.1],
+            "compute": [0.5],
             "resolutions": [32],
             "objectives": ["supervised"],
             "pretrain": {"backbone": "small-cnn", "epochs": epochs, "batch_size": 128, "lr": 0.1},

@@ -116,7 +116,7 @@ def markdown_table(results: dict) -> str:
                 flops = np.mean([c["cost"]["total"]["flops"] for c in present])
                 cost = f"{flops / 1e12:.2f} | " + (f"{flops / pool_cost:.2f}" if pool_cost else "-")
             lines.append(f"| {budget} | {r['arm']} | " + " | ".join(cells) + f" | {cost} | {ft / 1e12:.2f} |")
-        if matched:
+        if matched and sum(r["arm"] != "no pre-training" for r in rows) > 1:
             lines += ["", _best_line(vl, rows, targets)]
         parts.append("\n".join(lines))
     cost_text = (
@@ -162,7 +162,7 @@ def _best_line(section: str, rows: list[dict], targets: list[str]) -> str:
         if scored:
             top, r = max(scored, key=lambda x: x[0])
             parts.append(f"{t}: {_label(r)} ({100 * top:.2f})")
-    return f"Best at {section.split('compute ')[-1]}: " + ("; ".join(parts) or "none")
+    return f"Best pre-trained arm at {section.split('compute ')[-1]}: " + ("; ".join(parts) or "none")
 
 
 def _gain(rows: list[dict], target: str, value: float) -> float | None:

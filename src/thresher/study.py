@@ -124,6 +124,11 @@ class StudyPretrain(Section):
         description="pre-train every arm this many times (seeds seed, seed+1, ...); the table's spread "
         "is over these and the evaluation's seeds",
     )
+    seeded_arms: list[str] | None = Field(
+        None,
+        description="the arms repeated over the pre-training seeds (default: every arm), e.g. [whole pool, random, "
+        "importance]: the baselines and the best scorer, when seeds for every arm cost too much",
+    )
     schedule_per_arm: Literal["same-epochs", "same-steps"] = Field(
         "same-epochs",
         description="same-epochs: every subset gets the whole pool's epochs (000, so cost scales with size); "
@@ -201,6 +206,10 @@ class StudyConfig(Section):
             clash = set(arms) & {"random", "whole pool", "no pre-training", *self.methods}
             if clash or len(set(arms)) != len(arms):
                 raise ValueError(f"target {t.name}: reference names must be unique and not a method's ({clash})")
+        arms = {"whole pool", "random", *self.methods, *(r.name for t in self.targets for r in t.references)}
+        unknown = sorted(set(self.pretrain.seeded_arms or []) - arms)
+        if unknown:
+            raise ValueError(f"pretrain.seeded_arms names no arm of this study: {unknown} (arms: {sorted(arms)})")
         if self.compute and "schedule_per_arm" in self.pretrain.model_fields_set:
             raise ValueError("compute sets every arm's length; drop pretrain.schedule_per_arm (or compute)")
         return self
@@ -300,8 +309,9 @@ def plan(cfg: StudyConfig) -> list[Stage]:
     def pretrains(name: str, values: dict, deps: list[str], meta: dict, images: float, v: dict, keyed: dict) -> list:
         """One pre-training per seed of ``pretrain.seeds`` (the seed only in the name when there are several)."""
         out = []
-        for k in range(pt.seeds):
-            tag = f"{name}-seed{cfg.seed + k}" if pt.seeds > 1 else name
+        seeds = pt.seeds if pt.seeded_arms is None or meta["arm"] in pt.seeded_arms else 1
+        for k in range(seeds):
+            tag = name + _seed_tag(k, cfg.seed)
             st = add(Stage("pretrain", tag, {**values, "seed": cfg.seed + k}, deps=deps, est_images=images,
                            est_scale=(v["resolution"] / 32) ** 2, keyed=keyed))  # fmt: skip
             st.meta = {**meta, "variant": v, "pretrain_seed": cfg.seed + k}
@@ -399,7 +409,7 @@ def plan(cfg: StudyConfig) -> list[Stage]:
                     vals = {"data": target.train.model_dump(), "backbone": pt.backbone, "resolution": v["resolution"],
                             "steps": 0, "recalibrate_bn": True, "batch_size": pt.batch_size, "seed": seed}  # fmt: skip
                     name = f"{target.name}-base" + (f"-{_slug(_variant_name(v, cfg))}" if _variant_name(v, cfg) else "")
-                    rb = add(Stage("recalibrate", name + (f"-seed{seed}" if pt.seeds > 1 else ""), vals, deps=[pre],
+                    rb = add(Stage("recalibrate", name + _seed_tag(seed - cfg.seed, cfg.seed), vals, deps=[pre],
                                    est_images=len(t_idx), est_scale=(v["resolution"] / 32) ** 2))  # fmt: skip
                     rb.meta = {"target": target.name, "arm": HPT_BASE, "variant": v, "pretrain_seed": seed}
                     evaluated.append((HPT_BASE, uid(rb), None, v, c, seed))
@@ -416,7 +426,9 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             name = f"{target.name}-{_slug(arm).replace(' ', '_')}" + (f"-{_slug(budget)}" if budget is not None else "")
             if _variant_name(v, cfg):
                 name += f"-{_slug(_variant_name(v, cfg))}"
-            name += (f"-c{_slug(c)}" if c is not None else "") + (f"-seed{pre_seed}" if pt.seeds > 1 and pre else "")
+            name += (f"-c{_slug(c)}" if c is not None else "") + (
+                _seed_tag(pre_seed - cfg.seed, cfg.seed) if pre else ""
+            )
             e = add(Stage("evaluate", name, ev_values, deps=[pre] if pre else [],
                           est_images=_eval_estimate(cfg, target)))  # fmt: skip
             e.meta = {"target": target.name, "arm": arm, "budget": budget, "variant": v, "pretrain": pre, "compute": c}
@@ -425,6 +437,12 @@ def plan(cfg: StudyConfig) -> list[Stage]:
 
 def uid(stage: Stage) -> str:
     return f"{stage.kind}:{stage.name}:{stage.key}"
+
+
+def _seed_tag(k: int, seed: int) -> str:
+    """The name suffix of the k-th pre-training seed: none for the first, so a study given more seeds later reuses
+    the runs it has (a stage's folder is its name and key)."""
+    return f"-seed{seed + k}" if k else ""
 
 
 def _vkey(v: dict) -> str:
@@ -734,14 +752,18 @@ def _cost_of(run: Path) -> dict:
     return {k: float(cost.get(k, 0.0)) for k in ("images", "flops", "seconds")}
 
 
+def above(a: dict, b: dict) -> bool | None:
+    """Is ``a``'s mean above ``b``'s by more than twice the standard error of the difference, sqrt(s_a^2 / n_a +
+    s_b^2 / n_b) (about a 95% one-sided test over seeds)? None when one side has a single seed (no measure of noise)."""
+    if a.get("std") is None or b.get("std") is None or a.get("n", 0) < 2 or b.get("n", 0) < 2:
+        return None
+    se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
+    return a["mean"] - b["mean"] > 2 * se  # seeds that agree exactly (se 0) measure no noise: any gap counts
+
+
 def gain_recovered(value: float, scratch: dict, pool: dict) -> float | None:
-    """(method - scratch) / (whole pool - scratch); None when whole pool and scratch are within noise: the gap is
-    under twice its standard error sqrt(s_pool^2 / n_pool + s_scratch^2 / n_scratch) (about a 95% two-sided
-    test), or a single seed leaves no measure of noise at all."""
-    if pool.get("std") is None or scratch.get("std") is None or pool.get("n", 0) < 2 or scratch.get("n", 0) < 2:
+    """(method - scratch) / (whole pool - scratch); None when the whole pool is not above scratch beyond noise
+    (``above``), or a single seed leaves no measure of noise at all."""
+    if not above(pool, scratch):
         return None
-    gap = pool["mean"] - scratch["mean"]
-    se = math.sqrt(pool["std"] ** 2 / pool["n"] + scratch["std"] ** 2 / scratch["n"])
-    if gap <= 0 or gap <= 2 * se:  # seeds that agree exactly (se 0) measure no noise: any gap counts
-        return None
-    return (value - scratch["mean"]) / gap
+    return (value - scratch["mean"]) / (pool["mean"] - scratch["mean"])

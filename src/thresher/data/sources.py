@@ -79,11 +79,12 @@ def open_sources(body: str, *, data_root: str | None = None, strict: bool = Fals
     pieces, classes, words = [], [], []
     for part in parts:
         ds = open_dataset(part.spec, data_root=data_root, strict=strict)
-        idx = subset_indices(len(ds), part.subset, part.subset_seed)
-        if part.exclude:
+        idx = np.arange(len(ds))
+        if part.exclude:  # first what is left out, then the subset of the rest: a subset of the size asked
             other = open_dataset(part.exclude, data_root=data_root, strict=strict)
             gone = set(_pixel_hashes(other, np.arange(len(other))))
             idx = idx[[h not in gone for h in _pixel_hashes(ds, idx)]]
+        idx = idx[subset_indices(len(idx), part.subset, part.subset_seed)]
         labels = ds.labels[idx]
         offset = len(classes)
         n_cls = max(ds.num_classes, int(labels.max()) + 1 if len(labels) else 0)
