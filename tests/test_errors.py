@@ -539,6 +539,47 @@ def test_study_bad_value_in_a_section(tiny_npz, tmp_path, capsys):
     )  # fmt: skip
 
 
+def test_study_compute_with_schedule_per_arm(tiny_npz, tmp_path, capsys):
+    cfg = _study(tiny_npz, tmp_path, "compute: [0.5]\npretrain: {schedule_per_arm: same-steps}\n")
+    fails(
+        capsys, "study", cfg, "--out", tmp_path / "st", "--dry-run",
+        match="compute sets every arm's length; drop pretrain.schedule_per_arm",
+    )  # fmt: skip
+
+
+def test_study_negative_compute_level(tiny_npz, tmp_path, capsys):
+    cfg = _study(tiny_npz, tmp_path, "compute: [0.5, -0.25]\n")
+    fails(capsys, "study", cfg, "--out", tmp_path / "st", "--dry-run", match="compute levels are positive fractions")
+
+
+def test_study_reference_with_classes_and_manifest(tiny_npz, tmp_path, capsys):
+    cfg = yaml_file(
+        tmp_path / "study.yaml",
+        f"source: {{spec: 'npz:{tiny_npz}'}}\nmethods: [knn]\nbudgets: [0.5]\n"
+        f"targets: [{{name: t, train: {{spec: 'npz:{tiny_npz}'}}, test: {{spec: 'npz:{tiny_npz}'}}, "
+        "references: [{name: mine, classes: [0], manifest: sel/}]}]\n",
+    )
+    fails(
+        capsys, "study", cfg, "--out", tmp_path / "st", "--dry-run",
+        match="reference 'mine': give classes (or ancestor) or a manifest, one of the two",
+    )  # fmt: skip
+
+
+def test_pool_of_sources_with_one_name_twice(tiny_npz, tmp_path, capsys):
+    cfg = yaml_file(
+        tmp_path / "study.yaml",
+        f"source: [{{name: a, spec: 'npz:{tiny_npz}'}}, {{name: a, spec: 'npz:{tiny_npz}'}}]\n"
+        f"targets: [{{name: t, train: {{spec: 'npz:{tiny_npz}'}}, test: {{spec: 'npz:{tiny_npz}'}}}}]\n"
+        "methods: [knn]\nbudgets: [0.5]\n",
+    )
+    fails(capsys, "study", cfg, "--out", tmp_path / "st", "--dry-run", match="the pool's sources need distinct names")
+
+
+def test_idx_folder_without_idx_files(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    fails(capsys, "data", "info", f"idx:{tmp_path / 'empty'}", match="apt-get install dataset-fashion-mnist")
+
+
 def test_study_bad_scorer_parameter(tiny_npz, tmp_path, capsys):
     """Found by --dry-run (every stage's config is built before anything runs), named by its stage."""
     cfg = _study(tiny_npz, tmp_path, "score: {params: {knn: {kk: 3}}}\n")

@@ -9,7 +9,6 @@ torchvision. Offline, the failure gives the command to run and where to put the 
 
 from __future__ import annotations
 
-import gzip
 import os
 import sys
 from collections.abc import Callable
@@ -24,6 +23,8 @@ from ..paths import cache_dir, data_roots
 from ..registry import Registry
 from . import tinyimagenet
 from .download import fetch, file_lock
+from .idx import PREFIXES as IDX_PREFIXES
+from .idx import read_idx
 from .npz import ArrayDataset, open_npz_path
 from .spec import DATASETS
 
@@ -138,21 +139,11 @@ FASHION_CLASSES = [
 ]
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (gzip or plain), the MNIST family's format."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def _debian_files(b: Builtin, split: str) -> tuple[Path, Path] | None:
     """(images, labels) IDX files of the Debian package for ``split``, if installed."""
     if not b.debian:
         return None
-    stem = {"train": "train", "test": "t10k"}[split]
+    stem = IDX_PREFIXES[split]
     for suffix in (".gz", ""):
         imgs = Path(b.debian) / f"{stem}-images-idx3-ubyte{suffix}"
         labs = Path(b.debian) / f"{stem}-labels-idx1-ubyte{suffix}"
@@ -167,7 +158,7 @@ def _debian(b: Builtin, split: str) -> ArrayDataset | None:
         return None
     imgs, labs = files
     ds = ArrayDataset(
-        _read_idx(imgs), _read_idx(labs).astype(np.int64), classes=FASHION_CLASSES, id_prefix=f"debian-{split}-"
+        read_idx(imgs), read_idx(labs).astype(np.int64), classes=FASHION_CLASSES, id_prefix=f"debian-{split}-"
     )
     ds.source = str(imgs)
     return ds
