@@ -497,12 +497,12 @@ def test_study_unknown_method(tiny_npz, tmp_path, capsys):
     )
 
 
-def _study(tiny_npz, tmp_path, extra: str) -> Path:
-    """A small study file on the tiny npz, with ``extra`` YAML lines."""
+def _study(tiny_npz, tmp_path, extra: str, target: str = "", source: str | None = None) -> Path:
+    """A small study file on the tiny npz, with ``extra`` YAML lines, ``target`` keys and another ``source``."""
     return yaml_file(
         tmp_path / "study.yaml",
-        f"source: {{spec: 'npz:{tiny_npz}'}}\n"
-        f"targets: [{{name: t, train: {{spec: 'npz:{tiny_npz}'}}, test: {{spec: 'npz:{tiny_npz}'}}}}]\n"
+        f"source: {source or f'{{spec: npz:{tiny_npz}}}'}\n"
+        f"targets: [{{name: t, train: {{spec: 'npz:{tiny_npz}'}}, test: {{spec: 'npz:{tiny_npz}'}}{target}}}]\n"
         "methods: [knn]\nbudgets: [0.5]\n" + extra,
     )
 
@@ -553,12 +553,7 @@ def test_study_negative_compute_level(tiny_npz, tmp_path, capsys):
 
 
 def test_study_reference_with_classes_and_manifest(tiny_npz, tmp_path, capsys):
-    cfg = yaml_file(
-        tmp_path / "study.yaml",
-        f"source: {{spec: 'npz:{tiny_npz}'}}\nmethods: [knn]\nbudgets: [0.5]\n"
-        f"targets: [{{name: t, train: {{spec: 'npz:{tiny_npz}'}}, test: {{spec: 'npz:{tiny_npz}'}}, "
-        "references: [{name: mine, classes: [0], manifest: sel/}]}]\n",
-    )
+    cfg = _study(tiny_npz, tmp_path, "", target=", references: [{name: mine, classes: [0], manifest: sel/}]")
     fails(
         capsys, "study", cfg, "--out", tmp_path / "st", "--dry-run",
         match="reference 'mine': give classes (or ancestor) or a manifest, one of the two",
@@ -566,11 +561,8 @@ def test_study_reference_with_classes_and_manifest(tiny_npz, tmp_path, capsys):
 
 
 def test_pool_of_sources_with_one_name_twice(tiny_npz, tmp_path, capsys):
-    cfg = yaml_file(
-        tmp_path / "study.yaml",
-        f"source: [{{name: a, spec: 'npz:{tiny_npz}'}}, {{name: a, spec: 'npz:{tiny_npz}'}}]\n"
-        f"targets: [{{name: t, train: {{spec: 'npz:{tiny_npz}'}}, test: {{spec: 'npz:{tiny_npz}'}}}}]\n"
-        "methods: [knn]\nbudgets: [0.5]\n",
+    cfg = _study(
+        tiny_npz, tmp_path, "", source=f"[{{name: a, spec: 'npz:{tiny_npz}'}}, {{name: a, spec: 'npz:{tiny_npz}'}}]"
     )
     fails(capsys, "study", cfg, "--out", tmp_path / "st", "--dry-run", match="the pool's sources need distinct names")
 
