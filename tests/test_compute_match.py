@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from thresher.compute_match import ComputeUnit
+from thresher.errors import ThresherError
 from thresher.scoring.cost import train_flops_per_image
 
 
@@ -23,11 +24,18 @@ def test_an_arm_trains_on_what_its_level_leaves_after_scoring():
 
 def test_the_whole_pool_at_c_trains_c_times_its_epochs():
     unit = ComputeUnit("small-cnn", 16, "supervised", epochs=8, n_pool=1000)
-    assert unit.whole_pool_length(1.0, 16, "supervised") == {"epochs": 8}  # C itself: the study's own run
-    assert unit.whole_pool_length(0.25, 16, "supervised") == {"epochs": 2}
-    assert unit.whole_pool_length(0.3, 16, "supervised") == {"images": 2400}  # 2.4 epochs: an image budget
-    two_views = unit.whole_pool_length(1.0, 16, "simclr")  # two views and a projector per image: fewer images
+
+    def length(c, objective="supervised", schedule="full"):
+        return unit.whole_pool_length(c, 16, objective, schedule, batch=64)
+
+    assert length(1.0) == {"epochs": 8}  # C itself: the study's own run
+    assert length(0.25) == {"epochs": 2}
+    assert length(0.3) == {"images": 2400}  # 2.4 epochs: an image budget
+    assert length(1.0, schedule="drop-and-pick") == {"images": 8000}  # its short epochs: matched on images
+    two_views = length(1.0, "simclr")  # two views and a projector per image: fewer images
     assert 8000 * 0.4 < two_views["images"] < 8000 * 0.6
+    with pytest.raises(ThresherError, match="buys the whole pool 40 training images, less than one batch of 64"):
+        length(0.005)
 
 
 def test_flops_per_image_count_every_view():

@@ -139,3 +139,18 @@ def test_score_table_round_trip(tmp_path):
     assert list(back.ids) == ["a", "b"] and np.isnan(back.column("knn")[1])
     assert back.method_cost("knn") == {"images": 10.0, "flops": 2.5, "seconds": 0.0}
     assert back.method_cost("random") == {"images": 0.0, "flops": 0.0, "seconds": 0.0}
+
+
+def test_a_given_fixed_set_is_a_reference_arm_and_its_edits_are_seen(score_dir, tmp_path):
+    """Mode given: the manifest's examples at the budget's size (drawn with replacement when fewer); the fixed set
+    is an input of the selection, so editing it is refused as a resume instead of silently reusing the old one."""
+    quiet = {"log": lambda *_: None}
+    first = run_select(cfg(score_dir, method="good", budget=4), tmp_path / "four", **quiet)
+    ref = run_select(cfg(score_dir, budget=10, mode="given", params={"manifest": str(tmp_path / "four")}),
+                     tmp_path / "ref", **quiet)  # fmt: skip
+    assert set(ref.ids) == set(first.ids) and ref.total_count == 10 and ref.n_unique == 4
+    assert json.loads((tmp_path / "ref" / "manifest.json").read_text())["inputs"]["manifest_sha256"]
+    run_select(cfg(score_dir, method="good", budget=6), tmp_path / "four", force=True, **quiet)  # the set changes
+    with pytest.raises(ThresherError, match="different"):
+        run_select(cfg(score_dir, budget=10, mode="given", params={"manifest": str(tmp_path / "four")}),
+                   tmp_path / "ref", **quiet)  # fmt: skip

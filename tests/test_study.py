@@ -186,8 +186,15 @@ def test_compute_matched_plan_sizes_whole_pool_and_never_reuses_its_model(study_
     with pytest.raises(ThresherError, match="give classes .or ancestor. or a manifest, one of the two"):
         build_config(StudyConfig, values=bad)
     bad["targets"][0]["references"] = [{"name": "knn", "classes": [0]}]
-    with pytest.raises(ThresherError, match="reference names must be unique and not a method's"):
+    with pytest.raises(ThresherError, match=r"reference names must be unique and not a method's: \['knn'\] name"):
         build_config(StudyConfig, values=bad)
+    # a fixed set that cannot exist is refused before any stage runs, not after the scoring
+    for ref, match in (({"classes": "hand-picked:mnist"}, "no hand-picked:mnist list"),
+                       ({"classes": ["hand-picked:cifar10"]}, "write classes: hand-picked:TARGET alone"),
+                       ({"manifest": "no/such/folder"}, "manifest .*no/such/folder does not exist")):  # fmt: skip
+        bad["targets"][0]["references"] = [{"name": "mine", **ref}]
+        with pytest.raises(ThresherError, match=match):
+            build_config(StudyConfig, values=bad)
 
 
 def test_compute_matched_study_spends_each_level(study_cfg, tmp_path):
@@ -230,3 +237,34 @@ def test_compute_matched_study_spends_each_level(study_cfg, tmp_path):
     assert "0.000 + 0.500 = 0.500" in md  # the whole pool at half its compute
     page_figs = plots(res, tmp_path / "S")
     assert any("top-1 against compute" in caption for caption, _ in page_figs)
+
+
+def test_a_scorer_without_a_recorded_cost_cannot_be_compute_matched(tmp_path):
+    """Matching reads each method's cost from its score run; none recorded is an error, never a free arm."""
+    from thresher.study import Stage, scoring_paid
+
+    (tmp_path / "scores.parquet").write_bytes(b"")  # a finished run's table (its contents are not read here)
+    (tmp_path / "scores.json").write_text(json.dumps({"reports": {"knn": {"cost": {"flops": 2e9}}, "old": {}}}))
+    stage = Stage("pretrain", "x", {}, meta={"pays_for": "knn"})
+    assert scoring_paid(stage, tmp_path)["flops"] == 2e9
+    stage.meta["pays_for"] = None  # a person's pick
+    assert scoring_paid(stage, tmp_path)["flops"] == 0
+    stage.meta["pays_for"] = "old"
+    with pytest.raises(ThresherError, match="recorded no cost for old; compute matching needs it"):
+        scoring_paid(stage, tmp_path)
+
+
+def test_report_sections_follow_the_compute_levels_in_order():
+    from thresher.report import table_rows
+
+    def row(arm, c):
+        return {"arm": arm, "budget": None, "target": "t", "variant": {"resolution": 32}, "compute": c}
+
+    rows = [row("whole pool", 10.0), row("whole pool", 2.0), row("no pre-training", None), row("whole pool", 0.5)]
+    sections = table_rows({"rows": rows})
+    assert list(sections) == [
+        "resolution 32, compute 0.5 C",
+        "resolution 32, compute 2 C",
+        "resolution 32, compute 10 C",
+    ]
+    assert all(s[0]["arm"] == "no pre-training" for s in sections.values())  # in every section

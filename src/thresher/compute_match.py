@@ -46,13 +46,21 @@ class ComputeUnit:
             f"{self.epochs} x {self.n_pool:,} images, {self.flops / 1e12:.3g} TFLOPs"
         )
 
-    def whole_pool_length(self, compute: float, resolution: int, objective: str) -> dict[str, int]:
+    def whole_pool_length(self, compute: float, resolution: int, objective: str, schedule: str, batch: int) -> dict:
         """The whole pool's run at ``compute``: ``{"epochs": k}`` when that is whole epochs at the unit's own settings
-        (so compute 1 is the study's whole-pool run itself), else ``{"images": n}``."""
+        with the full data schedule (so compute 1 is the study's whole-pool run itself), else ``{"images": n}`` (a
+        drop-and-pick schedule's short epochs spend fewer images: it is matched on images like every other arm)."""
         epochs = compute * self.epochs
-        if (resolution, objective) == (self.resolution, self.objective) and abs(epochs - round(epochs)) < 1e-9:
-            return {"epochs": max(1, round(epochs))}
-        return {"images": self.images(compute * self.flops, resolution, objective)}
+        own = (resolution, objective, schedule) == (self.resolution, self.objective, "full")
+        if own and abs(epochs - round(epochs)) < 1e-9 and round(epochs) >= 1:
+            return {"epochs": round(epochs)}
+        images = self.images(compute * self.flops, resolution, objective)
+        if images < batch:
+            raise ThresherError(
+                f"compute {compute:g} C buys the whole pool {images} training images, less than one batch of {batch}; "
+                "give a higher compute level"
+            )
+        return {"images": images}
 
     def images(self, flops: float, resolution: int, objective: str) -> int:
         """Training images ``flops`` buys an arm at ``resolution`` under ``objective``."""
@@ -62,4 +70,4 @@ class ComputeUnit:
         """Training images an arm pays at ``compute`` (in C) after ``spent`` FLOPs of scoring; None: over budget
         (scoring spent it all, or what is left buys less than one batch)."""
         n = self.images(compute * self.flops - spent, resolution, objective)
-        return n if n >= batch and spent < compute * self.flops else None
+        return n if n >= batch else None

@@ -44,27 +44,20 @@ def _variant_label(v: dict) -> str:
     return ", ".join(f"{k} {v[k]}" for k in ("resolution", "objective", "schedule") if k in v)
 
 
-def _section(r: dict) -> tuple[str, float]:
-    """The sub-table a row belongs in: its variant and, under compute matching, its compute level."""
-    label = _variant_label(r["variant"])
-    if r.get("compute") is not None:
-        label = ", ".join(p for p in (label, f"compute {r['compute']:g} C") if p)
-    return label, r.get("compute") or 0.0
-
-
 def table_rows(results: dict) -> dict[str, list[dict]]:
-    """Per section (variant, and compute level when matched): rows (arm, budget) with per-target cells; no
-    pre-training is in every section."""
+    """Per section (variant, and compute level when matched, in that order): rows (arm, budget) with per-target
+    cells; no pre-training is in every section."""
     by_section: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))
     for r in results["rows"]:
-        key = ("*", 0.0) if r["arm"] == "no pre-training" else _section(r)
+        key = None if r["arm"] == "no pre-training" else (_variant_label(r["variant"]), r.get("compute") or 0.0)
         by_section[key][(r["arm"], r["budget"])][r["target"]] = r
-    scratch = by_section.pop(("*", 0.0), {})
+    scratch = by_section.pop(None, {})
     out = {}
-    for (label, _), rows in sorted(by_section.items(), key=lambda kv: (kv[0][0].split(", compute")[0], kv[0][1])):
+    for (variant, compute), rows in sorted(by_section.items()):
         rows = {**scratch, **rows}
         order = sorted(rows, key=lambda k: (k[0] not in BASELINES, BASELINES.index(k[0]) if k[0] in BASELINES else 0,
                                              float(k[1] or 0), k[0] != "random", k[0]))  # fmt: skip
+        label = ", ".join(p for p in (variant, f"compute {compute:g} C" if compute else "") if p)
         out[label] = [{"arm": a, "budget": b, "cells": rows[(a, b)]} for a, b in order]
     return out
 
@@ -128,7 +121,7 @@ def markdown_table(results: dict) -> str:
     )
     legend = (
         f"Top-1 on each target's test split ({results.get('protocol', 'finetune')}), mean ± std over seeds "
-        "(pre-training x evaluation), in %; bold: best of the column; in parentheses: the fraction of the whole pool's "
+        "(every pre-training x evaluation seed pair one sample), in %; bold: best of the column; in parentheses: the fraction of the whole pool's "
         "gain over no pre-training the row recovers"
         + (" at the same compute" if matched else "")
         + " (n/a: whole pool and no pre-training within twice the standard error of their gap, or one seed). "
@@ -233,8 +226,11 @@ def _compute_plot(target: str, rows: list[dict]) -> tuple[str, str]:
     """Top-1 against total compute (scoring + pre-training, in C): one line per method and budget through its compute
     levels, error bars of one standard deviation over seeds, the whole pool's line the reference to beat."""
     lines: dict[str, list[tuple[float, float, float | None]]] = defaultdict(list)
+    several = len({_variant_label(r["variant"]) for r in rows if r["arm"] != "no pre-training"}) > 1
     for r in rows:
         name = "no pre-training" if r["arm"] == "no pre-training" else _label(r)
+        if several and r["arm"] != "no pre-training":  # one line per variant too, never a zig-zag across them
+            name += f" ({_variant_label(r['variant'])})"
         x = r["cost"].get("C", {}).get("total", 0.0)
         lines[name].append((x, r["top1"]["mean"], r["top1"].get("std")))
     series, errors = {}, {}
@@ -242,8 +238,9 @@ def _compute_plot(target: str, rows: list[dict]) -> tuple[str, str]:
         pts.sort()
         series[name] = ([p[0] for p in pts], [p[1] for p in pts])
         errors[name] = [p[2] for p in pts]
+    pool = next((name for name in series if name.startswith("whole pool")), None)
     chart = svg.line_chart(series, target, "compute (C): scoring + pre-training", "top-1", errors=errors,
-                           reference="whole pool")  # fmt: skip
+                           reference=pool)  # fmt: skip
     return (f"{target}: top-1 against compute; black: the whole pool at each compute, the line to beat; bars: one "
             "standard deviation over pre-training and fine-tuning seeds", chart)  # fmt: skip
 

@@ -64,6 +64,8 @@ def run_select(cfg: SelectConfig, out: str | Path, *, force: bool = False, log=p
     if not fixed and cfg.budget is None:
         raise ThresherError("give a --budget: a fraction of the pool (0.1) or a count (3000)")
     inputs = {"scores_sha256": file_sha256(path)}
+    if cfg.mode == "given" and cfg.params.get("manifest"):  # an edited fixed set is a new selection, not a resume
+        inputs["manifest_sha256"] = file_sha256(Manifest.parquet_of(cfg.params["manifest"]))
     with RunFolder(out, "select", cfg, force=force, inputs=inputs) as run:
         # the manifest's two files are written in turn: a run killed between them is redone, not read half-written
         if (run.path / "manifest.parquet").is_file() and (run.path / "manifest.json").is_file():

@@ -38,7 +38,7 @@ from .models.checkpoint import checkpoint_path, training_cost
 from .registry import Registry
 from .runs import RunFolder
 from .scoring.pipeline import ScoreConfig
-from .scoring.table import ScoreTable
+from .scoring.table import ScoreTable, method_cost
 from .train.config import TrainConfig
 
 RESULTS = "results.json"
@@ -59,8 +59,22 @@ class StudyReference(Section):
 
     @model_validator(mode="after")
     def _one_kind(self) -> StudyReference:
+        """Checked before any stage runs: one kind of set, a hand-picked list that exists, a manifest that exists
+        (made absolute: the select stage runs from the study's folder, not the study file's)."""
+        from .data.hand_picked import HAND_PICKED, PREFIX
+
         if (self.manifest is None) == (self.classes is None and self.ancestor is None):
             raise ValueError(f"reference {self.name!r}: give classes (or ancestor) or a manifest, one of the two")
+        if isinstance(self.classes, list) and any(str(c).startswith(PREFIX) for c in self.classes):
+            raise ValueError(f"reference {self.name!r}: write classes: {PREFIX}TARGET alone, not in a list")
+        if isinstance(self.classes, str) and self.classes.startswith(PREFIX):
+            if self.classes.removeprefix(PREFIX) not in HAND_PICKED:
+                raise ValueError(f"reference {self.name!r}: no {self.classes} list (known: {', '.join(HAND_PICKED)})")
+        if self.manifest is not None:
+            path = Path(self.manifest).expanduser().resolve()
+            if not path.exists():
+                raise ValueError(f"reference {self.name!r}: manifest {path} does not exist")
+            self.__dict__["manifest"] = str(path)
         return self
 
     def select_values(self) -> dict:
@@ -203,9 +217,10 @@ class StudyConfig(Section):
             raise ValueError("two targets have the same name")
         for t in self.targets:
             arms = [r.name for r in t.references]
-            clash = set(arms) & {"random", "whole pool", "no pre-training", *self.methods}
+            clash = set(arms) & {"random", "whole pool", "no pre-training", HPT_BASE, *self.methods}
             if clash or len(set(arms)) != len(arms):
-                raise ValueError(f"target {t.name}: reference names must be unique and not a method's ({clash})")
+                why = f"{sorted(clash)} name other arms" if clash else "a name is given twice"
+                raise ValueError(f"target {t.name}: reference names must be unique and not a method's: {why}")
         arms = {"whole pool", "random", *self.methods, *(r.name for t in self.targets for r in t.references)}
         unknown = sorted(set(self.pretrain.seeded_arms or []) - arms)
         if unknown:
@@ -275,15 +290,14 @@ def compute_unit(cfg: StudyConfig, n_pool: int | None = None) -> ComputeUnit | N
     return ComputeUnit(pt.backbone, max(cfg.resolutions), cfg.objectives[0], pt.epochs, n)
 
 
-def plan(cfg: StudyConfig) -> list[Stage]:
+def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
     """Every stage of the study, in an order that runs each after what it reads; shared stages appear once.
 
     Under ``compute``, a subset arm's pre-training carries its level and the method whose scoring it pays
     (``meta["compute"]``, ``meta["pays_for"]``): its length in images is set when it runs, from what its score run
     recorded (``arm_images``); the whole pool's length at each level is known here.
     """
-    pool_ds, pool_idx = open_data(cfg.source)
-    n_pool = len(pool_idx)
+    n_pool = n_pool if n_pool is not None else len(open_data(cfg.source)[1])
     pt = cfg.pretrain
     unit = compute_unit(cfg, n_pool)
     stages: dict[str, Stage] = {}
@@ -306,14 +320,19 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             **merge({"optim": {"lr": pt.lr}}, pt.extra.values()),
         }
 
+    def tags(c: float | None, k: int) -> str:
+        """What tells one arm's runs apart in a stage's name: its compute level (none at 1.0: C itself, so the
+        whole-pool run is the one a study without compute has) and its pre-training seed (none for the first, so a
+        study given more seeds later keeps the runs it has: a stage's folder is its name and key)."""
+        return (f"-c{_slug(c)}" if c not in (None, 1.0) else "") + (f"-seed{cfg.seed + k}" if k else "")
+
     def pretrains(name: str, values: dict, deps: list[str], meta: dict, images: float, v: dict, keyed: dict) -> list:
         """One pre-training per seed of ``pretrain.seeds`` (the seed only in the name when there are several)."""
         out = []
         seeds = pt.seeds if pt.seeded_arms is None or meta["arm"] in pt.seeded_arms else 1
         for k in range(seeds):
-            tag = name + _seed_tag(k, cfg.seed)
-            st = add(Stage("pretrain", tag, {**values, "seed": cfg.seed + k}, deps=deps, est_images=images,
-                           est_scale=(v["resolution"] / 32) ** 2, keyed=keyed))  # fmt: skip
+            st = add(Stage("pretrain", name + tags(meta["compute"], k), {**values, "seed": cfg.seed + k}, deps=deps,
+                           est_images=images, est_scale=(v["resolution"] / 32) ** 2, keyed=keyed))  # fmt: skip
             st.meta = {**meta, "variant": v, "pretrain_seed": cfg.seed + k}
             out.append(uid(st))
         return out
@@ -326,10 +345,12 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             vals = train_values(v, pt.epochs)
             images = pt.epochs * n_pool
             if unit is not None:  # the whole pool at compute c: c x E epochs (C's FLOPs at another resolution)
-                length = unit.whole_pool_length(c, v["resolution"], v["objective"])
+                length = unit.whole_pool_length(
+                    c, v["resolution"], v["objective"], v["schedule"], min(pt.batch_size, n_pool)
+                )
                 vals.update(length)
                 images = length.get("images", length.get("epochs", 0) * n_pool)
-            name = f"pool-{_slug(_variant_name(v, cfg) or 'base')}" + (f"-c{_slug(c)}" if c not in (None, 1.0) else "")
+            name = f"pool-{_slug(_variant_name(v, cfg) or 'base')}"
             pool_stage[(_vkey(v), c)] = pretrains(name, vals, [], {"arm": "whole pool", "compute": c}, images, v, {})
     models = cfg.score.models  # typed: the score config's own defaults where the study file sets nothing
     reusable = next(
@@ -386,10 +407,10 @@ def plan(cfg: StudyConfig) -> list[Stage]:
                             images = pool_steps * min(pt.batch_size, n_sub)
                         name = f"{target.name}-{_slug(arm)}-{_slug(budget)}"
                         name += f"-{_slug(_variant_name(v, cfg))}" if _variant_name(v, cfg) else ""
-                        name += f"-c{_slug(c)}" if c is not None else ""
                         meta = {"target": target.name, "arm": arm, "budget": budget, "compute": c,
-                                "score": uid(sc), "pays_for": pays_for}  # fmt: skip
-                        keyed = {"compute": c} if c is not None else {}
+                                "score": uid(sc), "pays_for": pays_for, "batch": min(pt.batch_size, n_sub)}  # fmt: skip
+                        # its length is set when it runs, from C: C's own settings key it too
+                        keyed = {"_compute": [c, unit.resolution, unit.objective]} if c is not None else {}
                         pretrains(name, vals, [uid(sel)], meta, images, v, keyed)
         # evaluation of every arm on this target: every pre-training (each seed) is fine-tuned
         evaluated = [("no pre-training", None, None, {}, None, None)]
@@ -409,7 +430,7 @@ def plan(cfg: StudyConfig) -> list[Stage]:
                     vals = {"data": target.train.model_dump(), "backbone": pt.backbone, "resolution": v["resolution"],
                             "steps": 0, "recalibrate_bn": True, "batch_size": pt.batch_size, "seed": seed}  # fmt: skip
                     name = f"{target.name}-base" + (f"-{_slug(_variant_name(v, cfg))}" if _variant_name(v, cfg) else "")
-                    rb = add(Stage("recalibrate", name + _seed_tag(seed - cfg.seed, cfg.seed), vals, deps=[pre],
+                    rb = add(Stage("recalibrate", name + tags(None, seed - cfg.seed), vals, deps=[pre],
                                    est_images=len(t_idx), est_scale=(v["resolution"] / 32) ** 2))  # fmt: skip
                     rb.meta = {"target": target.name, "arm": HPT_BASE, "variant": v, "pretrain_seed": seed}
                     evaluated.append((HPT_BASE, uid(rb), None, v, c, seed))
@@ -426,9 +447,7 @@ def plan(cfg: StudyConfig) -> list[Stage]:
             name = f"{target.name}-{_slug(arm).replace(' ', '_')}" + (f"-{_slug(budget)}" if budget is not None else "")
             if _variant_name(v, cfg):
                 name += f"-{_slug(_variant_name(v, cfg))}"
-            name += (f"-c{_slug(c)}" if c is not None else "") + (
-                _seed_tag(pre_seed - cfg.seed, cfg.seed) if pre else ""
-            )
+            name += tags(c, pre_seed - cfg.seed if pre else 0)
             e = add(Stage("evaluate", name, ev_values, deps=[pre] if pre else [],
                           est_images=_eval_estimate(cfg, target)))  # fmt: skip
             e.meta = {"target": target.name, "arm": arm, "budget": budget, "variant": v, "pretrain": pre, "compute": c}
@@ -439,22 +458,28 @@ def uid(stage: Stage) -> str:
     return f"{stage.kind}:{stage.name}:{stage.key}"
 
 
-def _seed_tag(k: int, seed: int) -> str:
-    """The name suffix of the k-th pre-training seed: none for the first, so a study given more seeds later reuses
-    the runs it has (a stage's folder is its name and key)."""
-    return f"-seed{seed + k}" if k else ""
-
-
 def _vkey(v: dict) -> str:
     return json.dumps(v, sort_keys=True)
 
 
-def arm_images(cfg: StudyConfig, unit: ComputeUnit, stage: Stage, score_folder: Path) -> int | None:
-    """A compute-matched subset arm's training images: its level's FLOPs after the scoring its method paid, as its
-    score run recorded it (as if it ran alone); None: over budget."""
-    spent = ScoreTable.read(score_folder).method_cost(stage.meta["pays_for"])["flops"] if stage.meta["pays_for"] else 0
+def scoring_paid(stage: Stage, score_folder: Path) -> dict[str, float]:
+    """What a subset arm's scoring cost, as its score run recorded it (as if it ran alone); zero for random and a
+    person's pick. A scorer without a recorded cost cannot be matched: a one-line error, not a free arm."""
+    method = stage.meta["pays_for"]
+    if not method:
+        return _zero()
+    cost = method_cost(ScoreTable.read_report(score_folder), method)
+    if method != "random" and cost["flops"] <= 0:
+        raise ThresherError(f"{score_folder} recorded no cost for {method}; compute matching needs it (re-run that "
+                            "score stage with this thresher: delete its folder)")  # fmt: skip
+    return cost
+
+
+def arm_images(unit: ComputeUnit, stage: Stage, score_folder: Path) -> int | None:
+    """A compute-matched subset arm's training images: its level's FLOPs after its scoring; None: over budget."""
     v = stage.meta["variant"]
-    return unit.arm_images(stage.meta["compute"], spent, v["resolution"], v["objective"], cfg.pretrain.batch_size)
+    spent = scoring_paid(stage, score_folder)["flops"]
+    return unit.arm_images(stage.meta["compute"], spent, v["resolution"], v["objective"], stage.meta["batch"])
 
 
 def _budget_count(budget: float | int, n: int) -> int:
@@ -607,10 +632,11 @@ def _build(s: Stage, kind: StageKind, values: dict) -> Section:
 
 def run_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, dry_run: bool = False, log=print) -> dict:
     """Run (or resume) every stage of the study into ``out``; write ``results.json``; return the results."""
-    stages = plan(cfg)
+    n_pool = len(open_data(cfg.source)[1])
+    stages = plan(cfg, n_pool)
     out = Path(out)
     configs = stage_configs(cfg, stages, out / "stages")
-    unit = compute_unit(cfg)
+    unit = compute_unit(cfg, n_pool)
     if dry_run:
         log(describe_plan(stages))
         if unit is not None:
@@ -627,28 +653,30 @@ def run_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, dry_run
                 skipped.add(uid(s))
                 continue
             if s.meta.get("compute") is not None and s.meta.get("score"):  # a subset arm, sized by its scoring
-                images = arm_images(cfg, unit, s, root / by_uid[s.meta["score"]].folder)
+                score_folder = root / by_uid[s.meta["score"]].folder
+                images = arm_images(unit, s, score_folder)
                 if images is None:
-                    log(f"[{k + 1}/{len(stages)}] {s.name}: over budget (its scoring spent {s.meta['compute']:g} C)")
+                    spent = scoring_paid(s, score_folder)["flops"] / unit.flops
+                    log(f"[{k + 1}/{len(stages)}] {s.name}: over budget (its scoring cost {spent:.3f} C of its "
+                        f"{s.meta['compute']:g} C: less than one batch of pre-training is left)")  # fmt: skip
                     skipped.add(uid(s))
                     continue
                 stage_cfg = _build(s, kind, {**values, "images": images})
             log(f"[{k + 1}/{len(stages)}] {s.kind} {s.name}")
             kind.run(stage_cfg, root / s.folder, log=log)
-        results = collect(cfg, stages, root)
+        results = collect(cfg, stages, root, unit)
         results["seconds"] = round(time.perf_counter() - t0, 1)
         atomic.write_json(run.file(RESULTS), results)
         return results
 
 
-def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
+def collect(cfg: StudyConfig, stages: list[Stage], root: Path, unit: ComputeUnit | None) -> dict:
     """Every arm with its accuracy over all its seeds (pre-training x evaluation), and its cost: scoring +
     pre-training (000; the mean over pre-training seeds), fine-tuning apart; under ``compute``, also in C, and the
     arms whose scoring spent their level as over budget."""
     from .evaluate.metrics import summarize
 
     by_uid = {uid(s): s for s in stages}
-    unit = compute_unit(cfg)
     pool_ds, pool_idx = open_data(cfg.source)
     pool_shares = source_shares(pool_ds.ids[pool_idx]) if getattr(pool_ds, "source_names", None) else None
     groups: dict[tuple, list[Stage]] = {}
@@ -665,8 +693,7 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
         subset = sel is not None and sel.kind == "select"
         if subset:  # a subset: its selection's scoring run pays for the method's scorer
             score_folder, select_folder = root / by_uid[sel.deps[0]].folder, root / sel.folder
-            if pres[0].meta["pays_for"]:
-                score_cost = ScoreTable.read(score_folder).method_cost(pres[0].meta["pays_for"])
+            score_cost = scoring_paid(pres[0], score_folder)
         row = {
             "target": meta["target"],
             "arm": meta["arm"],
@@ -675,7 +702,7 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path) -> dict:
             "compute": meta["compute"],
             "pretrain_seeds": len(pres),
             "over_budget": bool(
-                pres and meta["compute"] is not None and subset and arm_images(cfg, unit, pres[0], score_folder) is None
+                pres and meta["compute"] is not None and subset and arm_images(unit, pres[0], score_folder) is None
             ),  # fmt: skip
             "source_shares": Manifest.read(select_folder).meta.get("source_shares")
             if select_folder
@@ -754,7 +781,9 @@ def _cost_of(run: Path) -> dict:
 
 def above(a: dict, b: dict) -> bool | None:
     """Is ``a``'s mean above ``b``'s by more than twice the standard error of the difference, sqrt(s_a^2 / n_a +
-    s_b^2 / n_b) (about a 95% one-sided test over seeds)? None when one side has a single seed (no measure of noise)."""
+    s_b^2 / n_b) (about a 95% one-sided test over seeds)? None when one side has a single seed (no measure of noise).
+    A study's n counts every pre-training x evaluation seed pair as one sample: with few pre-training seeds that
+    understates the noise of pre-training itself, so a "beyond noise" there is optimistic."""
     if a.get("std") is None or b.get("std") is None or a.get("n", 0) < 2 or b.get("n", 0) < 2:
         return None
     se = math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])

@@ -70,7 +70,7 @@ def hand_picked(spec: str, class_names: list[str] | None) -> list[int]:
     if name not in HAND_PICKED:
         raise ThresherError(f"no hand-picked classes for {name!r} (known: {', '.join(HAND_PICKED)})")
     wanted = set(HAND_PICKED[name])
-    ids = [i for i, c in enumerate(class_names or []) if c.rsplit("/", 1)[-1] in wanted]
+    ids = [i for i, c in enumerate(class_names or []) if c in wanted or c.split("/", 1)[-1] in wanted]
     if not ids:
         raise ThresherError(f"the pool has none of the hand-picked classes of {name} (tiny-imagenet-200 WordNet ids)")
     return ids

@@ -148,6 +148,15 @@ class Manifest:
             raise ThresherError(f"{folder}/manifest.json names no source; give the dataset spec")
         return source
 
+    @staticmethod
+    def parquet_of(path: str | Path) -> Path:
+        """The ``manifest.parquet`` of a manifest folder (or of either of its files); a clear error when absent."""
+        path = Path(path)
+        folder = path.parent if path.name in (PARQUET, JSON) else path
+        if not (folder / PARQUET).is_file():
+            raise ThresherError(f"{path} is not a manifest: {folder / PARQUET} is missing")
+        return folder / PARQUET
+
     @classmethod
     def read(cls, folder: str | Path) -> Manifest:
         """Read and validate a manifest folder (or either of its two files)."""

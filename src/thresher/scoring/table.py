@@ -54,6 +54,15 @@ class ScoreTable:
         return (Path(folder) / SCORES_FILE).is_file()
 
     @classmethod
+    def read_report(cls, path: str | Path) -> dict[str, Any]:
+        """The report of a finished score run alone (its costs, classes, ...), without reading the table."""
+        report_file = cls.locate(path).parent / REPORT_FILE
+        report = atomic.read_json(report_file, fix="re-run thresher score")
+        if not isinstance(report, dict):
+            raise ThresherError(f"{report_file} is not a JSON object; re-run thresher score")
+        return report
+
+    @classmethod
     def read(cls, path: str | Path) -> ScoreTable:
         """Read and check a table (a file or a score run folder) and its report."""
         path = cls.locate(path)
@@ -125,8 +134,7 @@ class ScoreTable:
 
     def method_cost(self, method: str) -> dict[str, float]:
         """What scoring with ``method`` cost, as if it ran alone (zeros for a method without a recorded cost)."""
-        cost = self.method_report(method).get("cost", {})
-        return {k: float(cost.get(k, 0.0)) for k in COST_KEYS}
+        return method_cost(self.report, method)
 
     def paid(self, method: str) -> dict[str, Any]:
         """What scoring with ``method`` cost, for a selection's provenance: its cost as if it ran alone (the typed
@@ -139,6 +147,12 @@ class ScoreTable:
             "score_run_total": run.get("total"),
             "score_run_total_C": run.get("total_C"),
         }
+
+
+def method_cost(report: dict[str, Any], method: str) -> dict[str, float]:
+    """What scoring with ``method`` cost as if it ran alone, from a score report (zeros when none was recorded)."""
+    cost = report.get("reports", {}).get(method, {}).get("cost", {})
+    return {k: float(cost.get(k, 0.0)) for k in COST_KEYS}
 
 
 def describe_cost(paid: dict[str, Any]) -> str:
