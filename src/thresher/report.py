@@ -121,8 +121,8 @@ def markdown_table(results: dict) -> str:
     )
     legend = (
         f"Top-1 on each target's test split ({results.get('protocol', 'finetune')}), mean ± std over seeds "
-        "(every pre-training x evaluation seed pair one sample), in %; bold: best of the column; in parentheses: the fraction of the whole pool's "
-        "gain over no pre-training the row recovers"
+        "(every pre-training x evaluation seed pair one sample), in %; bold: best of the column; in parentheses: "
+        "the fraction of the whole pool's gain over no pre-training the row recovers"
         + (" at the same compute" if matched else "")
         + " (n/a: whole pool and no pre-training within twice the standard error of their gap, or one seed). "
         + cost_text
