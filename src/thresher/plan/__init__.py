@@ -1,0 +1,1 @@
+"""The budget planner (issue 19): pilots, fitted accuracy-against-compute curves, a recommendation."""
