@@ -202,6 +202,9 @@ def test_compute_matched_study_spends_each_level(study_cfg, tmp_path):
     (or it is over budget); pre-training seeds repeat every pre-training; a hand-picked arm fills its budget."""
     values, _ = study_cfg
     cfg = build_config(StudyConfig, values=_compute_values(values, pretrain={"seeds": 2}, hpt_base=True))
+    lines = []
+    run_study(cfg, tmp_path / "S", dry_run=True, log=lines.append)  # the forecast: which arms scoring will sink
+    forecast = next(line for line in lines if line.startswith("ab: estimated scoring (C): knn"))
     res = run_study(cfg, tmp_path / "S", log=lambda *a: None)
     unit_flops = res["unit"]["flops"]
     batch_share = 16 / (4 * 96)  # what the last, dropped partial batch can leave unspent, in C
@@ -224,6 +227,8 @@ def test_compute_matched_study_spends_each_level(study_cfg, tmp_path):
         assert c - batch_share <= measured <= c + 1e-6, (arm, c, measured)
         assert r["top1"]["n"] == 4 and r["pretrain_seeds"] == 2  # 2 pre-training x 2 evaluation seeds
     assert rows[("knn", 0.05)]["over_budget"] and not rows[("knn", 0.5)]["over_budget"]
+    measured = {m for (m, c), r in rows.items() if r["over_budget"]}
+    assert measured and all(f"{m} at 0.05 C" in forecast for m in measured) and "at 0.5 C" not in forecast
     assert rows[("knn", 0.5)]["cost"]["C"]["scoring"] > 0 and rows[("random", 0.5)]["cost"]["C"]["scoring"] == 0
     pre_seeds = {yaml.safe_load((p / "config.yaml").read_text())["config"]["seed"]
                  for p in (tmp_path / "S" / "stages").glob("pretrain-ab-random-0p5-c0p5-*")}  # fmt: skip

@@ -462,6 +462,19 @@ def _vkey(v: dict) -> str:
     return json.dumps(v, sort_keys=True)
 
 
+def _scoring_forecast(cfg: StudyConfig, unit: ComputeUnit, target: str, score_cfg: Section) -> str:
+    """For ``--dry-run``: each method's estimated scoring cost in C (``thresher score --dry-run``'s estimate) and the
+    compute levels it would leave over budget (the run itself decides from the measured cost)."""
+    from .scoring.estimate import estimate
+    from .scoring.pipeline import build_scorers
+
+    est = estimate(score_cfg, build_scorers(score_cfg))["methods"]
+    spent = {m: est[m]["flops"] / unit.flops for m in cfg.methods}
+    over = [f"{m} at {c:g} C" for m in cfg.methods for c in cfg.compute if spent[m] >= c]
+    costs = ", ".join(f"{m} {v:.3f}" for m, v in spent.items())
+    return f"{target}: estimated scoring (C): {costs}; over budget: {', '.join(over) or 'none'}"
+
+
 def scoring_paid(stage: Stage, score_folder: Path) -> dict[str, float]:
     """What a subset arm's scoring cost, as its score run recorded it (as if it ran alone); zero for random and a
     person's pick. A scorer without a recorded cost cannot be matched: a one-line error, not a free arm."""
@@ -641,6 +654,8 @@ def run_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, dry_run
         log(describe_plan(stages))
         if unit is not None:
             log(f"{unit.describe()}; each subset arm is sized after its scoring run, from the cost it recorded")
+            for s, _, _, score_cfg in (x for x in configs if x[0].kind == "score"):
+                log(_scoring_forecast(cfg, unit, s.name, score_cfg))
         return {"plan": [{"kind": s.kind, "name": s.name, "images": s.est_images} for s in stages]}
     # every stage folder is keyed by its own inputs: --force replaces the study's results, not its stages
     with RunFolder(out, "study", cfg, force=force, keep=("stages",)) as run:
