@@ -23,6 +23,7 @@ from _common import Clock, parser
 from _report import publish
 
 from thresher.config import build_config
+from thresher.data.builtin import FASHION_CLASSES
 from thresher.paths import data_roots
 from thresher.report import markdown_table
 from thresher.study import StudyConfig, above, gain_recovered, run_study
@@ -55,8 +56,7 @@ def hand_picked(target: str, lake: bool) -> list[dict]:
     """What a person would pick for ``target``: the package's list of pool classes; in the lake, for fashion-mnist,
     the Fashion-MNIST source itself (its ten classes)."""
     if lake and target == "fashion-mnist":
-        names = [line.strip() for line in FMNIST_NAMES.read_text().splitlines() if line.strip()]
-        return [{"name": "hand-picked", "classes": [f"fmnist/{c}" for c in names]}]
+        return [{"name": "hand-picked", "classes": [f"fmnist/{c}" for c in FASHION_CLASSES]}]
     return [{"name": "hand-picked", "classes": f"hand-picked:{target}"}]
 
 

@@ -710,12 +710,11 @@ def _int_list(text: str | None, flag: str) -> list[int] | None:
 def _checkpoint_file(path: str | None) -> str | None:
     """A run folder stands for its checkpoint, ``RUN@STEP`` for the weights it kept after that step; other paths
     pass unchanged (a chain folder too: evaluate resolves it and reads the whole chain's cost from it)."""
-    from .models.checkpoint import checkpoint_path, resolve_checkpoint
+    from .models.checkpoint import checkpoint_path, kept_step, resolve_checkpoint
 
     if path and Path(path).is_dir() and checkpoint_path(path).is_file():
         return str(checkpoint_path(path))
-    base, at, step = (path or "").rpartition("@")
-    if at and base and step.isdigit() and not Path(path).exists():
+    if kept_step(path):
         return str(resolve_checkpoint(path))
     return path
 

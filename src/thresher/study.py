@@ -320,18 +320,19 @@ def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
             **merge({"optim": {"lr": pt.lr}}, pt.extra.values()),
         }
 
-    def tags(c: float | None, k: int) -> str:
-        """What tells one arm's runs apart in a stage's name: its compute level (none at 1.0: C itself, so the
-        whole-pool run is the one a study without compute has) and its pre-training seed (none for the first, so a
-        study given more seeds later keeps the runs it has: a stage's folder is its name and key)."""
-        return (f"-c{_slug(c)}" if c not in (None, 1.0) else "") + (f"-seed{cfg.seed + k}" if k else "")
+    def tags(v: dict, c: float | None, k: int) -> str:
+        """What tells one arm's runs apart in a stage's name: its variant, its compute level (none at 1.0: C itself,
+        so the whole-pool run is the one a study without compute has) and its pre-training seed (none for the first,
+        so a study given more seeds later keeps the runs it has: a stage's folder is its name and key)."""
+        variant = f"-{_slug(_variant_name(v, cfg))}" if _variant_name(v, cfg) else ""
+        return variant + (f"-c{_slug(c)}" if c not in (None, 1.0) else "") + (f"-seed{cfg.seed + k}" if k else "")
 
     def pretrains(name: str, values: dict, deps: list[str], meta: dict, images: float, v: dict, keyed: dict) -> list:
         """One pre-training per seed of ``pretrain.seeds`` (the seed only in the name when there are several)."""
         out = []
         seeds = pt.seeds if pt.seeded_arms is None or meta["arm"] in pt.seeded_arms else 1
         for k in range(seeds):
-            st = add(Stage("pretrain", name + tags(meta["compute"], k), {**values, "seed": cfg.seed + k}, deps=deps,
+            st = add(Stage("pretrain", name + tags(v, meta["compute"], k), {**values, "seed": cfg.seed + k}, deps=deps,
                            est_images=images, est_scale=(v["resolution"] / 32) ** 2, keyed=keyed))  # fmt: skip
             st.meta = {**meta, "variant": v, "pretrain_seed": cfg.seed + k}
             out.append(uid(st))
@@ -350,7 +351,7 @@ def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
                 )
                 vals.update(length)
                 images = length.get("images", length.get("epochs", 0) * n_pool)
-            name = f"pool-{_slug(_variant_name(v, cfg) or 'base')}"
+            name = "pool" if _variant_name(v, cfg) else "pool-base"
             pool_stage[(_vkey(v), c)] = pretrains(name, vals, [], {"arm": "whole pool", "compute": c}, images, v, {})
     models = cfg.score.models  # typed: the score config's own defaults where the study file sets nothing
     reusable = next(
@@ -406,7 +407,6 @@ def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
                             vals["steps"] = pool_steps
                             images = pool_steps * min(pt.batch_size, n_sub)
                         name = f"{target.name}-{_slug(arm)}-{_slug(budget)}"
-                        name += f"-{_slug(_variant_name(v, cfg))}" if _variant_name(v, cfg) else ""
                         meta = {"target": target.name, "arm": arm, "budget": budget, "compute": c,
                                 "score": uid(sc), "pays_for": pays_for, "batch": min(pt.batch_size, n_sub)}  # fmt: skip
                         # its length is set when it runs, from C: C's own settings key it too
@@ -429,9 +429,9 @@ def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
                     seed = stages[pre].meta["pretrain_seed"]
                     vals = {"data": target.train.model_dump(), "backbone": pt.backbone, "resolution": v["resolution"],
                             "steps": 0, "recalibrate_bn": True, "batch_size": pt.batch_size, "seed": seed}  # fmt: skip
-                    name = f"{target.name}-base" + (f"-{_slug(_variant_name(v, cfg))}" if _variant_name(v, cfg) else "")
-                    rb = add(Stage("recalibrate", name + tags(None, seed - cfg.seed), vals, deps=[pre],
-                                   est_images=len(t_idx), est_scale=(v["resolution"] / 32) ** 2))  # fmt: skip
+                    name = f"{target.name}-base" + tags(v, None, seed - cfg.seed)
+                    rb = add(Stage("recalibrate", name, vals, deps=[pre], est_images=len(t_idx),
+                                   est_scale=(v["resolution"] / 32) ** 2))  # fmt: skip
                     rb.meta = {"target": target.name, "arm": HPT_BASE, "variant": v, "pretrain_seed": seed}
                     evaluated.append((HPT_BASE, uid(rb), None, v, c, seed))
         for arm, pre, budget, v, c, pre_seed in evaluated:
@@ -445,9 +445,7 @@ def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
             if pre is None:
                 ev_values.update(random_init=True, backbone=pt.backbone)
             name = f"{target.name}-{_slug(arm).replace(' ', '_')}" + (f"-{_slug(budget)}" if budget is not None else "")
-            if _variant_name(v, cfg):
-                name += f"-{_slug(_variant_name(v, cfg))}"
-            name += tags(c, pre_seed - cfg.seed if pre else 0)
+            name += tags(v, c, pre_seed - cfg.seed if pre else 0)
             e = add(Stage("evaluate", name, ev_values, deps=[pre] if pre else [],
                           est_images=_eval_estimate(cfg, target)))  # fmt: skip
             e.meta = {"target": target.name, "arm": arm, "budget": budget, "variant": v, "pretrain": pre, "compute": c}
@@ -488,10 +486,10 @@ def scoring_paid(stage: Stage, score_folder: Path) -> dict[str, float]:
     return cost
 
 
-def arm_images(unit: ComputeUnit, stage: Stage, score_folder: Path) -> int | None:
-    """A compute-matched subset arm's training images: its level's FLOPs after its scoring; None: over budget."""
+def arm_images(unit: ComputeUnit, stage: Stage, spent: float) -> int | None:
+    """A compute-matched subset arm's training images: its level's FLOPs after ``spent`` FLOPs of scoring
+    (``scoring_paid``); None: over budget."""
     v = stage.meta["variant"]
-    spent = scoring_paid(stage, score_folder)["flops"]
     return unit.arm_images(stage.meta["compute"], spent, v["resolution"], v["objective"], stage.meta["batch"])
 
 
@@ -668,12 +666,11 @@ def run_study(cfg: StudyConfig, out: str | Path, *, force: bool = False, dry_run
                 skipped.add(uid(s))
                 continue
             if s.meta.get("compute") is not None and s.meta.get("score"):  # a subset arm, sized by its scoring
-                score_folder = root / by_uid[s.meta["score"]].folder
-                images = arm_images(unit, s, score_folder)
+                spent = scoring_paid(s, root / by_uid[s.meta["score"]].folder)["flops"]
+                images = arm_images(unit, s, spent)
                 if images is None:
-                    spent = scoring_paid(s, score_folder)["flops"] / unit.flops
-                    log(f"[{k + 1}/{len(stages)}] {s.name}: over budget (its scoring cost {spent:.3f} C of its "
-                        f"{s.meta['compute']:g} C: less than one batch of pre-training is left)")  # fmt: skip
+                    log(f"[{k + 1}/{len(stages)}] {s.name}: over budget (its scoring cost {spent / unit.flops:.3f} C "
+                        f"of its {s.meta['compute']:g} C: less than one batch of pre-training is left)")  # fmt: skip
                     skipped.add(uid(s))
                     continue
                 stage_cfg = _build(s, kind, {**values, "images": images})
@@ -717,7 +714,10 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path, unit: ComputeUnit
             "compute": meta["compute"],
             "pretrain_seeds": len(pres),
             "over_budget": bool(
-                pres and meta["compute"] is not None and subset and arm_images(unit, pres[0], score_folder) is None
+                pres
+                and meta["compute"] is not None
+                and subset
+                and arm_images(unit, pres[0], score_cost["flops"]) is None
             ),  # fmt: skip
             "source_shares": Manifest.read(select_folder).meta.get("source_shares")
             if select_folder

@@ -54,7 +54,8 @@ def open_idx(body: str, *, data_root: str | None = None, strict: bool = False, c
     if not folder.is_dir():
         raise ThresherError(f"idx:{body}: {folder} is not a folder of IDX files")
     prefix = PREFIXES.get(split, split)
-    images = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte"))
+    image_file = _find(folder, f"{prefix}-images-idx3-ubyte")
+    images = read_idx(image_file)
     labels = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte")).astype(np.int64)
     if len(labels) != len(images):
         raise ThresherError(f"idx:{body}: {len(images)} images but {len(labels)} labels")
@@ -66,7 +67,7 @@ def open_idx(body: str, *, data_root: str | None = None, strict: bool = False, c
     else:
         names, desc = read_classes(folder)
     ds = ArrayDataset(images, labels, classes=names, descriptions=desc, id_prefix=f"{split}-", spec=f"idx:{body}")
-    ds.source = str(_find(folder, f"{prefix}-images-idx3-ubyte"))
+    ds.source = str(image_file)
     return ds
 
 

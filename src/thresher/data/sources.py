@@ -10,6 +10,7 @@ minus the images of the fashion-mnist target's training subset.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -66,6 +67,18 @@ def sources_spec(parts: Sequence) -> str:
     return SCHEME + ":" + json.dumps(doc, separators=(",", ":"), sort_keys=True)
 
 
+@functools.lru_cache(maxsize=8)
+def _kept(spec: str, exclude: str, data_root: str | None, strict: bool) -> np.ndarray:
+    """Which examples of ``spec`` have pixels not found in ``exclude``: hashed once per process (a study opens its
+    pool several times, and the lake's part hashes 70,000 images)."""
+    ds = open_dataset(spec, data_root=data_root, strict=strict)
+    other = open_dataset(exclude, data_root=data_root, strict=strict)
+    gone = set(_pixel_hashes(other, np.arange(len(other))))
+    keep = np.array([h not in gone for h in _pixel_hashes(ds, np.arange(len(ds)))], dtype=bool)
+    keep.flags.writeable = False
+    return keep
+
+
 def _pixel_hashes(ds: ImageDataset, indices: np.ndarray) -> list[bytes]:
     return [hashlib.blake2b(np.ascontiguousarray(ds.load(int(i))).tobytes(), digest_size=16).digest() for i in indices]
 
@@ -81,9 +94,7 @@ def open_sources(body: str, *, data_root: str | None = None, strict: bool = Fals
         ds = open_dataset(part.spec, data_root=data_root, strict=strict)
         idx = np.arange(len(ds))
         if part.exclude:  # first what is left out, then the subset of the rest: a subset of the size asked
-            other = open_dataset(part.exclude, data_root=data_root, strict=strict)
-            gone = set(_pixel_hashes(other, np.arange(len(other))))
-            idx = idx[[h not in gone for h in _pixel_hashes(ds, idx)]]
+            idx = idx[_kept(part.spec, part.exclude, data_root, strict)]
         idx = idx[subset_indices(len(idx), part.subset, part.subset_seed)]
         labels = ds.labels[idx]
         offset = len(classes)

@@ -127,6 +127,15 @@ def kept_steps(folder: str | os.PathLike[str]) -> list[int]:
     return sorted(int(p.stem.removeprefix("step-")) for p in found if p.stem.removeprefix("step-").isdigit())
 
 
+def kept_step(path: str | os.PathLike[str] | None) -> tuple[str, int] | None:
+    """``(RUN, STEP)`` when ``path`` is ``RUN@STEP`` (the weights a run kept after a step) and no file of that name
+    exists; else None. The one place the form is parsed."""
+    base, at, step = str(path or "").rpartition("@")
+    if at and base and step.isdigit() and not Path(str(path)).exists():
+        return base, int(step)
+    return None
+
+
 def resolve_checkpoint(path: str | os.PathLike[str] | None, *, strict: bool = True) -> Path | None:
     """A checkpoint file as given; a run folder's checkpoint; a chain folder's last stage's (``chain.json``);
     ``RUN@STEP``, the weights a run kept after that step (``keep_at``).
@@ -135,9 +144,10 @@ def resolve_checkpoint(path: str | os.PathLike[str] | None, *, strict: bool = Tr
     if not path:
         return None
     p = Path(path)
-    base, at, step = str(path).rpartition("@")
-    if at and base and step.isdigit() and not p.exists() and Path(base).is_dir():
-        kept = kept_checkpoint_path(base, int(step))
+    kept_at = kept_step(path)
+    if kept_at and Path(kept_at[0]).is_dir():
+        base, step = kept_at
+        kept = kept_checkpoint_path(base, step)
         if not kept.is_file():
             have = ", ".join(map(str, kept_steps(base))) or "none"
             raise ThresherError(f"{base} kept no weights at step {step} (kept: {have}); train it with --keep-at {step}")

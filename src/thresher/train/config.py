@@ -113,11 +113,11 @@ class TrainConfig(Section):
         """``RUN@STEP`` names the file the run kept after that step, so it is fingerprinted by that file's content."""
         from pathlib import Path
 
-        base, at, step = (v or "").rpartition("@")
-        if at and base and step.isdigit() and Path(base).is_dir() and not Path(v).exists():
-            from ..errors import ThresherError
-            from ..models.checkpoint import resolve_checkpoint
+        from ..errors import ThresherError
+        from ..models.checkpoint import kept_step, resolve_checkpoint
 
+        kept_at = kept_step(v)
+        if kept_at and Path(kept_at[0]).is_dir():
             try:
                 return str(resolve_checkpoint(v))
             except ThresherError as exc:
