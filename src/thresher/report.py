@@ -184,7 +184,8 @@ def plots(results: dict, study: Path) -> list[tuple[str, str]]:
         figs.append((f"{t}: accuracy against cost (scoring + pre-training); dashed: the Pareto front",
                      svg.scatter(pts, f"{t}", "cost (TFLOPs)", "top-1")))  # fmt: skip
     for t in results["targets"]:
-        rows = [r for r in results["rows"] if r["target"] == t and r["score_folder"]]
+        # one figure per selection: under compute matching a selection serves every level (and variant)
+        rows = list({r["select_folder"]: r for r in results["rows"] if r["target"] == t and r["score_folder"]}.values())
         if not rows:
             continue
         if not ScoreTable.exists(rows[0]["score_folder"]):
