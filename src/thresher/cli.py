@@ -645,6 +645,88 @@ def study_cmd(
         write_report(out, log=typer.echo)
 
 
+@app.command("plan")
+def plan_cmd(
+    folder: Annotated[
+        Path | None, typer.Argument(help="With --check: a finished plan's folder (its recommendation is run).")
+    ] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Source pool spec.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Target training split spec.")] = None,
+    target_test: Annotated[
+        str | None, typer.Option("--target-test", help="Target test split spec (read by --check only).")
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="0.5C (C: one whole-pool pre-training), 2e6images, 3h or 90min.")
+    ] = None,
+    methods: Annotated[
+        str | None, typer.Option("--methods", help="Scorers, comma-separated (random always in).")
+    ] = None,
+    fractions: Annotated[str | None, typer.Option("--fractions", help="Subset fractions, e.g. 0.1,0.3.")] = None,
+    resolutions: Annotated[str | None, typer.Option("--resolutions", help="Resolutions, e.g. 16,32.")] = None,
+    objective: Annotated[str | None, typer.Option(help="Pre-training objective (default supervised).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="C: the whole pool for this many epochs (default 8).")] = None,
+    share: Annotated[float | None, typer.Option(help="Budget share for scoring and pilots (0.25).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Plan folder (plan.md, plan.html, stages/).")] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Run the plan's recommendation and the whole pool at the full budget.")
+    ] = False,
+    subset: SubsetOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    force: ForceOpt = False,
+    data_root: DataRootOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """What to pre-train on, and for how long, for a compute budget: cheap pilots, fitted curves, a recommendation."""
+    from .plan.run import check_plan, run_plan
+
+    if check:
+        if folder is None:
+            raise ThresherError("--check takes the plan's folder: thresher plan DIR --check")
+        result = check_plan(folder, target_test=target_test, log=typer.echo)
+        for role, r in result["rows"].items():
+            p = r["predicted"]
+            typer.echo(f"{role.replace('_', ' ')}: {r['candidate']}: predicted {p['mean']:.3f} ({p['low']:.3f}-"
+                       f"{p['high']:.3f}), measured {r['measured']:.3f} ({'in' if r['in_interval'] else 'outside'} "
+                       f"the interval), test top-1 {r['test_top1']:.3f}, {r['total_C']:.3g} C")  # fmt: skip
+        return
+    if folder is not None:
+        raise ThresherError(f"a folder argument ({folder}) goes with --check; to plan, give --out DIR")
+    if out is None:
+        raise ThresherError("give --out DIR: the plan's folder")
+    _check_out(out)
+    from .config import build_config
+    from .plan.config import PlanConfig
+
+    def listed(text: str | None, cast):
+        return None if text is None else [cast(x) for x in text.split(",") if x.strip()]
+
+    values = _values(
+        source__spec=source,
+        source__subset=subset,
+        source__data_root=data_root,
+        target__spec=target,
+        target__data_root=data_root if target else None,
+        target_test__spec=target_test,
+        target_test__data_root=data_root if target_test else None,
+        budget=budget,
+        methods=listed(methods, str),
+        fractions=listed(fractions, float),
+        resolutions=listed(resolutions, int),
+        objective=objective,
+        epochs=epochs,
+        share=share,
+        runtime__device=device,
+    )
+    cfg = build_config(PlanConfig, file=config, values=values, overrides=set_)
+    doc = run_plan(cfg, out, force=force, log=typer.echo)
+    rec = doc["candidates"][doc["recommended"]]["prediction"]
+    whole = doc["whole_pool_at_budget"]
+    typer.echo(f"recommended: {doc['recommended']}: predicted {rec['mean']:.3f} ({rec['low']:.3f}-{rec['high']:.3f}); "
+               f"the whole pool at the full budget: {whole['mean']:.3f} ({whole['low']:.3f}-{whole['high']:.3f}); "
+               f"planning spent {doc['share_spent']:.0%} of the budget. See {Path(out) / 'plan.md'}")  # fmt: skip
+
+
 @app.command("report")
 def report_cmd(study: Annotated[Path, typer.Argument(help="A study folder (holding results.json).")]) -> None:
     """Write report.md and a self-contained report.html (table and plots) for a finished study."""

@@ -25,6 +25,7 @@ class ComputeUnit:
     objective: str
     epochs: int
     n_pool: int
+    num_classes: int = 10  # the pool's, for a supervised head (a study's C counts a 10-class head: issue 18)
 
     @property
     def flops(self) -> float:
@@ -32,7 +33,7 @@ class ComputeUnit:
 
     def per_image(self, resolution: int, objective: str) -> float:
         """Training FLOPs of one image of an arm at ``resolution`` under ``objective`` (same backbone)."""
-        flops = train_flops_per_image(self.backbone, resolution, objective)
+        flops = train_flops_per_image(self.backbone, resolution, objective, self.num_classes)
         if flops <= 0:
             raise ThresherError(
                 f"cannot count the FLOPs of backbone {self.backbone} under {objective}; compute matching needs them "

@@ -298,7 +298,7 @@ def _top_sheet(select_folder: Path, study: Path, tag: str) -> str | None:
 
 # --- the page ---------------------------------------------------------------------------------------------------------
 def html_page(results: dict, table_md: str, figs: list[tuple[str, str]]) -> str:
-    body = [f"<h1>thresher study: {html.escape(', '.join(results['targets']))}</h1>", _md_to_html(table_md)]
+    body = [f"<h1>thresher study: {html.escape(', '.join(results['targets']))}</h1>", md_to_html(table_md)]
     for caption, fig in figs:
         body.append(f"<figure>{fig}<figcaption>{html.escape(caption)}</figcaption></figure>")
     style = (
@@ -310,7 +310,8 @@ def html_page(results: dict, table_md: str, figs: list[tuple[str, str]]) -> str:
     return head + f"<body>{''.join(body)}</body></html>"
 
 
-def _md_to_html(md: str) -> str:
+def md_to_html(md: str) -> str:
+    """The pipe tables, ### headings and paragraphs of a report's markdown as HTML (bold kept)."""
     out, rows = [], []
 
     def flush():

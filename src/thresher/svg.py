@@ -94,13 +94,16 @@ def line_chart(
     *,
     errors: dict[str, Sequence[float | None]] | None = None,
     reference: str | None = None,
+    marks: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float | None]]] | None = None,
 ) -> str:
     """One polyline per named series of (xs, ys); ``errors``: a half-height per point (error bars, with markers);
-    ``reference``: the series every other must beat, drawn thick and black."""
-    errors = errors or {}
-    xs = [x for s in series.values() for x in s[0]]
+    ``reference``: the series every other must beat, drawn thick and black; ``marks``: further points of a series
+    (xs, ys, half-heights), markers and bars in its colour off its line (measurements beside a fitted curve)."""
+    errors, marks = errors or {}, marks or {}
+    xs = [x for s in series.values() for x in s[0]] + [x for m in marks.values() for x in m[0]]
     ys = [y + sign * (e or 0.0) for name, s in series.items()
           for y, e in zip(s[1], errors.get(name) or [None] * len(s[1]), strict=True) for sign in (-1, 1)]  # fmt: skip
+    ys += [y + sign * (e or 0.0) for m in marks.values() for y, e in zip(m[1], m[2], strict=True) for sign in (-1, 1)]
     ax = _Axes(xs, ys, title, xlabel, ylabel)
     for k, (name, (sx, sy)) in enumerate(series.items()):
         color, width = ("#000", 3.0) if name == reference else (PALETTE[k % len(PALETTE)], 1.8)
@@ -109,6 +112,11 @@ def line_chart(
         for x, y, e in zip(sx, sy, errors.get(name) or [None] * len(sx), strict=True):
             if name not in errors or not math.isfinite(y):
                 continue
+            ax.parts.append(f'<circle cx="{ax.px(x):.1f}" cy="{ax.py(y):.1f}" r="3" fill="{color}"/>')
+            if e:
+                ax.parts.append(f'<line x1="{ax.px(x):.1f}" y1="{ax.py(y - e):.1f}" x2="{ax.px(x):.1f}" '
+                                f'y2="{ax.py(y + e):.1f}" stroke="{color}"/>')  # fmt: skip
+        for x, y, e in zip(*marks.get(name, ((), (), ())), strict=True):
             ax.parts.append(f'<circle cx="{ax.px(x):.1f}" cy="{ax.py(y):.1f}" r="3" fill="{color}"/>')
             if e:
                 ax.parts.append(f'<line x1="{ax.px(x):.1f}" y1="{ax.py(y - e):.1f}" x2="{ax.px(x):.1f}" '

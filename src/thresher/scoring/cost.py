@@ -22,7 +22,7 @@ class CostReference(Section):
 
     backbone: str = Field("small-cnn", description="backbone of the reference pre-training")
     resolution: int = Field(32, ge=8, le=1024, description="its resolution")
-    epochs: float = Field(8, gt=0, description="its epochs over the whole pool")
+    epochs: float = Field(8.0, gt=0, description="its epochs over the whole pool")
 
     def flops(self, n_pool: int) -> float:
         """FLOPs of C for a pool of ``n_pool`` images (supervised, as the training loop counts them)."""
@@ -34,16 +34,20 @@ class CostReference(Section):
 
 
 @functools.lru_cache(maxsize=32)
-def train_flops_per_image(backbone: str, resolution: int, objective: str = "supervised") -> float:
-    """Forward + backward FLOPs of one training image under ``objective`` (its views and heads included), counted
-    as the loop counts them (0: not countable)."""
+def train_flops_per_image(
+    backbone: str, resolution: int, objective: str = "supervised", num_classes: int = 10
+) -> float:
+    """Forward + backward FLOPs of one training image under ``objective`` (its views and heads included: a supervised
+    head of ``num_classes``), counted as the loop counts them (0: not countable)."""
     from ..data.transforms import build_transform
     from ..models import create_backbone
     from ..train.loop import count_flops_per_image
     from ..train.objective import build_objective
 
     torch.manual_seed(0)
-    model = build_objective(objective, create_backbone(backbone), num_classes=10, num_examples=2, total_steps=1)
+    model = build_objective(
+        objective, create_backbone(backbone), num_classes=num_classes, num_examples=2, total_steps=1
+    )
     transform = build_transform(getattr(model, "transform", "train"), resolution)
     images = transform(torch.zeros(2, 3, resolution, resolution, dtype=torch.uint8), torch.Generator().manual_seed(0))
     return count_flops_per_image(model, {"images": images, "labels": torch.zeros(2, dtype=torch.long)})

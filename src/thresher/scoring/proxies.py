@@ -69,7 +69,7 @@ class FeatureModelConfig(Section):
         "is importance's source classifier) or the target model (importance fits a softmax head on the pool's "
         "features and labels)",
     )
-    source_sample: float | None = Field(
+    source_sample: int | float | None = Field(
         None, gt=0, description="pool examples the source model trains on: a fraction (<= 1) or a count"
     )
     source_epochs: int | None = Field(None, ge=1, description="epochs of the model trained on the source labels")
@@ -83,7 +83,7 @@ class FeatureModelConfig(Section):
     fold_init: Literal["source-model", "target-model", "none"] | None = Field(
         None, description="what the domain classifier's fold CNNs start from"
     )
-    fold_pool_sample: float | None = Field(
+    fold_pool_sample: int | float | None = Field(
         None, gt=0, description="pool examples each domain-classifier fold CNN trains on: a fraction or a count"
     )
     batch_size: int = Field(128, ge=2)
