@@ -1306,6 +1306,31 @@ def test_search_source_without_candidates(tiny_npz, tmp_path, capsys):
     )  # fmt: skip
 
 
+# --- thresher plan -----------------------------------------------------------------------------------------------
+def _plan(tiny_npz, tmp_path, *extra: str) -> list:
+    return ["plan", "--source", f"npz:{tiny_npz}", "--target", f"npz:{tiny_npz}", "--out", tmp_path / "plan", *extra]
+
+
+def test_plan_budget_without_a_unit_it_knows(tiny_npz, tmp_path, capsys):
+    fails(capsys, *_plan(tiny_npz, tmp_path, "--budget", "3 parsecs"), match="give a number with a unit: 0.5C")
+
+
+def test_plan_budget_below_the_minimum(tiny_npz, tmp_path, capsys):
+    line = fails(capsys, *_plan(tiny_npz, tmp_path, "--budget", "2C"), match="is too small to plan:")
+    assert re.search(r"need at least [0-9.]+ C", line)
+    assert not list((tmp_path / "plan").glob("stages/score-*"))  # refused before scoring
+
+
+def test_plan_fraction_out_of_range(tiny_npz, tmp_path, capsys):
+    fails(capsys, *_plan(tiny_npz, tmp_path, "--budget", "9C", "--fractions", "0.1,1.5"),
+          match="fractions are subset sizes strictly between 0 and 1")  # fmt: skip
+
+
+def test_plan_check_of_a_folder_without_a_plan(tmp_path, capsys):
+    (tmp_path / "notaplan").mkdir()
+    fails(capsys, "plan", tmp_path / "notaplan", "--check", match="holds no plan.json: run `thresher plan")
+
+
 # --- the catalogue document -------------------------------------------------------------------------------------
 def test_docs_table_lists_every_test():
     """docs/errors.md has one row per test of this module, so the catalogue cannot drift from the tests."""

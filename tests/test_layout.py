@@ -130,3 +130,30 @@ def test_no_import_cycles():
 def test_the_cycle_finder_finds_cycles():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_package_imports_only_what_installing_it_installs():
+    """``pip install thresher`` (what `make demo` does) installs the core dependencies; the extras (timm, hf, faiss,
+    ray) are imported behind their own checks. A package only the dev extras bring (scipy, scikit-learn) imported by
+    the package itself works in `make test` and fails for every user: found here, on the source."""
+    import re
+    import sys
+    import tomllib
+
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    import_names = {"pillow": "PIL", "pyyaml": "yaml", "datasets": "datasets", "faiss-cpu": "faiss"}
+
+    def names(reqs: list[str]) -> set[str]:
+        return {import_names.get(n, n.replace("-", "_")) for n in (re.split(r"[<>=\[ ]", r)[0] for r in reqs)}
+
+    extras = {k: v for k, v in meta["optional-dependencies"].items() if k != "dev"}
+    allowed = names(meta["dependencies"]) | {n for v in extras.values() for n in names(v)} | {"huggingface_hub"}
+    allowed |= set(sys.stdlib_module_names) | {"thresher", "__future__"}
+    found = set()
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {(a.name.split(".")[0], path.relative_to(SRC).as_posix()) for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add((node.module.split(".")[0], path.relative_to(SRC).as_posix()))
+    assert sorted((n, p) for n, p in found if n not in allowed) == []

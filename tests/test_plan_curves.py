@@ -31,6 +31,21 @@ def test_a_noisy_curve_is_recovered_near_its_parameters_and_extrapolates():
     assert curve.predict(1.6) == pytest.approx(0.8 - 0.2 * 1.6**-0.5, abs=0.01)
 
 
+def test_a_ceiling_above_one_is_clipped_to_the_best_curve_that_stays_below_it():
+    """Pilots still rising log-linearly: unconstrained, a slow exponent fits them with a ceiling far above 1 (top-1
+    cannot pass 1); the fit puts the ceiling on 1 and is the least-squares b for it (brute force over b agrees)."""
+    c = np.repeat([0.01, 0.02, 0.04, 0.08], 2)
+    pts = Points.of(c, 0.45 + 0.06 * np.log2(c / 0.01))
+    curve = fit_curve(pts, alpha=0.02)
+    assert curve.a == 1.0
+    x = c**-0.02
+    grid = np.linspace(0, 2, 200001)
+    best = grid[np.argmin(((pts.accuracy[None] - (1 - grid[:, None] * x[None])) ** 2).sum(1))]
+    assert curve.b == pytest.approx(best, abs=2e-5)
+    free = fit_curve(pts)
+    assert free.a <= 1.0 and free.predict(1e6) <= 1.0
+
+
 def test_a_shared_exponent_is_fitted_across_candidates_with_their_own_ceilings():
     few = np.array([0.1, 0.3, 0.9])  # three levels: too few for each its own exponent
     cands = {"small": synthetic(a=0.6, b=0.05, levels=few), "whole": synthetic(a=0.9, b=0.2, levels=few)}

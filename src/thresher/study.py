@@ -250,12 +250,14 @@ class Stage:
         return f"{self.kind}-{self.name}-{self.key}"
 
 
-def _key(values: dict, deps: list[str]) -> str:
+def stage_key(values: dict, deps: list[str]) -> str:
+    """A stage's key: a hash of its settings and of the keys of the stages it reads (its folder's suffix)."""
     blob = json.dumps({"values": values, "deps": deps}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def _slug(x: Any) -> str:
+def slug(x: Any) -> str:
+    """A value as part of a stage's folder name (no dots, no slashes)."""
     return str(x).replace(".", "p").replace("/", "-")
 
 
@@ -303,7 +305,7 @@ def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
     stages: dict[str, Stage] = {}
 
     def add(stage: Stage) -> Stage:
-        stage.key = _key({**stage.values, **stage.keyed}, [stages[d].key for d in stage.deps])
+        stage.key = stage_key({**stage.values, **stage.keyed}, [stages[d].key for d in stage.deps])
         stages.setdefault(uid(stage), stage)
         return stages[uid(stage)]
 
@@ -324,8 +326,8 @@ def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
         """What tells one arm's runs apart in a stage's name: its variant, its compute level (none at 1.0: C itself,
         so the whole-pool run is the one a study without compute has) and its pre-training seed (none for the first,
         so a study given more seeds later keeps the runs it has: a stage's folder is its name and key)."""
-        variant = f"-{_slug(_variant_name(v, cfg))}" if _variant_name(v, cfg) else ""
-        return variant + (f"-c{_slug(c)}" if c not in (None, 1.0) else "") + (f"-seed{cfg.seed + k}" if k else "")
+        variant = f"-{slug(_variant_name(v, cfg))}" if _variant_name(v, cfg) else ""
+        return variant + (f"-c{slug(c)}" if c not in (None, 1.0) else "") + (f"-seed{cfg.seed + k}" if k else "")
 
     def pretrains(name: str, values: dict, deps: list[str], meta: dict, images: float, v: dict, keyed: dict) -> list:
         """One pre-training per seed of ``pretrain.seeds`` (the seed only in the name when there are several)."""
@@ -392,7 +394,7 @@ def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
         arms += [(r.name, r.select_values(), None) for r in target.references]  # a person's pick: no scoring paid
         for budget in cfg.budgets:
             for arm, how, pays_for in arms:
-                sel = add(Stage("select", f"{target.name}-{_slug(arm)}-{_slug(budget)}",
+                sel = add(Stage("select", f"{target.name}-{slug(arm)}-{slug(budget)}",
                                 {**how, "budget": budget, "seed": cfg.seed}, deps=[uid(sc)]))  # fmt: skip
                 sel.meta = {"target": target.name, "method": arm, "budget": budget}
                 n_sub = _budget_count(budget, n_pool)
@@ -406,7 +408,7 @@ def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
                             pool_steps = pt.epochs * (n_pool // min(pt.batch_size, n_pool))
                             vals["steps"] = pool_steps
                             images = pool_steps * min(pt.batch_size, n_sub)
-                        name = f"{target.name}-{_slug(arm)}-{_slug(budget)}"
+                        name = f"{target.name}-{slug(arm)}-{slug(budget)}"
                         meta = {"target": target.name, "arm": arm, "budget": budget, "compute": c,
                                 "score": uid(sc), "pays_for": pays_for, "batch": min(pt.batch_size, n_sub)}  # fmt: skip
                         # its length is set when it runs, from C: C's own settings key it too
@@ -444,7 +446,7 @@ def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
             }
             if pre is None:
                 ev_values.update(random_init=True, backbone=pt.backbone)
-            name = f"{target.name}-{_slug(arm).replace(' ', '_')}" + (f"-{_slug(budget)}" if budget is not None else "")
+            name = f"{target.name}-{slug(arm).replace(' ', '_')}" + (f"-{slug(budget)}" if budget is not None else "")
             name += tags(v, c, pre_seed - cfg.seed if pre else 0)
             e = add(Stage("evaluate", name, ev_values, deps=[pre] if pre else [],
                           est_images=_eval_estimate(cfg, target)))  # fmt: skip

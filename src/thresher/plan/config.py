@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from ..config import DataConfig, RuntimeConfig, Section
 from ..errors import ThresherError
@@ -76,14 +76,21 @@ class PlanConfig(Section):
             raise ValueError("resolutions are between 8 and 1024 pixels")
         return sorted(set(v))
 
-    @model_validator(mode="after")
-    def _objective(self) -> PlanConfig:
-        from ..selection import SELECTORS
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, v: str) -> str:
         from ..train.objective import OBJECTIVES
 
-        OBJECTIVES.validate([self.objective])
-        SELECTORS.validate([self.selection_mode])
-        return self
+        OBJECTIVES.validate(v)
+        return v
+
+    @field_validator("selection_mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        from ..selection import SELECTORS
+
+        SELECTORS.validate(v)
+        return v
 
     @property
     def parsed_budget(self) -> Budget:

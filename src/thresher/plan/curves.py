@@ -16,12 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from ..errors import ThresherError
 
 #: the exponents searched (log-uniformly): slower than C^-0.02 is a flat line, faster than C^-4 a step
 ALPHA_RANGE = (0.02, 4.0)
+#: the most a curve may promise: top-1 and macro AUROC are at most 1, so a fitted ceiling a above it is clipped (a
+#: slow exponent otherwise fits a rising pilot grid with a ceiling of 1.8 and extrapolates a log-linear trend forever)
+CEILING = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ class Points:
 
 
 def _solve(points: Points, alpha: float) -> tuple[float, float, float]:
-    """(a, b, sum of squared residuals) of the least-squares line y = a - b x, x = C^-alpha, with b >= 0."""
+    """(a, b, sum of squared residuals) of the least-squares line y = a - b x, x = C^-alpha, with b >= 0 and
+    a <= CEILING."""
     x, y = points.compute ** (-alpha), points.accuracy
     if np.ptp(x) > 0:
         slope, intercept = np.polyfit(x, y, 1)
@@ -72,6 +75,9 @@ def _solve(points: Points, alpha: float) -> tuple[float, float, float]:
         a, b = float(y.mean()), 0.0
     if b < 0:  # accuracy falling with compute is noise around a flat line, not a trend to extrapolate
         a, b = float(y.mean()), 0.0
+    if a > CEILING:  # the constrained optimum has its ceiling on the bound: b by least squares for a = CEILING
+        a = CEILING
+        b = max(0.0, float(x @ (a - y) / (x @ x)))
     resid = y - (a - b * x)
     return a, b, float(resid @ resid)
 
@@ -86,8 +92,25 @@ def _best_alpha(candidates: Sequence[Points]) -> float:
     grid = np.linspace(lo, hi, 41)  # a coarse scan first: the residual can have several local minima in alpha
     k = int(np.argmin([sse(g) for g in grid]))
     bounds = (grid[max(0, k - 1)], grid[min(len(grid) - 1, k + 1)])
-    res = minimize_scalar(sse, bounds=bounds, method="bounded", options={"xatol": 1e-7})
-    return float(np.exp(res.x if res.fun <= sse(grid[k]) else grid[k]))
+    x = _golden_section(sse, *bounds)
+    return float(np.exp(x if sse(x) <= sse(grid[k]) else grid[k]))
+
+
+def _golden_section(f, lo: float, hi: float, tol: float = 1e-7) -> float:
+    """The minimum of a function unimodal on [lo, hi] (golden-section search: numpy alone, no scipy at run time)."""
+    inv = (np.sqrt(5.0) - 1) / 2
+    c, d = hi - inv * (hi - lo), lo + inv * (hi - lo)
+    fc, fd = f(c), f(d)
+    while hi - lo > tol:
+        if fc <= fd:
+            hi, d, fd = d, c, fc
+            c = hi - inv * (hi - lo)
+            fc = f(c)
+        else:
+            lo, c, fc = c, d, fd
+            d = lo + inv * (hi - lo)
+            fd = f(d)
+    return (lo + hi) / 2
 
 
 def fit_curve(points: Points, alpha: float | None = None) -> Curve:

@@ -18,7 +18,7 @@ from ..config import build_config, merge
 from ..errors import ThresherError
 from ..evaluate.config import EvalConfig
 from ..models.checkpoint import checkpoint_path, training_cost
-from ..study import STAGE_KINDS, WORKSPACE, Stage, _key, _slug
+from ..study import STAGE_KINDS, WORKSPACE, Stage, slug, stage_key
 from .config import PlanConfig
 from .grid import Candidate
 
@@ -36,7 +36,7 @@ class Runs:
 
     def stage(self, kind: str, name: str, values: dict, deps: tuple[Stage, ...] = ()) -> Stage:
         st = Stage(kind, name, values, deps=[d.folder for d in deps])
-        st.key = _key(values, [d.key for d in deps])
+        st.key = stage_key(values, [d.key for d in deps])
         return st
 
     def folder(self, stage: Stage) -> Path:
@@ -75,7 +75,7 @@ class Runs:
 
     def select(self, score: Stage, method: str, fraction: float) -> Stage:
         values = {"method": method, "mode": self.cfg.selection_mode, "budget": fraction, "seed": self.cfg.seed}
-        return self.stage("select", f"{_slug(method)}-{_slug(fraction)}", values, (score,))
+        return self.stage("select", f"{slug(method)}-{slug(fraction)}", values, (score,))
 
     def train_values(self, resolution: int, images: int, seed: int, batch: int) -> dict:
         """A pre-training of ``images`` training images: pilots and the plan's final runs alike."""
@@ -136,7 +136,7 @@ class Runs:
         probe = self.probe_config(self.folder(trained) if trained else None)
         name = trained.name if trained else "no-pretraining"
         settings = probe.model_dump(exclude={"checkpoint", "cache", "runtime"})
-        key = _key({"stage": trained.key if trained else None, "probe": settings}, [])
+        key = stage_key({"stage": trained.key if trained else None, "probe": settings}, [])
         path = self.root / f"measure-{name}-{key}.json"
         if path.is_file():
             return atomic.read_json(path, fix=f"delete {path} and run the plan again")

@@ -61,8 +61,10 @@ def recommend(piloted: Mapping[str, Piloted], budget: float, spent: float, *, wh
     else:
         chosen = leader
     runner_up = max((n for n in rows if n != chosen), key=lambda n: rows[n]["prediction"]["mean"], default=None)
+    largest = max(float(p.points.compute.max()) for p in piloted.values())
     return {
         "budget_C": budget,
+        "extrapolation": left / largest,  # how far past its largest pilot the recommendation is predicted
         "spent_C": spent,
         "left_C": left,
         "shared_exponent": shared,

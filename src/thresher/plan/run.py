@@ -23,7 +23,7 @@ from ..errors import ThresherError
 from ..runs import CONFIG_FILE, RunFolder
 from ..scoring.cost import forward_flops_per_image
 from ..scoring.table import ScoreTable, method_cost
-from ..study import Stage
+from ..study import Stage, stage_key
 from .config import PlanConfig
 from .curves import Points
 from .grid import Candidate, minimum_budget, pilot_grid
@@ -245,7 +245,8 @@ def check_plan(folder: str | Path, *, target_test: str | None = None, log=print)
             got = runs.measure(st)
             ev = build_config(EvalConfig, values={
                 **runs.probe_config(runs.folder(st)).model_dump(), "test": test, "seeds": 1})  # fmt: skip
-            tested = evaluate(ev, run.path / "stages" / f"evaluate-{st.folder}", log=log)
+            # a folder per test split: another --target-test is another evaluation, not a refusal
+            tested = evaluate(ev, runs.root / f"evaluate-{st.folder}-{stage_key(test, [])}", log=log)
             cost = runs.cost(st)
             total = cost["flops"] / unit.flops + (doc["spent_C"] if role == "recommended" else 0.0)
             rows[role] = {
