@@ -78,6 +78,11 @@ def test_a_curve_that_bends_past_the_pilots_is_caught_by_the_held_out_level():
     acc = np.minimum(0.5 + 0.3 * c, 0.62)  # linear, then flat from 0.4 C
     pred = predict(Points.of(c, acc), 1.6, rounds=50)
     assert pred.holdout_error > 0.01 and pred.high - pred.low >= 2 * pred.holdout_error - 1e-12
+    # 1.6 C is one level ratio (x2) past the largest pilot (0.8 C): the miss counts once; four ratios, four times
+    assert pred.holdout_steps == pytest.approx(1.0)
+    far = predict(Points.of(c, acc), 0.8 * 2**4, rounds=50)
+    assert far.holdout_steps == pytest.approx(4.0) and far.holdout_error == pytest.approx(pred.holdout_error)
+    assert far.high - far.low >= 2 * 4 * far.holdout_error - 1e-12
 
 
 def test_bad_pilots_are_one_line_errors():

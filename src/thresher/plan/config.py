@@ -32,6 +32,13 @@ class PlanConfig(Section):
     epochs: int = Field(8, ge=1, description="C: the whole pool for this many epochs at the largest resolution")
     batch_size: int = Field(128, ge=2)
     lr: float = Field(0.1, gt=0)
+    warmup_fraction: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="linear warm-up as a share of each run: a pilot of a few dozen steps is not all warm-up (an epoch "
+        "of the whole pool would be), and every run, pilot or final, has the same schedule's shape",
+    )
     extra: StudyTrainExtra = Field(
         default_factory=StudyTrainExtra, description="further training-config keys (optim, lr_schedule, ...)"
     )

@@ -6,8 +6,9 @@ fixed exponent alpha the curve is linear in (a, b), so the fit is a one-dimensio
 least-squares solve inside (b >= 0: more compute never predicts less). With few compute levels a candidate's own
 exponent is poorly determined; ``fit_curves(shared=True)`` fits one alpha for every candidate (their a and b stay
 their own). The prediction interval at a budget combines the pilots' seed noise (a bootstrap over seeds, refitting
-each time) with how far the curve misses a level it did not see (the leave-the-largest-level-out error): a pilot
-grid tells nothing past its largest level but the trend, and the interval says so.
+each time) with how far the curve misses a level it did not see (the leave-the-largest-level-out error, scaled by how
+many level ratios the prediction lies past the largest pilot): a pilot grid tells nothing past its largest level but
+the trend, and the interval says so.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ class Prediction:
     high: float
     seed_halfwidth: float  # from the bootstrap over the pilots' seeds
     holdout_error: float  # |prediction - measurement| at the largest level, fitted without it
+    holdout_steps: float = 1.0  # the level-ratio steps from the largest pilot to ``compute`` it is scaled by
 
     @property
     def degenerate(self) -> bool:
@@ -160,7 +162,10 @@ def predict(
 ) -> Prediction:
     """acc at ``compute`` with an interval: the ``level`` bootstrap interval over seeds (pilots resampled with
     replacement within each compute level, the curve refitted each time; ``alpha`` fixed when shared), widened on both
-    sides by the leave-the-largest-level-out error (0 with only two levels: nothing to hold out)."""
+    sides by the leave-the-largest-level-out error extrapolated to ``compute`` (0 with only two levels: nothing to hold
+    out). That error is what one step of the pilots' level ratio past the data costs; a prediction k such steps past
+    the largest pilot is widened by k times it (at least once): a wrong trend drifts further the further it is
+    followed, and the plan's recommendation is typically tens of times the largest pilot's compute."""
     curve = fit_curve(points, alpha)
     mean = float(curve.predict(compute))
     rng = np.random.default_rng(seed)
@@ -171,10 +176,12 @@ def predict(
         draws.append(fit_curve(Points(points.compute[idx], points.accuracy[idx]), alpha).predict(compute))
     lo_q, hi_q = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
     half = float(max(mean - lo_q, hi_q - mean, 0.0))
-    holdout = 0.0
+    holdout, steps = 0.0, 1.0
     if len(points.levels) >= 3:
-        top = points.levels[-1]
+        top, below = points.levels[-1], points.levels[-2]
         keep = points.compute < top
         seen = fit_curve(Points(points.compute[keep], points.accuracy[keep]), alpha)
         holdout = abs(float(seen.predict(top)) - float(points.accuracy[~keep].mean()))
-    return Prediction(compute, mean, mean - half - holdout, mean + half + holdout, half, holdout)
+        steps = max(1.0, float(np.log(compute / top) / np.log(top / below)))
+    wide = holdout * steps
+    return Prediction(compute, mean, mean - half - wide, mean + half + wide, half, holdout, steps)

@@ -88,7 +88,9 @@ class Runs:
             "images": int(images),
             "batch_size": batch,
             "seed": seed,
-            **merge({"optim": {"lr": cfg.lr}}, cfg.extra.values()),
+            **merge(
+                {"optim": {"lr": cfg.lr}, "lr_schedule": {"warmup_fraction": cfg.warmup_fraction}}, cfg.extra.values()
+            ),
         }
 
     def pretrain(self, name: str, cand: Candidate, images: int, seed: int, n_pool: int, sel: Stage | None) -> Stage:

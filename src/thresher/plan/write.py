@@ -73,7 +73,7 @@ def markdown(folder: Path, doc: dict, cfg: PlanConfig, check: dict | None = None
         f"the {left:.3g} C the plan leaves of the budget. Predicted validation top-1 (linear probe) "
         f"{_pm(rec['prediction'])}, a 90% interval: {doc['extrapolation']:.0f}x the compute of the largest pilot, so "
         "the fitted curve's form carries the prediction (its interval holds the pilots' seed noise and how far the "
-        "curve missed the largest pilot level when fitted without it).",
+        "curve missed the largest pilot level when fitted without it, times the level ratios it is extrapolated).",
         "",
         f"**The whole pool with the whole budget** ({b:.3g} C, no planning): predicted {_pm(whole)}.",
     ]
@@ -95,7 +95,7 @@ def markdown(folder: Path, doc: dict, cfg: PlanConfig, check: dict | None = None
         "### Candidates at the budget",
         "",
         f"| candidate | scoring (C, alone) | fitted curve a - b C^-alpha | predicted at {left:.3g} C | seed part | "
-        "held-out-level part | total cost (C) |",
+        "held-out-level part (x ratios) | total cost (C) |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in sorted(rows.items(), key=lambda kv: -kv[1]["prediction"]["mean"]):
@@ -103,7 +103,7 @@ def markdown(folder: Path, doc: dict, cfg: PlanConfig, check: dict | None = None
         bold = "**" if name == doc["recommended"] else ""
         curve = f"{c['a']:.3f} - {c['b']:.3g} C^-{c['alpha']:.2f}"
         lines.append(f"| {bold}{name}{bold} | {r['scoring_C']:.3f} | {curve} | {_pm(p)} | {p['seed_halfwidth']:.3f} "
-                     f"| {p['holdout_error']:.3f} | {r['total_C']:.3g} |")  # fmt: skip
+                     f"| {p['holdout_error']:.3f} (x {p['holdout_steps']:.1f}) | {r['total_C']:.3g} |")  # fmt: skip
     lines += ["", "### Pilots (validation top-1, mean over seeds)", "",
               "| candidate | " + " | ".join(f"{c:.3g} C" for c in doc["levels_C"]) + " |",
               "|---|" + "---|" * len(doc["levels_C"])]  # fmt: skip
