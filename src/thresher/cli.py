@@ -111,6 +111,26 @@ def data_download(
     download_builtin(name, source=from_, dest_root=to, url=url, force=force, log=typer.echo)
 
 
+@data_app.command("make-dense")
+def data_make_dense(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for train.json, test.json and their images.")] = ...,
+    size: Annotated[int | None, typer.Option(help="Image side in pixels (default 96).")] = None,
+    train: Annotated[int | None, typer.Option(help="Training images (default 1000).")] = None,
+    test: Annotated[int | None, typer.Option(help="Test images (default 400).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed: the same folder comes out for the same seed.")] = None,
+    data_root: DataRootOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """A small real detection / segmentation task in COCO format: Fashion-MNIST silhouettes on real backgrounds."""
+    _check_out(out)
+    from .config import build_config
+    from .data.make_dense import MakeDenseConfig, make_dense
+
+    cfg = build_config(MakeDenseConfig, values=_values(size=size, train=train, test=test, seed=seed,
+                                                       data_root=data_root))  # fmt: skip
+    make_dense(cfg, out, force=force, log=typer.echo)
+
+
 @data_app.command("info")
 def data_info(
     spec: Annotated[str, typer.Argument(help="Dataset spec, e.g. builtin:tiny-imagenet-32:train or folder:PATH.")],

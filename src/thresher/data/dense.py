@@ -1,0 +1,108 @@
+"""Dense targets (issue 20): per image, the objects' boxes, categories and masks, for detection, instance and semantic
+segmentation as evaluation protocols.
+
+A dense dataset is an ``ImageDataset`` whose ``dense(i)`` gives image i's ``DenseTarget`` in its own pixel coordinates.
+Its ``multilabels`` are the categories present in each image (so a scorer can treat it as a multi-label target) and
+its ``labels`` the category of each image's largest object (-1 with none), the single-label view of the same data.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ThresherError
+from .base import UNLABELED, ImageDataset
+
+#: the semantic-segmentation label of pixels no metric counts (VOC's boundary value)
+IGNORE = 255
+#: COCO's object-size buckets: small below 32^2 pixels of area, large above 96^2, for its images of about 640 x 480
+COCO_AREAS = (32.0**2, 96.0**2)
+COCO_IMAGE_AREA = 640.0 * 480.0
+
+
+def area_ranges(height: float, width: float) -> dict[str, tuple[float, float]]:
+    """COCO's small / medium / large area ranges scaled to an image of ``height`` x ``width``: the same fraction of
+    the image's area (at 96 x 96, small is below 31 pixels and large above 276), so small objects of small images
+    count as small. The metrics and ``make-dense`` read them here."""
+    f = height * width / COCO_IMAGE_AREA
+    small, large = COCO_AREAS[0] * f, COCO_AREAS[1] * f
+    return {"all": (0.0, 1e10), "small": (0.0, small), "medium": (small, large), "large": (large, 1e10)}
+
+
+@dataclass(frozen=True)
+class DenseTarget:
+    """One image's objects: ``boxes`` (n, 4) float32 x0, y0, x1, y1 in pixels, ``labels`` (n,) int64 category
+    indices, ``masks`` (n, H, W) bool instance masks or None (boxes only), ``height`` x ``width`` the image size."""
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray | None
+    height: int
+    width: int
+
+    def semantic(self) -> np.ndarray:
+        """The (H, W) uint8 class map: 0 background, category k as k + 1, later objects drawn over earlier ones."""
+        if self.masks is None:
+            raise ThresherError("semantic segmentation needs masks; this dataset has boxes only")
+        out = np.zeros((self.height, self.width), np.uint8)
+        for mask, label in zip(self.masks, self.labels, strict=True):
+            out[mask] = label + 1
+        return out
+
+    @property
+    def areas(self) -> np.ndarray:
+        """Each object's area in pixels: its mask's, else its box's."""
+        if self.masks is not None:
+            return self.masks.reshape(len(self.masks), -1).sum(1).astype(np.float64)
+        b = self.boxes.astype(np.float64)
+        return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+
+
+def check_box(box: tuple[float, float, float, float], height: int, width: int, where: str) -> None:
+    """A box inside its image with positive width and height, or a one-line error naming the annotation."""
+    x0, y0, x1, y1 = box
+    if not (x1 > x0 and y1 > y0):
+        raise ThresherError(f"{where}: box {list(box)} has no area; COCO boxes are [x, y, width, height], both > 0")
+    tol = 1.0  # annotation tools round to the pixel
+    if x0 < -tol or y0 < -tol or x1 > width + tol or y1 > height + tol:
+        raise ThresherError(f"{where}: box [x0={x0:g}, y0={y0:g}, x1={x1:g}, y1={y1:g}] lies outside its "
+                            f"{width}x{height} image; fix or drop the annotation")  # fmt: skip
+
+
+class DenseDataset(ImageDataset):
+    """Images with dense targets; subclasses give ``categories``, the per-image object lists and ``dense(i)``."""
+
+    categories: list[str]
+
+    @abstractmethod
+    def object_labels(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per image, its objects' category indices and areas, without decoding any mask."""
+
+    @abstractmethod
+    def dense(self, index: int) -> DenseTarget:
+        """Image ``index``'s objects (boxes, categories, masks when the dataset has them)."""
+
+    @property
+    def has_masks(self) -> bool:
+        return True
+
+    def _present(self) -> tuple[np.ndarray, np.ndarray]:
+        cats, largest = np.zeros((len(self), len(self.categories)), np.int64), np.full(len(self), UNLABELED)
+        for i, (labels, areas) in enumerate(self.object_labels()):
+            cats[i, labels] = 1
+            if len(labels):
+                largest[i] = labels[int(np.argmax(areas))]
+        return cats, largest
+
+    @property
+    def multilabels(self) -> np.ndarray:  # type: ignore[override]
+        if getattr(self, "_multilabels", None) is None:
+            self._multilabels, self._largest = self._present()
+        return self._multilabels
+
+    def _make_labels(self) -> np.ndarray:
+        _ = self.multilabels
+        return self._largest
