@@ -1306,6 +1306,25 @@ def test_search_source_without_candidates(tiny_npz, tmp_path, capsys):
     )  # fmt: skip
 
 
+# --- dense datasets ----------------------------------------------------------------------------------------------
+def _coco(tmp_path, ann: dict) -> str:
+    (tmp_path / "c").mkdir()
+    doc = {"images": [{"id": 1, "file_name": "a.png", "height": 16, "width": 20}],
+           "annotations": [{"id": 9, "image_id": 1, "category_id": 1, "bbox": [2, 2, 4, 4], **ann}],
+           "categories": [{"id": 1, "name": "shoe"}]}  # fmt: skip
+    (tmp_path / "c" / "ann.json").write_text(json.dumps(doc))
+    return f"coco:{tmp_path / 'c' / 'ann.json'}"
+
+
+def test_coco_box_outside_its_image(tmp_path, capsys):
+    fails(capsys, "data", "info", _coco(tmp_path, {"bbox": [15, 2, 10, 4]}),
+          match="annotation 9 (image 1): box [x0=15, y0=2, x1=25, y1=6] lies outside its 20x16 image")  # fmt: skip
+
+
+def test_coco_unknown_category(tmp_path, capsys):
+    fails(capsys, "data", "info", _coco(tmp_path, {"category_id": 4}), match="unknown category_id 4 (declared: [1])")
+
+
 # --- thresher plan -----------------------------------------------------------------------------------------------
 def _plan(tiny_npz, tmp_path, *extra: str) -> list:
     return ["plan", "--source", f"npz:{tiny_npz}", "--target", f"npz:{tiny_npz}", "--out", tmp_path / "plan", *extra]
