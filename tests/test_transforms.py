@@ -350,7 +350,7 @@ def test_normalisation_uses_mean_and_std():
 
 
 def test_registry_and_errors():
-    assert set(T.TRANSFORMS) == {"eval", "train", "ssl", "domain"}
+    assert set(T.TRANSFORMS) == {"eval", "train", "ssl", "domain", "dense"}
     assert isinstance(T.build_transform("train", 32, scale=[0.5, 1.0]), T.TrainTransform)
     assert T.build_transform("ssl", 224).kernel_size == 23
     ref = T.build_transform("ssl", RES, backend="reference")

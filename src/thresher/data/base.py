@@ -116,6 +116,11 @@ class ImageDataset(ABC):
             return torch.empty((0, 3, size, size), dtype=torch.uint8), ok
         return torch.stack(out), ok
 
+    def batch_targets(self, indices: np.ndarray, size: int) -> dict[str, list] | None:
+        """What a training batch of ``indices`` (loaded at ``size``) carries besides labels, one list entry per image:
+        the one mechanism by which dense targets (boxes, classes, masks) reach an objective. None: labels only."""
+        return None
+
     def source_files(self) -> list[Path]:
         """The files (or folders) this dataset reads: their identity is part of every run's fingerprint."""
         return [Path(self.source)] if self.source else []
@@ -174,6 +179,15 @@ def img_to_chw(img: np.ndarray) -> torch.Tensor:
     return t.expand(3, -1, -1).contiguous() if t.shape[0] == 1 else t
 
 
+def square_geometry(h: int, w: int, size: int) -> tuple[int, int, int, int]:
+    """How ``to_square`` maps an h x w image onto size x size: (resized height, resized width, top, left) of the crop
+    (a dense target's boxes and masks follow its image through this)."""
+    if min(h, w) != size:
+        scale = size / min(h, w)
+        h, w = max(size, round(h * scale)), max(size, round(w * scale))
+    return h, w, (h - size) // 2, (w - size) // 2
+
+
 def to_square(x: torch.Tensor, size: int) -> torch.Tensor:
     """Resize the shorter side to ``size`` (bilinear, antialiased) and center-crop: uint8 (.., C, H, W) in and out."""
     h, w = x.shape[-2:]
@@ -181,13 +195,10 @@ def to_square(x: torch.Tensor, size: int) -> torch.Tensor:
         return x
     batched = x.dim() == 4
     xb = x if batched else x.unsqueeze(0)
-    if min(h, w) != size:
-        scale = size / min(h, w)
-        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    nh, nw, top, left = square_geometry(h, w, size)
+    if (nh, nw) != (h, w):
         xb = F.interpolate(xb.float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
         xb = xb.round_().clamp_(0, 255).to(torch.uint8)
-        h, w = nh, nw
-    top, left = (h - size) // 2, (w - size) // 2
     xb = xb[..., top : top + size, left : left + size].contiguous()
     return xb if batched else xb[0]
 

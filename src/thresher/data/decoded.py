@@ -58,6 +58,10 @@ class DecodedDataset(ArrayDataset):
     def source_files(self) -> list[Path]:
         return self.original.source_files()
 
+    def batch_targets(self, indices: np.ndarray, size: int) -> dict[str, list] | None:
+        """The original's (dense targets are annotations, not pixels: nothing of them is decoded here)."""
+        return self.original.batch_targets(self.original_indices[np.asarray(indices)], size)
+
 
 def needs_decoding(ds: ImageDataset) -> bool:
     """Whether reading ``ds`` decodes files (array datasets are sliced, never decoded)."""

@@ -12,9 +12,11 @@ from abc import abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ..errors import ThresherError
-from .base import UNLABELED, ImageDataset
+from .base import UNLABELED, ImageDataset, square_geometry
 
 #: the semantic-segmentation label of pixels no metric counts (VOC's boundary value)
 IGNORE = 255
@@ -44,13 +46,11 @@ class DenseTarget:
     width: int
 
     def semantic(self) -> np.ndarray:
-        """The (H, W) uint8 class map: 0 background, category k as k + 1, later objects drawn over earlier ones."""
+        """The (H, W) uint8 class map (``semantic_maps``)."""
         if self.masks is None:
             raise ThresherError("semantic segmentation needs masks; this dataset has boxes only")
-        out = np.zeros((self.height, self.width), np.uint8)
-        for mask, label in zip(self.masks, self.labels, strict=True):
-            out[mask] = label + 1
-        return out
+        maps = semantic_maps([torch.from_numpy(self.masks)], [torch.from_numpy(self.labels)], self.height, self.width)
+        return maps[0].numpy().astype(np.uint8)
 
     @property
     def areas(self) -> np.ndarray:
@@ -59,6 +59,17 @@ class DenseTarget:
             return self.masks.reshape(len(self.masks), -1).sum(1).astype(np.float64)
         b = self.boxes.astype(np.float64)
         return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+
+
+def semantic_maps(masks: list[torch.Tensor], classes: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
+    """Instance masks as (B, H, W) int64 class maps: 0 background, category k as k + 1, later objects drawn over
+    earlier ones (the segmentation protocol's target, and ``DenseTarget.semantic``)."""
+    device = masks[0].device if masks else torch.device("cpu")
+    out = torch.zeros((len(masks), height, width), dtype=torch.int64, device=device)
+    for i, (m, c) in enumerate(zip(masks, classes, strict=True)):
+        for k in range(len(c)):
+            out[i][m[k]] = int(c[k]) + 1
+    return out
 
 
 def check_box(box: tuple[float, float, float, float], height: int, width: int, where: str) -> None:
@@ -106,3 +117,35 @@ class DenseDataset(ImageDataset):
     def _make_labels(self) -> np.ndarray:
         _ = self.multilabels
         return self._largest
+
+    def batch_targets(self, indices: np.ndarray, size: int) -> dict[str, list]:
+        """Per image, at ``size`` (``to_square``'s geometry): ``boxes`` (n, 4) float32, ``classes`` (n,) int64 and,
+        with masks, ``masks`` (n, size, size) bool; objects the crop cuts away entirely are dropped."""
+        out: dict[str, list] = {"boxes": [], "classes": []}
+        if self.has_masks:
+            out["masks"] = []
+        for i in indices:
+            t = square_target(self.dense(int(i)), size)
+            out["boxes"].append(torch.from_numpy(t.boxes))
+            out["classes"].append(torch.from_numpy(t.labels))
+            if self.has_masks:
+                out["masks"].append(torch.from_numpy(t.masks))
+        return out
+
+
+def square_target(t: DenseTarget, size: int) -> DenseTarget:
+    """``t`` as its image is after ``to_square(size)``: boxes scaled and shifted into the crop (clipped), masks
+    resized (nearest, pixel centres aligned as in the image's resize) and cropped; objects with nothing left inside
+    the crop are dropped."""
+    nh, nw, top, left = square_geometry(t.height, t.width, size)
+    sx, sy = nw / t.width, nh / t.height
+    boxes = t.boxes.astype(np.float32) * np.float32([sx, sy, sx, sy]) - np.float32([left, top, left, top])
+    boxes = np.clip(boxes, 0, size)
+    keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+    masks = None
+    if t.masks is not None:
+        m = torch.from_numpy(t.masks[keep]).float()[:, None]
+        if (nh, nw) != (t.height, t.width):
+            m = F.interpolate(m, size=(nh, nw), mode="nearest-exact") if len(m) else m.new_zeros((0, 1, nh, nw))
+        masks = m[:, 0, top : top + size, left : left + size].bool().numpy()
+    return DenseTarget(boxes[keep], t.labels[keep], masks, size, size)

@@ -39,6 +39,7 @@ __all__ = [
     "IMAGENET_STD",
     "TRANSFORMS",
     "BatchTransform",
+    "DenseTransform",
     "EvalTransform",
     "SSLTransform",
     "TrainTransform",
@@ -313,6 +314,14 @@ class BatchTransform:
         """The pipeline on a float batch in [0, 1]."""
         raise NotImplementedError
 
+    def with_targets(self, x: Tensor, generator: torch.Generator, targets: dict[str, list]) -> tuple[Tensor, dict]:
+        """Transform a batch and its dense targets (``ImageDataset.batch_targets``) together; only a transform that
+        moves boxes and masks with the pixels may (``dense``)."""
+        raise ThresherError(
+            f"the {type(self).__name__} transform does not move boxes or masks with the image; a batch with dense "
+            "targets trains with the dense transform (transform: dense)"
+        )
+
     def normalize(self, x: Tensor) -> Tensor:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
@@ -393,6 +402,42 @@ class TrainTransform(BatchTransform):
 
         steps = [self._reference_crop(), v2.RandomHorizontalFlip(self.flip_p)]
         return v2.Compose(self._reference_head() + steps + self._reference_tail())
+
+
+@TRANSFORMS.register("dense")
+@dataclass(frozen=True)
+class DenseTransform(BatchTransform):
+    """Dense fine-tuning's augmentation: a horizontal flip that moves boxes and masks with the image, then normalise.
+    No crop, so no object is cut (000 and 001 fine-tune their detectors with flips alone)."""
+
+    flip_p: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_prob("flip_p", self.flip_p)
+
+    def apply(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        return self.normalize(hflip(x, _rand(generator, x.shape[0]) < self.flip_p))
+
+    def with_targets(self, x: Tensor, generator: torch.Generator, targets: dict[str, list]) -> tuple[Tensor, dict]:
+        if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a uint8 batch (B, 3, H, W), got {tuple(x.shape)} {x.dtype}")
+        flip = _rand(generator, x.shape[0]) < self.flip_p
+        images = self.normalize(hflip(x.float().mul_(1.0 / 255.0), flip))
+        width = x.shape[-1]
+        out = {k: list(v) for k, v in targets.items()}
+        for i in torch.nonzero(flip).flatten().tolist():
+            if "boxes" in out:
+                b = out["boxes"][i]
+                out["boxes"][i] = torch.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], dim=1)
+            if "masks" in out:
+                out["masks"][i] = out["masks"][i].flip(-1)
+        return images, out
+
+    def reference(self) -> Callable[[Tensor], Tensor]:
+        from torchvision.transforms import v2
+
+        return v2.Compose(self._reference_head() + [v2.RandomHorizontalFlip(self.flip_p)] + self._reference_tail())
 
 
 @TRANSFORMS.register("ssl")

@@ -1,8 +1,10 @@
 """Feature-extractor backbones behind one registry: ``create_backbone("resnet18")``, ``"small-cnn"``, ``"timm:<name>"``.
 
 Every backbone is an ``nn.Module`` with an int ``feature_dim`` and ``forward_features(x) -> (B, feature_dim)``
-(globally pooled features, no classifier); ``forward`` is the same call. Parameter names follow the upstream
-library (torchvision / timm) exactly, so public checkpoints load without renaming (see ``checkpoint.py``).
+(globally pooled features, no classifier); ``forward`` is the same call. thresher's own CNNs also give
+``forward_map(x)``, the unpooled last feature map (``map_stride`` pixels per cell), for dense heads. Parameter names
+follow the upstream library (torchvision / timm) exactly, so public checkpoints load without renaming (see
+``checkpoint.py``).
 """
 
 from __future__ import annotations
@@ -91,6 +93,15 @@ class TorchvisionResNet(tv_resnet.ResNet):
         """Pooled features, shape (B, feature_dim)."""
         return self._forward_impl(x)  # ends with avgpool, flatten, fc=Identity
 
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map (B, feature_dim, H/s, W/s) before pooling, for dense heads (s = map_stride)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    @property
+    def map_stride(self) -> int:
+        return (self.conv1.stride[0] * (2 if isinstance(self.maxpool, nn.MaxPool2d) else 1)) * 8
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)
 
@@ -165,11 +176,16 @@ class CifarResNet(nn.Module):
         self.feature_dim: int = 64
         _kaiming_init(self)
 
+    map_stride = 4
+
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map (B, 64, H/4, W/4), for dense heads."""
+        x = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return self.layer3(self.layer2(self.layer1(x)))
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features, shape (B, 64)."""
-        x = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return torch.flatten(F.adaptive_avg_pool2d(self.forward_map(x), 1), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)
@@ -216,6 +232,12 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.feature_dim: int = in_ch
         _kaiming_init(self)
+
+    map_stride = 8
+
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature map (B, feature_dim, H/8, W/8), for dense heads."""
+        return self.features(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features, shape (B, feature_dim)."""

@@ -3,6 +3,6 @@
 Importing this package registers its objectives and data schedules in the engine's registries: the explicit roster.
 """
 
-from ..train import supervised  # noqa: F401  (the engine's own objective, listed with the others)
+from ..train import detection, segmentation, supervised  # noqa: F401  (the engine's own objectives, listed with the others)
 from . import schedules  # noqa: F401
 from .objectives import byol, moco, simclr  # noqa: F401

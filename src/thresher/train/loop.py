@@ -409,7 +409,8 @@ class Trainer:
                 if epoch == 0:  # every example is seen in the first epoch: count unreadable ones once
                     self.skipped.add(self.ds.ids[idx[~ok]])
                 progress = epoch + (st.pos + 1) / max(1, self.plan.epoch_steps[epoch])
-                loss, acc, n = self._step(x, b[ok], progress)
+                extra = self.ds.batch_targets(idx[ok], cfg.resolution)  # dense targets ride along (None: labels)
+                loss, acc, n = self._step(x, b[ok], progress, extra)
                 st.step += 1
                 st.pos += 1
                 if n:
@@ -517,10 +518,13 @@ class Trainer:
             atomic.write_json(self.root / SUMMARY, summary)
         return summary
 
-    def _step(self, x: torch.Tensor, pos: np.ndarray, progress: float) -> tuple[float, float, int]:
+    def _step(
+        self, x: torch.Tensor, pos: np.ndarray, progress: float, extra: dict[str, list] | None = None
+    ) -> tuple[float, float, int]:
         """One optimisation step on images ``x`` of the examples at positions ``pos`` of ``indices``.
 
-        ``progress``: epochs done after this step (the learning rate's clock).
+        ``progress``: epochs done after this step (the learning rate's clock); ``extra``: what the batch carries
+        besides labels (``ImageDataset.batch_targets``), transformed with the images and added to the batch.
         """
         factor = self.lr_factor(progress)
         for group in self.optimizer.param_groups:
@@ -532,13 +536,17 @@ class Trainer:
             return math.nan, math.nan, 0
         dev = self.device
         gen = step_generator(self.cfg.seed, self.state.step, dev, stream=self.dist.rank)
-        images = self.transform(x.to(dev, non_blocking=True), gen)
+        if extra is None:
+            images = self.transform(x.to(dev, non_blocking=True), gen)
+        else:
+            images, extra = self.transform.with_targets(x.to(dev, non_blocking=True), gen, extra)
+            extra = {k: [t.to(dev) for t in v] for k, v in extra.items()}
         if isinstance(images, tuple):
             images = tuple(v.contiguous(memory_format=memory_format(dev)) for v in images)
         else:
             images = images.contiguous(memory_format=memory_format(dev))
         pos_t = torch.from_numpy(pos)
-        batch = {"images": images, "labels": self.labels[pos_t].to(dev), "index": pos_t.to(dev)}
+        batch = {"images": images, "labels": self.labels[pos_t].to(dev), "index": pos_t.to(dev), **(extra or {})}
         if self.weights is not None:
             batch["weights"] = self.weights[pos_t].to(dev)
         if self.state.flops_per_image == 0.0:  # once per run (on a copy: no side effects); -1 = not countable

@@ -1,0 +1,149 @@
+"""Object detection and instance segmentation as fine-tuning objectives (issue 20): torchvision's Faster R-CNN and
+Mask R-CNN on the backbone's feature map, sized for small images on CPUs.
+
+000 fine-tunes a Faster R-CNN on VOC07, 001 and 003 Faster / Mask R-CNN on VOC and COCO. Here the backbone's last
+feature map is the one level the region proposal network and the RoI heads read (torchvision's "C4"-style single
+level, not an FPN); anchors are 1, 2, 4 and 8 cells of that map; the box head is two narrow fully connected layers;
+few RoIs are sampled per image. Images go in at the size they are loaded (no resizing to torchvision's 800 px) and
+already normalised by the dense transform. ``frozen_bn`` freezes the backbone's batch-norm statistics and affine
+parameters, as detection fine-tuning from ImageNet models usually does (001 trains them: the default).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .objective import OBJECTIVES
+from .segmentation import feature_map_of
+
+
+class _MapBody(nn.Module):
+    """The backbone as torchvision's detectors want it: ``out_channels`` and a feature map per image batch."""
+
+    def __init__(self, backbone: nn.Module, channels: int):
+        super().__init__()
+        self.backbone, self.out_channels = backbone, channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_map(x)
+
+
+def _no_resize_transform(num_pixels_divisible: int):
+    """torchvision's detection transform without its resizing and with identity normalisation: images arrive at
+    their training size, normalised by thresher's dense transform."""
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    class Transform(GeneralizedRCNNTransform):
+        def resize(self, image, target=None):
+            return image, target
+
+    return Transform(1, 1, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0], size_divisible=num_pixels_divisible)
+
+
+def _freeze_bn(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+
+@OBJECTIVES.register("detection")
+class Detection(nn.Module):
+    """Faster R-CNN (``masks=False``) or Mask R-CNN (``masks=True``) over the backbone's feature map."""
+
+    transform = "dense"
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        masks: bool = False,
+        hidden: int = 128,
+        rois: int = 64,
+        frozen_bn: bool = False,
+    ):
+        super().__init__()
+        from torchvision.models.detection import FasterRCNN, MaskRCNN
+        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+        from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+        from torchvision.models.detection.rpn import AnchorGenerator
+        from torchvision.ops import MultiScaleRoIAlign
+
+        channels = feature_map_of(backbone, "the detection objective")
+        if hidden < 1 or rois < 1:
+            raise ValueError(f"hidden and rois must be positive, got {hidden} and {rois}")
+        stride = int(getattr(backbone, "map_stride", 8))
+        self.masks, self.frozen_bn = masks, frozen_bn
+        body = _MapBody(backbone, channels)
+        common = {  # torchvision's class 0 is the background: num_classes + 1 outputs
+            "rpn_anchor_generator": AnchorGenerator(sizes=((stride, 2 * stride, 4 * stride, 8 * stride),),
+                                                    aspect_ratios=((0.5, 1.0, 2.0),)),  # fmt: skip
+            "box_roi_pool": MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2),
+            "box_head": TwoMLPHead(channels * 7 * 7, hidden),
+            "box_predictor": FastRCNNPredictor(hidden, num_classes + 1),
+            "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 100,
+            "rpn_pre_nms_top_n_test": 150, "rpn_post_nms_top_n_test": 50,
+            "rpn_batch_size_per_image": 64, "box_batch_size_per_image": rois, "box_detections_per_img": 50,
+        }  # fmt: skip
+        if masks:
+            self.model = MaskRCNN(
+                body,
+                mask_roi_pool=MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=2),
+                mask_head=MaskRCNNHeads(channels, (hidden // 2, hidden // 2), 1),
+                mask_predictor=MaskRCNNPredictor(hidden // 2, hidden // 2, num_classes + 1),
+                **common,
+            )
+        else:
+            self.model = FasterRCNN(body, **common)
+        self.model.transform = _no_resize_transform(stride)
+        self.backbone = backbone  # the same module: a checkpoint's backbone.* keys are the pre-trained ones
+        if frozen_bn:
+            _freeze_bn(backbone)
+
+    def train(self, mode: bool = True) -> Detection:
+        super().train(mode)
+        if self.frozen_bn:
+            _freeze_bn(self.backbone)
+        return self
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        images = list(batch["images"])
+        if self.masks and "masks" not in batch:
+            raise ValueError("instance segmentation trains on masks; this dataset has boxes only")
+        targets = []
+        for k in range(len(images)):
+            t = {"boxes": batch["boxes"][k].float(), "labels": batch["classes"][k] + 1}
+            if self.masks:
+                t["masks"] = batch["masks"][k].to(torch.uint8)
+            targets.append(t)
+        losses = self.model(images, targets)
+        loss = sum(losses.values())
+        n = len(images)
+        return {
+            "loss": loss,
+            # the detector's losses are over the batch's sampled anchors and RoIs, not per image: each image is
+            # charged the batch's mean (the data schedules read this)
+            "per_sample_loss": loss.detach().expand(n).clone(),
+            **{k: v.detach() for k, v in losses.items()},
+        }
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> list[dict]:
+        """Detections per image: ``boxes`` (n, 4), ``scores``, ``labels`` (category indices) and, for Mask R-CNN,
+        ``masks`` (n, H, W) bool (the mask head's probabilities above one half)."""
+        was = self.training
+        self.eval()
+        try:
+            out = self.model(list(images))
+        finally:
+            self.train(was)
+        result = []
+        for o in out:
+            r = {"boxes": o["boxes"].cpu().numpy(), "scores": o["scores"].cpu().numpy(),
+                 "labels": (o["labels"] - 1).cpu().numpy()}  # fmt: skip
+            if "masks" in o:
+                r["masks"] = (o["masks"][:, 0] > 0.5).cpu().numpy()
+            result.append(r)
+        return result

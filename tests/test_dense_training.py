@@ -1,0 +1,119 @@
+"""Dense targets through the one training loop (issue 20): boxes and masks follow their images through the square
+crop and the flip, and the segmentation and detection objectives train on them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from thresher.config import build_config
+from thresher.data.base import to_square
+from thresher.data.coco import encode_mask
+from thresher.data.dense import DenseTarget, square_target
+from thresher.data.spec import open_dataset
+from thresher.data.transforms import build_transform
+from thresher.errors import ThresherError
+from thresher.pretrain.run import pretrain
+from thresher.train.config import TrainConfig
+
+COLOURS = np.array([[220, 40, 40], [40, 200, 60]])
+
+
+def squares(root, n: int = 24, h: int = 24, w: int = 32, seed: int = 0) -> str:
+    """``n`` grey-noise images with one or two flat-coloured rectangles each (category = colour), in COCO format."""
+    rng = np.random.default_rng(seed)
+    (root / "im").mkdir(parents=True, exist_ok=True)
+    images, anns = [], []
+    for i in range(n):
+        img = rng.integers(90, 140, (h, w, 3)).astype(np.uint8)
+        for _ in range(int(rng.integers(1, 3))):
+            c = int(rng.integers(2))
+            bw, bh = int(rng.integers(6, 14)), int(rng.integers(6, 12))
+            x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+            img[y : y + bh, x : x + bw] = COLOURS[c]
+            m = np.zeros((h, w), bool)
+            m[y : y + bh, x : x + bw] = True
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": c + 1, "bbox": [x, y, bw, bh],
+                         "area": bw * bh, "iscrowd": 0, "segmentation": encode_mask(m)})  # fmt: skip
+        Image.fromarray(img).save(root / "im" / f"{i}.png")
+        images.append({"id": i + 1, "file_name": f"im/{i}.png", "height": h, "width": w})
+    doc = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "red"}, {"id": 2, "name": "green"}]}
+    (root / "train.json").write_text(json.dumps(doc))
+    return f"coco:{root}:train"
+
+
+def test_square_targets_follow_to_square_pixel_for_pixel():
+    """A mask painted into the image, sent through to_square, is where square_target puts the mask and its box."""
+    h, w, size = 24, 40, 16
+    mask = np.zeros((h, w), bool)
+    mask[5:15, 20:30] = True
+    t = DenseTarget(np.float32([[20, 5, 30, 15]]), np.int64([1]), mask[None], h, w)
+    img = torch.from_numpy(np.where(mask, 255, 0).astype(np.uint8))[None].expand(3, -1, -1)
+    painted = to_square(img, size)[0].numpy() > 127
+    s = square_target(t, size)
+    assert (s.masks[0] == painted).mean() > 0.97  # nearest vs antialiased bilinear differ on the edge only
+    ys, xs = np.nonzero(painted)
+    assert s.boxes[0].tolist() == pytest.approx([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], abs=1.0)
+    cut = square_target(DenseTarget(np.float32([[0, 0, 3, 3]]), np.int64([0]), None, h, w), size)
+    assert len(cut.boxes) == 0  # an object the centre crop cuts away is dropped
+
+
+def test_the_dense_transform_flips_boxes_and_masks_with_the_pixels():
+    x = torch.zeros(2, 3, 8, 10, dtype=torch.uint8)
+    x[:, :, 2:5, 1:4] = 255
+    mask = torch.zeros(8, 10, dtype=torch.bool)
+    mask[2:5, 1:4] = True
+    targets = {
+        "boxes": [torch.tensor([[1.0, 2, 4, 5]])] * 2,
+        "masks": [mask[None]] * 2,
+        "classes": [torch.tensor([0])] * 2,
+    }
+    tf = build_transform("dense", 8, flip_p=1.0)
+    images, out = tf.with_targets(x, torch.Generator().manual_seed(0), targets)
+    assert out["boxes"][0].tolist() == [[6.0, 2.0, 9.0, 5.0]]  # x' = W - x, sides swapped
+    bright = images[0, 0] > 0
+    assert torch.equal(out["masks"][0][0], bright) and torch.equal(out["classes"][1], targets["classes"][1])
+    for p in (0.0, 1.0):  # the batched path is torchvision's per-image pipeline with the same settings
+        dense = build_transform("dense", 8, flip_p=p)
+        assert torch.allclose(dense(x, torch.Generator().manual_seed(0))[0], dense.reference()(x[0]), atol=1e-6)
+    with pytest.raises(ThresherError, match="does not move boxes or masks"):
+        build_transform("train", 8).with_targets(x, torch.Generator(), targets)
+
+
+def test_a_decoded_copy_of_a_dense_dataset_keeps_its_targets(tmp_path):
+    from thresher.data.decoded import DecodedDataset
+
+    ds = open_dataset(squares(tmp_path / "d", n=6))
+    idx = np.array([4, 1, 5])
+    images, _ = ds.load_batch(idx, 16)
+    dec = DecodedDataset(images.permute(0, 2, 3, 1).numpy(), ds, idx, 16)
+    a, b = dec.batch_targets(np.array([0, 2]), 16), ds.batch_targets(idx[[0, 2]], 16)
+    assert all(torch.equal(u, v) for key in a for u, v in zip(a[key], b[key], strict=True))
+
+
+@pytest.mark.parametrize(("objective", "params"), [("segmentation", {}), ("detection", {}),
+                                                   ("detection", {"masks": True})])  # fmt: skip
+def test_dense_objectives_train_through_the_loop(tmp_path, objective, params):
+    spec = squares(tmp_path / "d", n=12)
+    cfg = build_config(TrainConfig, values={
+        "data": {"spec": spec}, "backbone": "small-cnn", "objective": objective, "objective_params": params,
+        "resolution": 32, "epochs": 3, "batch_size": 6, "optim": {"lr": 0.02}, "seed": 0,
+        "runtime": {"progress": False}})  # fmt: skip
+    summary = pretrain(cfg, tmp_path / "run", log=lambda *_: None)
+    losses = summary["epoch_loss"]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_a_dense_objective_on_a_classification_dataset_says_what_is_missing(tmp_path):
+    from test_score_pipeline import pool
+
+    src = pool(tmp_path / "p.npz")
+    cfg = build_config(TrainConfig, values={"data": {"spec": f"npz:{src}"}, "objective": "segmentation",
+                                            "resolution": 12, "epochs": 1, "batch_size": 8,
+                                            "runtime": {"progress": False}})  # fmt: skip
+    with pytest.raises((ThresherError, ValueError, KeyError), match="masks|classes"):
+        pretrain(cfg, tmp_path / "run", log=lambda *_: None)
