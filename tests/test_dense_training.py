@@ -23,7 +23,7 @@ from thresher.train.config import TrainConfig
 COLOURS = np.array([[220, 40, 40], [40, 200, 60]])
 
 
-def squares(root, n: int = 24, h: int = 24, w: int = 32, seed: int = 0) -> str:
+def squares(root, n: int = 24, h: int = 24, w: int = 32, seed: int = 0, split: str = "train") -> str:
     """``n`` grey-noise images with one or two flat-coloured rectangles each (category = colour), in COCO format."""
     rng = np.random.default_rng(seed)
     (root / "im").mkdir(parents=True, exist_ok=True)
@@ -39,11 +39,11 @@ def squares(root, n: int = 24, h: int = 24, w: int = 32, seed: int = 0) -> str:
             m[y : y + bh, x : x + bw] = True
             anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": c + 1, "bbox": [x, y, bw, bh],
                          "area": bw * bh, "iscrowd": 0, "segmentation": encode_mask(m)})  # fmt: skip
-        Image.fromarray(img).save(root / "im" / f"{i}.png")
-        images.append({"id": i + 1, "file_name": f"im/{i}.png", "height": h, "width": w})
+        Image.fromarray(img).save(root / "im" / f"{split}{i}.png")
+        images.append({"id": i + 1, "file_name": f"im/{split}{i}.png", "height": h, "width": w})
     doc = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "red"}, {"id": 2, "name": "green"}]}
-    (root / "train.json").write_text(json.dumps(doc))
-    return f"coco:{root}:train"
+    (root / f"{split}.json").write_text(json.dumps(doc))
+    return f"coco:{root}:{split}"
 
 
 def test_square_targets_follow_to_square_pixel_for_pixel():
@@ -117,3 +117,43 @@ def test_a_dense_objective_on_a_classification_dataset_says_what_is_missing(tmp_
                                             "runtime": {"progress": False}})  # fmt: skip
     with pytest.raises((ThresherError, ValueError, KeyError), match="masks|classes"):
         pretrain(cfg, tmp_path / "run", log=lambda *_: None)
+
+
+@pytest.mark.parametrize("protocol", ["detection", "instance-segmentation", "segmentation"])
+def test_dense_protocols_evaluate_end_to_end_and_resume_seed_by_seed(tmp_path, protocol):
+    from thresher.evaluate.config import EvalConfig
+    from thresher.evaluate.run import evaluate
+
+    train, test = squares(tmp_path / "d", n=12), squares(tmp_path / "d", n=6, seed=1, split="test")
+    seeds = 2 if protocol == "segmentation" else 1  # (the detectors are the slow ones)
+    cfg = build_config(EvalConfig, values={
+        "backbone": "small-cnn", "random_init": True, "train": {"spec": train}, "test": {"spec": test},
+        "protocol": protocol, "seeds": seeds, "resolution": 32, "val_fraction": 0.25,
+        "finetune": {"epochs": 2, "batch_size": 6, "lr_grid": [0.01, 0.03]},
+        "runtime": {"progress": False}})  # fmt: skip
+    doc = evaluate(cfg, tmp_path / "ev", log=lambda *_: None)
+    primary = "mIoU" if protocol == "segmentation" else "AP"
+    assert doc["primary"] == primary and doc["summary"][primary]["n"] == seeds and "median" in doc["summary"][primary]
+    for seed in doc["seeds"]:
+        assert seed["tuned"] and set(seed["validation"]) == {"0.01", "0.03"} and seed["train_examples"] == 9
+        assert 0.0 <= seed[primary] <= 1.0 and seed["cost"]["images"] > 0
+    if protocol != "segmentation":
+        assert {"AP50", "AP75", "AP_S", "AP_M", "AP_L"} <= set(doc["summary"])
+    else:
+        assert {"pixel_accuracy", "mean_class_accuracy"} <= set(doc["summary"])
+    (tmp_path / "ev" / "metrics.json").unlink()  # killed before the summary: the seeds are kept, nothing retrains
+    again = evaluate(cfg, tmp_path / "ev", log=lambda *_: None)
+    assert again["summary"] == doc["summary"]
+
+
+def test_a_dense_protocol_on_a_classification_dataset_is_a_one_line_error(tmp_path):
+    from test_score_pipeline import pool
+
+    from thresher.evaluate.config import EvalConfig
+    from thresher.evaluate.run import evaluate
+
+    src = f"npz:{pool(tmp_path / 'p.npz')}"
+    cfg = build_config(EvalConfig, values={"backbone": "small-cnn", "random_init": True, "train": {"spec": src},
+                                           "test": {"spec": src}, "protocol": "detection"})  # fmt: skip
+    with pytest.raises(ThresherError, match="has no boxes or masks: dense protocols read a dense dataset"):
+        evaluate(cfg, tmp_path / "ev", log=lambda *_: None)

@@ -525,7 +525,10 @@ def evaluate_cmd(
     ] = False,
     train: Annotated[str | None, typer.Option("--train", help="Target training split spec.")] = None,
     test: Annotated[str | None, typer.Option("--test", help="Target test split spec.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="linear (default), finetune, fewshot or lpft.")] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="linear (default), finetune, fewshot, lpft; detection, instance-segmentation, segmentation."),
+    ] = None,
     shots: Annotated[int | None, typer.Option(help="fewshot: labels in total, every class at least once.")] = None,
     shots_per_class: Annotated[int | None, typer.Option(help="fewshot: labels per class instead.")] = None,
     seeds: Annotated[int | None, typer.Option(help="Repeats (default 3): mean, std and 95% interval.")] = None,
@@ -570,7 +573,8 @@ def evaluate_cmd(
     top1 = doc["summary"][main_metric]
     spread = f" +/- {top1['std']:.4f} (95% CI {top1['ci95'][0]:.4f}-{top1['ci95'][1]:.4f})" if top1["std"] else ""
     tuned = "" if doc["tuned"] else " [fixed default hyper-parameters: validation split too small]"
-    name = "top-1" if main_metric == "top1" else "macro AUROC"
+    name = {"top1": "top-1", "auroc_macro": "macro AUROC", "AP": "box AP" if doc["protocol"] == "detection"
+            else "mask AP"}.get(main_metric, main_metric)  # fmt: skip
     typer.echo(f"{out}: {doc['protocol']} {name} {top1['mean']:.4f}{spread} over {top1['n']} seed(s){tuned}")
 
 

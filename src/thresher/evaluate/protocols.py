@@ -17,7 +17,8 @@ import numpy as np
 
 from ..registry import Registry
 
-PROTOCOLS: Registry = Registry("evaluation protocol")
+#: the classification protocols register below; the dense ones (detection, segmentation) in ``evaluate/dense.py``
+PROTOCOLS: Registry = Registry("evaluation protocol", roster="thresher.evaluate.dense")
 
 
 @dataclass

@@ -35,6 +35,7 @@ from ..train.config import LRScheduleConfig, OptimConfig, TrainConfig
 from ..workspace import Artefact, Cost, Workspace
 from . import metrics as M
 from .config import EvalConfig
+from .dense import DenseProtocol, evaluate_dense
 from .protocols import PROTOCOLS, Outcome, stratified_split
 
 METRICS = "metrics.json"
@@ -281,11 +282,13 @@ def _auroc_or_none(onehot: np.ndarray, probs: np.ndarray) -> float | None:
 
 def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print) -> dict:
     """Run (or resume) an evaluation into ``out``; returns the metrics document."""
+    protocol = PROTOCOLS.get(cfg.protocol)
+    if isinstance(protocol, DenseProtocol):  # detection and segmentation score boxes and masks, not class scores
+        return evaluate_dense(cfg, protocol, out, force=force, log=log)
     checkpoint, backbone, train, test = _open(cfg)
     inputs = {"train": data_identity(*train), "test": data_identity(*test)}
     if checkpoint:
         inputs["checkpoint_sha256"] = file_digest(checkpoint)
-    protocol = PROTOCOLS.get(cfg.protocol)
     # the cache (features, fine-tuning runs) is keyed by its own inputs: --force keeps it
     with RunFolder(out, "evaluate", cfg, force=force, inputs=inputs, keep=("cache",)) as run:
         ws = Workspace(Path(cfg.cache) if cfg.cache else run.path / "cache", runtime=cfg.runtime, log=log)
