@@ -110,3 +110,69 @@ def test_make_dense_is_deterministic_and_fills_every_size_bucket(tmp_path, share
         assert box.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
     with pytest.raises(ThresherError, match="must not be the pool's training split"):
         make_dense(MakeDenseConfig(backgrounds="builtin:tiny-imagenet-32:train"), tmp_path / "c")
+
+
+# --- Pascal VOC and folders of class masks ----------------------------------------------------------------------
+def _voc(root, difficult: str = "0"):
+    for d in ("Annotations", "JPEGImages", "SegmentationObject", "ImageSets/Main", "ImageSets/Segmentation"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    xml = f"""<annotation><size><width>{W}</width><height>{H}</height><depth>3</depth></size>
+      <object><name>dog</name><difficult>0</difficult><bndbox><xmin>3</xmin><ymin>2</ymin><xmax>8</xmax>
+      <ymax>10</ymax></bndbox></object>
+      <object><name>cat</name><difficult>{difficult}</difficult><bndbox><xmin>11</xmin><ymin>4</ymin><xmax>16</xmax>
+      <ymax>9</ymax></bndbox></object></annotation>"""
+    (root / "Annotations" / "0001.xml").write_text(xml)
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(root / "JPEGImages" / "0001.jpg")
+    png = np.zeros((H, W), np.uint8)
+    png[1:10, 2:8] = 1  # the dog: rows 1..9, columns 2..7 (VOC's 1-based inclusive box 3..8 x 2..10)
+    png[3:9, 10:16] = 2
+    png[0, :] = 255  # a boundary
+    im = Image.fromarray(png).convert("P")  # VOC's masks are palette images: their indices are the values
+    im.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (252 * 3) + [224, 224, 192])
+    im.save(root / "SegmentationObject" / "0001.png")
+    for s in ("Main", "Segmentation"):
+        (root / "ImageSets" / s / "trainval.txt").write_text("0001\n")
+
+
+def test_voc_reads_boxes_in_its_one_based_convention_and_instance_masks(tmp_path):
+    _voc(tmp_path / "voc")
+    boxes = open_dataset(f"voc:{tmp_path / 'voc'}")
+    t = boxes.dense(0)
+    assert t.boxes.tolist() == [[2, 1, 8, 10], [10, 3, 16, 9]] and t.masks is None and not boxes.has_masks
+    assert [boxes.categories[k] for k in t.labels] == ["dog", "cat"] and len(boxes.categories) == 20
+    seg = open_dataset(f"voc:{tmp_path / 'voc'}:trainval?set=Segmentation")
+    s = seg.dense(0)
+    assert seg.has_masks and s.masks[0].sum() == 9 * 6 and s.ignore[0].all() and s.semantic()[0, 0] == 255
+    _voc(tmp_path / "hard", difficult="1")
+    hard = open_dataset(f"voc:{tmp_path / 'hard'}:trainval?set=Segmentation").dense(0)
+    assert hard.labels.tolist() == [11] and hard.ignore[5, 12]  # the difficult cat: no object, its pixels ignored
+
+
+def test_voc_errors_name_the_file(tmp_path):
+    _voc(tmp_path / "voc")
+    xml = (tmp_path / "voc" / "Annotations" / "0001.xml").read_text().replace("<name>dog</name>", "<name>dgo</name>")
+    (tmp_path / "voc" / "Annotations" / "0001.xml").write_text(xml)
+    with pytest.raises(ThresherError, match="0001.xml object 1 has the unknown class 'dgo'"):
+        open_dataset(f"voc:{tmp_path / 'voc'}")
+    with pytest.raises(ThresherError, match="has no Annotations/ folder"):
+        open_dataset(f"voc:{tmp_path}")
+
+
+def test_a_folder_of_class_masks_is_one_region_per_class_and_refuses_detection(tmp_path):
+    root = tmp_path / "m"
+    (root / "train" / "images").mkdir(parents=True)
+    (root / "train" / "masks").mkdir()
+    (root / "classes.txt").write_text("road\nsky\n")
+    mask = np.zeros((H, W), np.uint8)
+    mask[:5] = 2
+    mask[10:, 3:9] = 1
+    mask[5, :] = 255
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(root / "train" / "images" / "a.jpg")
+    Image.fromarray(mask).save(root / "train" / "masks" / "a.png")
+    ds = open_dataset(f"masks:{root}")
+    t = ds.dense(0)
+    assert t.labels.tolist() == [0, 1] and t.boxes.tolist() == [[3, 10, 9, 16], [0, 0, 20, 5]]
+    assert np.array_equal(t.semantic(), mask) and ds.multilabels.tolist() == [[1, 1]] and not ds.instances
+    Image.fromarray(np.full((H, W), 7, np.uint8)).save(root / "train" / "masks" / "a.png")
+    with pytest.raises(ThresherError, match="has value 7, beyond the 2 classes"):
+        open_dataset(f"masks:{root}").dense(0)

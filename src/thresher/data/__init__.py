@@ -3,7 +3,7 @@
 The dataset kinds, one module each, registered in ``spec.DATASETS`` on import; this list is their roster.
 """
 
-from . import builtin, coco, folder, hf, idx, npz, parquet, sources, wds  # noqa: F401  (the dataset kinds)
+from . import builtin, coco, folder, hf, idx, masks, npz, parquet, sources, voc, wds  # noqa: F401  (the dataset kinds)
 from .base import BadImageLog, ImageDataset
 from .spec import DATASETS, open_dataset
 

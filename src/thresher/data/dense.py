@@ -37,19 +37,23 @@ def area_ranges(height: float, width: float) -> dict[str, tuple[float, float]]:
 @dataclass(frozen=True)
 class DenseTarget:
     """One image's objects: ``boxes`` (n, 4) float32 x0, y0, x1, y1 in pixels, ``labels`` (n,) int64 category
-    indices, ``masks`` (n, H, W) bool instance masks or None (boxes only), ``height`` x ``width`` the image size."""
+    indices, ``masks`` (n, H, W) bool instance masks or None (boxes only), ``height`` x ``width`` the image size, and
+    ``ignore`` (H, W) bool: pixels no segmentation metric or loss counts (VOC's object boundaries), or None."""
 
     boxes: np.ndarray
     labels: np.ndarray
     masks: np.ndarray | None
     height: int
     width: int
+    ignore: np.ndarray | None = None
 
     def semantic(self) -> np.ndarray:
-        """The (H, W) uint8 class map (``semantic_maps``)."""
+        """The (H, W) uint8 class map (``semantic_maps``), ``IGNORE`` on ignored pixels."""
         if self.masks is None:
             raise ThresherError("semantic segmentation needs masks; this dataset has boxes only")
-        maps = semantic_maps([torch.from_numpy(self.masks)], [torch.from_numpy(self.labels)], self.height, self.width)
+        ignore = [torch.from_numpy(self.ignore)] if self.ignore is not None else None
+        maps = semantic_maps([torch.from_numpy(self.masks)], [torch.from_numpy(self.labels)], self.height, self.width,
+                             ignore)  # fmt: skip
         return maps[0].numpy().astype(np.uint8)
 
     @property
@@ -61,14 +65,22 @@ class DenseTarget:
         return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
 
 
-def semantic_maps(masks: list[torch.Tensor], classes: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
+def semantic_maps(
+    masks: list[torch.Tensor],
+    classes: list[torch.Tensor],
+    height: int,
+    width: int,
+    ignore: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Instance masks as (B, H, W) int64 class maps: 0 background, category k as k + 1, later objects drawn over
-    earlier ones (the segmentation protocol's target, and ``DenseTarget.semantic``)."""
+    earlier ones, ``IGNORE`` where ``ignore`` is set (the segmentation protocol's target, ``DenseTarget.semantic``)."""
     device = masks[0].device if masks else torch.device("cpu")
     out = torch.zeros((len(masks), height, width), dtype=torch.int64, device=device)
     for i, (m, c) in enumerate(zip(masks, classes, strict=True)):
         for k in range(len(c)):
             out[i][m[k]] = int(c[k]) + 1
+        if ignore is not None:
+            out[i][ignore[i]] = IGNORE
     return out
 
 
@@ -87,6 +99,8 @@ class DenseDataset(ImageDataset):
     """Images with dense targets; subclasses give ``categories``, the per-image object lists and ``dense(i)``."""
 
     categories: list[str]
+    #: each target is one object (boxes and masks of instances); False: regions of a class (semantic masks only)
+    instances: bool = True
 
     @abstractmethod
     def object_labels(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -123,13 +137,15 @@ class DenseDataset(ImageDataset):
         with masks, ``masks`` (n, size, size) bool; objects the crop cuts away entirely are dropped."""
         out: dict[str, list] = {"boxes": [], "classes": []}
         if self.has_masks:
-            out["masks"] = []
+            out["masks"], out["ignore"] = [], []
         for i in indices:
             t = square_target(self.dense(int(i)), size)
             out["boxes"].append(torch.from_numpy(t.boxes))
             out["classes"].append(torch.from_numpy(t.labels))
             if self.has_masks:
                 out["masks"].append(torch.from_numpy(t.masks))
+                ignore = t.ignore if t.ignore is not None else np.zeros((size, size), bool)
+                out["ignore"].append(torch.from_numpy(ignore))
         return out
 
 
@@ -142,10 +158,13 @@ def square_target(t: DenseTarget, size: int) -> DenseTarget:
     boxes = t.boxes.astype(np.float32) * np.float32([sx, sy, sx, sy]) - np.float32([left, top, left, top])
     boxes = np.clip(boxes, 0, size)
     keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-    masks = None
-    if t.masks is not None:
-        m = torch.from_numpy(t.masks[keep]).float()[:, None]
+
+    def resized(m: np.ndarray) -> np.ndarray:  # (n, H, W) bool -> (n, size, size)
+        x = torch.from_numpy(m).float()[:, None]
         if (nh, nw) != (t.height, t.width):
-            m = F.interpolate(m, size=(nh, nw), mode="nearest-exact") if len(m) else m.new_zeros((0, 1, nh, nw))
-        masks = m[:, 0, top : top + size, left : left + size].bool().numpy()
-    return DenseTarget(boxes[keep], t.labels[keep], masks, size, size)
+            x = F.interpolate(x, size=(nh, nw), mode="nearest-exact") if len(x) else x.new_zeros((0, 1, nh, nw))
+        return x[:, 0, top : top + size, left : left + size].bool().numpy()
+
+    masks = resized(t.masks[keep]) if t.masks is not None else None
+    ignore = resized(t.ignore[None])[0] if t.ignore is not None else None
+    return DenseTarget(boxes[keep], t.labels[keep], masks, size, size, ignore)

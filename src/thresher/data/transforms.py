@@ -430,8 +430,9 @@ class DenseTransform(BatchTransform):
             if "boxes" in out:
                 b = out["boxes"][i]
                 out["boxes"][i] = torch.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], dim=1)
-            if "masks" in out:
-                out["masks"][i] = out["masks"][i].flip(-1)
+            for key in ("masks", "ignore"):  # per-pixel targets: (n, H, W) and (H, W)
+                if key in out:
+                    out[key][i] = out[key][i].flip(-1)
         return images, out
 
     def reference(self) -> Callable[[Tensor], Tensor]:

@@ -77,6 +77,9 @@ class DenseRun:
         if protocol.kind in ("segm", "semantic") and not (self.train_ds.has_masks and self.test_ds.has_masks):
             raise ThresherError(f"protocol {cfg.protocol} needs masks; {self.train_ds.spec} or {self.test_ds.spec} has "
                                 "boxes only (use detection)")  # fmt: skip
+        if protocol.kind != "semantic" and not self.train_ds.instances:
+            raise ThresherError(f"{self.train_ds.spec} holds class masks, not objects: protocol {cfg.protocol} needs "
+                                "object annotations; use segmentation")  # fmt: skip
         self.num_classes = len(self.train_ds.categories)
 
     def finetune(self, rows: np.ndarray, lr: float, seed: int) -> dict:

@@ -48,7 +48,8 @@ class Segmentation(nn.Module):
         images = batch["images"]
         if "masks" not in batch:
             raise ValueError("segmentation trains on masks; this dataset has boxes only")
-        target = semantic_maps(batch["masks"], batch["classes"], images.shape[-2], images.shape[-1])
+        height, width = images.shape[-2:]
+        target = semantic_maps(batch["masks"], batch["classes"], height, width, batch.get("ignore"))
         logits = self.logits(images)
         per_pixel = F.cross_entropy(logits.float(), target, ignore_index=IGNORE, reduction="none")
         valid = (target != IGNORE).float()
