@@ -157,3 +157,34 @@ def test_a_dense_protocol_on_a_classification_dataset_is_a_one_line_error(tmp_pa
                                            "test": {"spec": src}, "protocol": "detection"})  # fmt: skip
     with pytest.raises(ThresherError, match="has no boxes or masks: dense protocols read a dense dataset"):
         evaluate(cfg, tmp_path / "ev", log=lambda *_: None)
+
+
+def test_a_study_target_names_a_dense_protocol_and_its_column_shows_that_metric(tmp_path):
+    from test_score_pipeline import pool
+
+    from thresher.report import markdown_table
+    from thresher.study import StudyConfig, run_study
+
+    src = pool(tmp_path / "src.npz", n_per_class=12)
+    train, test = squares(tmp_path / "d", n=10), squares(tmp_path / "d", n=6, seed=1, split="test")
+    cfg = build_config(StudyConfig, values={
+        "source": {"spec": f"npz:{src}"},
+        "targets": [{"name": "shapes", "train": {"spec": train}, "test": {"spec": test}, "protocol": "segmentation"}],
+        "methods": ["knn"], "budgets": [0.5], "resolutions": [16],
+        "pretrain": {"epochs": 1, "batch_size": 16, "lr": 0.05},
+        "score": {"models": {"resolution": 16, "target_epochs": 1, "batch_size": 8}},
+        "evaluation": {"seeds": 1, "finetune": {"epochs": 1, "batch_size": 5, "lr_grid": [0.02]}},
+        "runtime": {"progress": False}})  # fmt: skip
+    results = run_study(cfg, tmp_path / "study", log=lambda *_: None)
+    assert {r["metric"] for r in results["rows"]} == {"mIoU"} and results["protocols"] == {"shapes": "segmentation"}
+    assert "| shapes (mIoU) |" in markdown_table(results)
+    with pytest.raises(ThresherError, match="unknown evaluation protocol 'segmentaton'"):
+        build_config(
+            StudyConfig,
+            values={
+                **cfg.model_dump(),
+                "targets": [
+                    {"name": "shapes", "train": {"spec": train}, "test": {"spec": test}, "protocol": "segmentaton"}
+                ],
+            },
+        )

@@ -62,6 +62,20 @@ def table_rows(results: dict) -> dict[str, list[dict]]:
     return out
 
 
+def metric_name(results: dict, target: str) -> str:
+    """What a target's cells measure: top-1, or its protocol's primary metric (macro AUROC, box / mask AP, mIoU)."""
+    metric = next((r.get("metric") for r in results["rows"] if r["target"] == target and r.get("metric")), "top1")
+    protocol = (results.get("protocols") or {}).get(target, results.get("protocol"))
+    if metric == "AP":
+        return "mask AP" if protocol == "instance-segmentation" else "box AP"
+    return {"top1": "top-1", "auroc_macro": "macro AUROC"}.get(metric, metric)
+
+
+def _column(results: dict, target: str) -> str:
+    name = metric_name(results, target)
+    return target if name == "top-1" else f"{target} ({name})"
+
+
 def _top1_text(top: dict) -> str:
     return f"{100 * top['mean']:.2f}" + (f" ± {100 * top['std']:.2f}" if top.get("std") is not None else "")
 
@@ -77,7 +91,8 @@ def markdown_table(results: dict) -> str:
                              for t in targets if t in r["cells"]] or [0.0])  # fmt: skip
         cost_cols = ("compute (C): scoring + pre-training | seconds" if matched
                      else "cost (TFLOPs) | cost / whole pool")  # fmt: skip
-        head = "| budget | method | " + " | ".join(targets) + f" | {cost_cols} | evaluation (TFLOPs) |"
+        head = "| budget | method | " + " | ".join(_column(results, t) for t in targets)
+        head += f" | {cost_cols} | evaluation (TFLOPs) |"
         lines = [f"### {vl}" if vl else "", "", head, "|" + "---|" * (len(targets) + 5)]
         for r in rows:
             cells = []
@@ -120,7 +135,8 @@ def markdown_table(results: dict) -> str:
         else "Cost: scoring + pre-training (000), mean over targets"
     )
     legend = (
-        f"Top-1 on each target's test split ({results.get('protocol', 'finetune')}), mean ± std over seeds "
+        f"Top-1 on each target's test split ({results.get('protocol', 'finetune')}; a column naming another metric "
+        "reports that one), mean ± std over seeds "
         "(every pre-training x evaluation seed pair one sample), in %; bold: best of the column; in parentheses: "
         "the fraction of the whole pool's gain over no pre-training the row recovers"
         + (" at the same compute" if matched else "")
@@ -178,11 +194,11 @@ def plots(results: dict, study: Path) -> list[tuple[str, str]]:
     for t in results["targets"]:
         rows = [r for r in results["rows"] if r["target"] == t and r["top1"]]
         if results.get("compute") is not None:
-            figs.append(_compute_plot(t, rows))
+            figs.append(_compute_plot(t, rows, metric_name(results, t)))
             continue
         pts = [(r["cost"]["total"]["flops"] / 1e12, r["top1"]["mean"], r["arm"]) for r in rows]
         figs.append((f"{t}: accuracy against cost (scoring + pre-training); dashed: the Pareto front",
-                     svg.scatter(pts, f"{t}", "cost (TFLOPs)", "top-1")))  # fmt: skip
+                     svg.scatter(pts, f"{t}", "cost (TFLOPs)", metric_name(results, t))))  # fmt: skip
     for t in results["targets"]:
         # one figure per selection: under compute matching a selection serves every level (and variant)
         rows = list({r["select_folder"]: r for r in results["rows"] if r["target"] == t and r["score_folder"]}.values())
@@ -223,9 +239,10 @@ def plots(results: dict, study: Path) -> list[tuple[str, str]]:
     return figs
 
 
-def _compute_plot(target: str, rows: list[dict]) -> tuple[str, str]:
-    """Top-1 against total compute (scoring + pre-training, in C): one line per method and budget through its compute
-    levels, error bars of one standard deviation over seeds, the whole pool's line the reference to beat."""
+def _compute_plot(target: str, rows: list[dict], metric: str = "top-1") -> tuple[str, str]:
+    """The target's metric (top-1) against total compute (scoring + pre-training, in C): one line per method and
+    budget through its compute levels, error bars of one standard deviation over seeds, the whole pool's line the
+    reference to beat."""
     lines: dict[str, list[tuple[float, float, float | None]]] = defaultdict(list)
     several = len({_variant_label(r["variant"]) for r in rows if r["arm"] != "no pre-training"}) > 1
     for r in rows:
@@ -240,9 +257,9 @@ def _compute_plot(target: str, rows: list[dict]) -> tuple[str, str]:
         series[name] = ([p[0] for p in pts], [p[1] for p in pts])
         errors[name] = [p[2] for p in pts]
     pool = next((name for name in series if name.startswith("whole pool")), None)
-    chart = svg.line_chart(series, target, "compute (C): scoring + pre-training", "top-1", errors=errors,
+    chart = svg.line_chart(series, target, "compute (C): scoring + pre-training", metric, errors=errors,
                            reference=pool)  # fmt: skip
-    return (f"{target}: top-1 against compute; black: the whole pool at each compute, the line to beat; bars: one "
+    return (f"{target}: {metric} against compute; black: the whole pool at each compute, the line to beat; bars: one "
             "standard deviation over pre-training and fine-tuning seeds", chart)  # fmt: skip
 
 

@@ -94,6 +94,20 @@ class StudyTarget(Section):
     references: list[StudyReference] = Field(
         default_factory=list, description="hand-picked arms (source classes or a manifest), at every budget"
     )
+    protocol: str | None = Field(
+        None,
+        description="this target's evaluation protocol instead of evaluation.protocol, e.g. detection or "
+        "segmentation for a dense target (its table column shows that protocol's metric)",
+    )
+
+    @field_validator("protocol")
+    @classmethod
+    def _protocol(cls, v: str | None) -> str | None:
+        if v is not None:
+            from .evaluate.protocols import PROTOCOLS
+
+            PROTOCOLS.validate(v)
+        return v
 
 
 #: the training-config keys a study leaves to its file (the rest it sets per arm: data, resolution, objective, ...)
@@ -443,6 +457,7 @@ def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
                 "resolution": cfg.evaluation_resolution or max(cfg.resolutions),  # one for every arm (000)
                 "seed": cfg.seed,
                 **cfg.evaluation.values(),
+                **({"protocol": target.protocol} if target.protocol else {}),
             }
             if pre is None:
                 ev_values.update(random_init=True, backbone=pt.backbone)
@@ -524,8 +539,12 @@ def _eval_estimate(cfg: StudyConfig, target: StudyTarget) -> float:
         n_train = len(open_data(target.train)[1])
     except ThresherError:
         return 0.0
+    from .evaluate.dense import DenseProtocol
+    from .evaluate.protocols import PROTOCOLS
+
     ev = cfg.evaluation
-    if ev.protocol in ("finetune", "lpft"):
+    protocol = target.protocol or ev.protocol
+    if protocol in ("finetune", "lpft") or isinstance(PROTOCOLS.get(protocol), DenseProtocol):  # every lr trained
         return ev.seeds * len(ev.finetune.lr_grid) * ev.finetune.epochs * n_train
     return n_train
 
@@ -755,6 +774,7 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path, unit: ComputeUnit
         "compute": cfg.compute,
         "unit": None if unit is None else {"flops": unit.flops, "what": unit.describe()},
         "protocol": cfg.evaluation.protocol,
+        "protocols": {t.name: t.protocol or cfg.evaluation.protocol for t in cfg.targets},
         "rows": rows,
     }
 

@@ -54,6 +54,7 @@ class Detection(nn.Module):
     """Faster R-CNN (``masks=False``) or Mask R-CNN (``masks=True``) over the backbone's feature map."""
 
     transform = "dense"
+    reads_targets = True  # the loop adds the dataset's boxes, classes and masks to each batch
 
     def __init__(
         self,

@@ -253,6 +253,7 @@ class Trainer:
         kind = cfg.transform or getattr(objective, "transform", "train")
         self.transform = build_transform(kind, cfg.resolution, **overrides)
         self.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+        self.reads_targets = bool(getattr(objective, "reads_targets", False))
         self.state = TrainState()
         self.skipped = BadImageLog()
         labels = dataset.labels[indices]
@@ -409,7 +410,8 @@ class Trainer:
                 if epoch == 0:  # every example is seen in the first epoch: count unreadable ones once
                     self.skipped.add(self.ds.ids[idx[~ok]])
                 progress = epoch + (st.pos + 1) / max(1, self.plan.epoch_steps[epoch])
-                extra = self.ds.batch_targets(idx[ok], cfg.resolution)  # dense targets ride along (None: labels)
+                # dense targets ride along for an objective that reads them (the others see images and labels)
+                extra = self.ds.batch_targets(idx[ok], cfg.resolution) if self.reads_targets else None
                 loss, acc, n = self._step(x, b[ok], progress, extra)
                 st.step += 1
                 st.pos += 1

@@ -1,11 +1,12 @@
 """The objective interface of the engine: ``nn.Module``s whose ``forward(batch)`` returns ``loss`` and
 ``per_sample_loss``, found by name in one registry.
 
-Each objective names the augmentation it needs (``transform``: a key of the transform registry) and whether it
-needs labels; the training loop builds that transform and never asks which objective it runs. The engine's own
-``supervised`` objective (every stage fits classifiers with it) is in ``train/supervised.py``; the pre-training
-objectives (MoCo, SimCLR, BYOL) are in ``pretrain/objectives/``; ``pretrain/__init__.py`` lists them all. A new
-objective is one file with one ``@OBJECTIVES.register("name")`` class and one line in that roster; its keyword
+Each objective names the augmentation it needs (``transform``: a key of the transform registry), whether it needs
+labels and whether it reads a dense dataset's targets (``reads_targets``: boxes, classes and masks in the batch); the
+training loop builds that transform and never asks which objective it runs. The engine's own objectives (``supervised``,
+which every stage fits classifiers with, and the dense ``segmentation`` and ``detection``) are in ``train/``; the
+pre-training objectives (MoCo, SimCLR, BYOL) are in ``pretrain/objectives/``; ``pretrain/__init__.py`` lists them all.
+A new objective is one file with one ``@OBJECTIVES.register("name")`` class and one line in that roster; its keyword
 arguments are its hyper-parameters (``objective_params`` in the config), except the run facts the loop offers every
 objective (``CONTEXT``).
 """

@@ -25,6 +25,7 @@ class Segmentation(nn.Module):
     logits upsampled bilinearly to the input; per-pixel cross-entropy, pixels labelled 255 ignored."""
 
     transform = "dense"
+    reads_targets = True  # the loop adds the dataset's boxes, classes and masks to each batch
 
     def __init__(self, backbone: nn.Module, num_classes: int, hidden: int = 64):
         super().__init__()
