@@ -150,7 +150,7 @@ def test_a_plan_folder_refuses_another_plan_and_keeps_its_results(planned, tiny)
 
 
 # --- the recommendation rules, on pilots whose answer is known ---------------------------------------------------
-def _piloted(name: str, method: str, ceiling: float, scoring: float, noise: float, seed: int = 0) -> Piloted:
+def _piloted(method: str, ceiling: float, scoring: float, noise: float, seed: int = 0) -> Piloted:
     rng = np.random.default_rng(seed)
     c = np.repeat([0.1, 0.2, 0.4, 0.8], 3)
     y = ceiling - 0.2 * c**-0.5 * 0.1 + rng.normal(0, noise, len(c))
@@ -159,9 +159,9 @@ def _piloted(name: str, method: str, ceiling: float, scoring: float, noise: floa
 
 def test_well_separated_candidates_give_the_best_one():
     piloted = {
-        "a": _piloted("a", "knn", 0.70, 0.1, 0.002),
-        "b": _piloted("b", "random", 0.50, 0.0, 0.002, seed=1),
-        "whole": _piloted("whole", "whole pool", 0.55, 0.0, 0.002, seed=2),
+        "a": _piloted("knn", 0.70, 0.1, 0.002),
+        "b": _piloted("random", 0.50, 0.0, 0.002, seed=1),
+        "whole": _piloted("whole pool", 0.55, 0.0, 0.002, seed=2),
     }
     out = recommend(piloted, budget=10.0, spent=2.5, whole_pool="whole")
     assert out["recommended"] == "a" and out["told_apart"] and out["runner_up"] == "whole"
@@ -171,9 +171,9 @@ def test_well_separated_candidates_give_the_best_one():
 
 def test_candidates_the_pilots_cannot_tell_apart_give_the_cheapest():
     piloted = {
-        "a": _piloted("a", "knn", 0.60, 0.3, 0.05),
-        "b": _piloted("b", "random", 0.59, 0.0, 0.05, seed=1),
-        "whole": _piloted("whole", "whole pool", 0.20, 0.0, 0.002, seed=2),
+        "a": _piloted("knn", 0.60, 0.3, 0.05),
+        "b": _piloted("random", 0.59, 0.0, 0.05, seed=1),
+        "whole": _piloted("whole pool", 0.20, 0.0, 0.002, seed=2),
     }
     out = recommend(piloted, budget=10.0, spent=2.0, whole_pool="whole")
     assert not out["told_apart"] and set(out["indistinguishable"]) == {"a", "b"}

@@ -64,10 +64,9 @@ class PlanConfig(Section):
     @field_validator("methods")
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
-        from ..scoring import SCORERS
+        from ..scoring.registry import compared_methods
 
-        SCORERS.validate(v)
-        return [m for m in dict.fromkeys(v) if m != "random"]
+        return compared_methods(v)
 
     @field_validator("fractions")
     @classmethod
