@@ -4,7 +4,8 @@ Mask R-CNN on the backbone's feature map, sized for small images on CPUs.
 000 fine-tunes a Faster R-CNN on VOC07, 001 and 003 Faster / Mask R-CNN on VOC and COCO. Here the backbone's last
 feature map is the one level the region proposal network and the RoI heads read (torchvision's "C4"-style single
 level, not an FPN); anchors are 1, 2, 4 and 8 cells of that map; the box head is two narrow fully connected layers;
-few RoIs are sampled per image. Images go in at the size they are loaded (no resizing to torchvision's 800 px) and
+32 RoIs are sampled per image (torchvision's 512 are for 800 px images of many objects), RoIAlign takes one sample
+per bin. Images go in at the size they are loaded (no resizing to torchvision's 800 px) and
 already normalised by the dense transform. ``frozen_bn`` freezes the backbone's batch-norm statistics and affine
 parameters, as detection fine-tuning from ImageNet models usually does (001 trains them: the default).
 """
@@ -62,7 +63,7 @@ class Detection(nn.Module):
         num_classes: int,
         masks: bool = False,
         hidden: int = 128,
-        rois: int = 64,
+        rois: int = 32,
         frozen_bn: bool = False,
     ):
         super().__init__()
@@ -81,7 +82,9 @@ class Detection(nn.Module):
         common = {  # torchvision's class 0 is the background: num_classes + 1 outputs
             "rpn_anchor_generator": AnchorGenerator(sizes=((stride, 2 * stride, 4 * stride, 8 * stride),),
                                                     aspect_ratios=((0.5, 1.0, 2.0),)),  # fmt: skip
-            "box_roi_pool": MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2),
+            # one sample per RoIAlign bin: a cell of a small image's map is a few pixels (and RoIAlign's backward is
+            # what a CPU step spends most on: 2x2 samples cost twice the step)
+            "box_roi_pool": MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=1),
             "box_head": TwoMLPHead(channels * 7 * 7, hidden),
             "box_predictor": FastRCNNPredictor(hidden, num_classes + 1),
             "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 100,
@@ -91,7 +94,7 @@ class Detection(nn.Module):
         if masks:
             self.model = MaskRCNN(
                 body,
-                mask_roi_pool=MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=2),
+                mask_roi_pool=MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=1),
                 mask_head=MaskRCNNHeads(channels, (hidden // 2, hidden // 2), 1),
                 mask_predictor=MaskRCNNPredictor(hidden // 2, hidden // 2, num_classes + 1),
                 **common,
