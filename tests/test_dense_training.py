@@ -188,3 +188,23 @@ def test_a_study_target_names_a_dense_protocol_and_its_column_shows_that_metric(
                 ],
             },
         )
+
+
+def test_torchvision_resnets_get_the_c4_head_whose_box_head_is_their_own_fifth_stage():
+    from thresher.models import create_backbone
+    from thresher.train.objective import build_objective
+
+    resnet = create_backbone("resnet18")
+    det = build_objective("detection", resnet, {}, num_classes=2)
+    assert det.head == "c4" and det.model.roi_heads.box_head.layer4 is resnet.layer4  # pre-trained, fine-tuned once
+    assert det.model.backbone.out_channels == 256
+    batch = {"images": torch.randn(2, 3, 64, 64), "boxes": [torch.tensor([[4.0, 6, 40, 50]])] * 2,
+             "classes": [torch.tensor([1])] * 2}  # fmt: skip
+    det.train()
+    out = det(batch)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and resnet.layer4[0].conv1.weight.grad is not None
+    small = build_objective("detection", create_backbone("small-cnn"), {}, num_classes=2)
+    assert small.head == "last"
+    with pytest.raises(ThresherError, match="the C4 head needs a torchvision ResNet"):
+        build_objective("detection", create_backbone("small-cnn"), {"head": "c4"}, num_classes=2)

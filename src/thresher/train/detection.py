@@ -1,13 +1,14 @@
 """Object detection and instance segmentation as fine-tuning objectives (issue 20): torchvision's Faster R-CNN and
 Mask R-CNN on the backbone's feature map, sized for small images on CPUs.
 
-000 fine-tunes a Faster R-CNN on VOC07, 001 and 003 Faster / Mask R-CNN on VOC and COCO. Here the backbone's last
-feature map is the one level the region proposal network and the RoI heads read (torchvision's "C4"-style single
-level, not an FPN); anchors are 1, 2, 4 and 8 cells of that map; the box head is two narrow fully connected layers;
-32 RoIs are sampled per image (torchvision's 512 are for 800 px images of many objects), RoIAlign takes one sample
-per bin. Images go in at the size they are loaded (no resizing to torchvision's 800 px) and
-already normalised by the dense transform. ``frozen_bn`` freezes the backbone's batch-norm statistics and affine
-parameters, as detection fine-tuning from ImageNet models usually does (001 trains them: the default).
+000 fine-tunes a Faster R-CNN R50-C4 on VOC07, 001 and 003 Faster / Mask R-CNN on VOC and COCO. A torchvision ResNet
+gets the C4 design (``head: auto`` or ``c4``): the trunk up to ``layer3`` feeds the region proposal network and the
+RoI pooling, and ``layer4`` is the box head on every RoI. Other backbones (small-cnn, the CIFAR ResNets) give their last
+feature map, the one level both read (``head: last``), with a box head of two narrow fully connected layers (no FPN
+yet). Anchors are 1, 2, 4 and 8 cells of the map; 32 RoIs are sampled per image (torchvision's 512 are for 800 px
+images of many objects). Images go in at the size they are loaded (no resizing to torchvision's 800 px), already
+normalised by the dense transform. ``frozen_bn`` freezes the backbone's batch-norm statistics and affine parameters,
+as detection fine-tuning from ImageNet models usually does (001 trains them: the default).
 """
 
 from __future__ import annotations
@@ -28,6 +29,38 @@ class _MapBody(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_map(x)
+
+
+class _C4Body(nn.Module):
+    """A torchvision ResNet up to its fourth stage (``layer3``, stride 16 with the ImageNet stem): the shared trunk of
+    Faster R-CNN R50-C4 (000), whose fifth stage (``layer4``) is the box head on every RoI."""
+
+    def __init__(self, resnet: nn.Module):
+        super().__init__()
+        self.backbone = resnet
+        self.out_channels = int(resnet.feature_dim) // 2  # layer3's width: half of layer4's in every ResNet
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.backbone
+        x = r.maxpool(r.relu(r.bn1(r.conv1(x))))
+        return r.layer3(r.layer2(r.layer1(x)))
+
+
+class _C4Head(nn.Module):
+    """The ResNet's ``layer4`` on pooled RoI features, then global average pooling: the C4 box head."""
+
+    def __init__(self, resnet: nn.Module):
+        super().__init__()
+        self.layer4 = resnet.layer4  # the same module as the backbone's: pre-trained, and fine-tuned once
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.layer4(x), 1), 1)
+
+
+def _is_torchvision_resnet(backbone: nn.Module) -> bool:
+    return all(hasattr(backbone, k) for k in ("conv1", "bn1", "maxpool", "layer3", "layer4")) and hasattr(
+        backbone, "forward_map"
+    )
 
 
 def _no_resize_transform(num_pixels_divisible: int):
@@ -65,6 +98,7 @@ class Detection(nn.Module):
         hidden: int = 128,
         rois: int = 32,
         frozen_bn: bool = False,
+        head: str = "auto",
     ):
         super().__init__()
         from torchvision.models.detection import FasterRCNN, MaskRCNN
@@ -76,17 +110,30 @@ class Detection(nn.Module):
         channels = feature_map_of(backbone, "the detection objective")
         if hidden < 1 or rois < 1:
             raise ValueError(f"hidden and rois must be positive, got {hidden} and {rois}")
-        stride = int(getattr(backbone, "map_stride", 8))
-        self.masks, self.frozen_bn = masks, frozen_bn
-        body = _MapBody(backbone, channels)
+        if head not in ("auto", "c4", "last"):
+            raise ValueError(f"head is auto, c4 (torchvision ResNets) or last (the last feature map), got {head!r}")
+        c4 = head == "c4" or (head == "auto" and _is_torchvision_resnet(backbone))
+        if c4 and not _is_torchvision_resnet(backbone):
+            raise ValueError(f"the C4 head needs a torchvision ResNet backbone, not {type(backbone).__name__}")
+        stride = int(getattr(backbone, "map_stride", 8)) // (2 if c4 else 1)
+        self.masks, self.frozen_bn, self.head = masks, frozen_bn, "c4" if c4 else "last"
+        body = _C4Body(backbone) if c4 else _MapBody(backbone, channels)
+        channels = body.out_channels
+        if c4:  # 14 x 14 RoIs through layer4 (stride 2) to 7 x 7, pooled: the box head is the backbone's last stage
+            box = {
+                "box_roi_pool": MultiScaleRoIAlign(["0"], output_size=14, sampling_ratio=1),
+                "box_head": _C4Head(backbone),
+                "box_predictor": FastRCNNPredictor(channels * 2, num_classes + 1),
+            }
+        else:  # one sample per RoIAlign bin: a cell of a small image's map is a few pixels (and RoIAlign's backward
+            # is what a CPU step spends most on: 2x2 samples cost twice the step)
+            box = {"box_roi_pool": MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=1),
+                   "box_head": TwoMLPHead(channels * 7 * 7, hidden),
+                   "box_predictor": FastRCNNPredictor(hidden, num_classes + 1)}  # fmt: skip
         common = {  # torchvision's class 0 is the background: num_classes + 1 outputs
             "rpn_anchor_generator": AnchorGenerator(sizes=((stride, 2 * stride, 4 * stride, 8 * stride),),
                                                     aspect_ratios=((0.5, 1.0, 2.0),)),  # fmt: skip
-            # one sample per RoIAlign bin: a cell of a small image's map is a few pixels (and RoIAlign's backward is
-            # what a CPU step spends most on: 2x2 samples cost twice the step)
-            "box_roi_pool": MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=1),
-            "box_head": TwoMLPHead(channels * 7 * 7, hidden),
-            "box_predictor": FastRCNNPredictor(hidden, num_classes + 1),
+            **box,
             "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 100,
             "rpn_pre_nms_top_n_test": 150, "rpn_post_nms_top_n_test": 50,
             "rpn_batch_size_per_image": 64, "box_batch_size_per_image": rois, "box_detections_per_img": 50,
