@@ -208,3 +208,22 @@ def test_torchvision_resnets_get_the_c4_head_whose_box_head_is_their_own_fifth_s
     assert small.head == "last"
     with pytest.raises(ThresherError, match="the C4 head needs a torchvision ResNet"):
         build_objective("detection", create_backbone("small-cnn"), {"head": "c4"}, num_classes=2)
+
+
+def test_the_dense_settings_reach_each_protocol_s_objective(tmp_path):
+    from thresher.data.spec import open_dataset as opened
+    from thresher.evaluate.config import EvalConfig
+    from thresher.evaluate.dense import DenseRun
+    from thresher.evaluate.protocols import PROTOCOLS
+
+    spec = squares(tmp_path / "d", n=4)
+    split = (opened(spec), np.arange(4))
+    for protocol, expected in (("detection", {"masks": False, "rois": 8, "frozen_bn": True, "head": "last",
+                                              "hidden": 32}),
+                               ("segmentation", {"frozen_bn": True, "hidden": 32})):  # fmt: skip
+        cfg = build_config(EvalConfig, values={"backbone": "small-cnn", "random_init": True, "train": {"spec": spec},
+                                               "test": {"spec": spec}, "protocol": protocol,
+                                               "dense": {"rois": 8, "frozen_bn": True, "head": "last",
+                                                         "hidden": 32}})  # fmt: skip
+        run = DenseRun(cfg, PROTOCOLS.get(protocol), None, "small-cnn", None, split, split)
+        assert run.params == expected

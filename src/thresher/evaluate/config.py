@@ -48,6 +48,19 @@ class FinetuneConfig(Section):
         return v
 
 
+class DenseConfig(Section):
+    """The dense protocols' model (issue 20): the detectors' and the segmentation head's settings; the schedule and
+    learning rates are ``finetune``'s."""
+
+    head: Literal["auto", "c4", "last"] = Field(
+        "auto", description="detection box head: c4 (torchvision ResNets: layer4 on every RoI, 000) or last (the last "
+        "feature map and two narrow fully connected layers); auto picks c4 where it can"
+    )  # fmt: skip
+    hidden: int = Field(128, ge=8, description="width of the narrow heads (box, mask, segmentation)")
+    rois: int = Field(32, ge=1, description="RoIs sampled per training image")
+    frozen_bn: bool = Field(False, description="freeze the backbone's batch norm (statistics and affine parameters)")
+
+
 class EvalConfig(Section):
     """``thresher evaluate``: a checkpoint (or a random-init backbone) on a target's train/test split."""
 
@@ -71,6 +84,7 @@ class EvalConfig(Section):
     )
     linear: LinearConfig = LinearConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    dense: DenseConfig = DenseConfig()
     cache: str | None = runtime(None, description="folder for cached features and fine-tuned runs (default OUT/cache)")
     runtime: RuntimeConfig = RuntimeConfig()
 

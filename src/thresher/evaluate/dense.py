@@ -30,7 +30,7 @@ from ..models import build_backbone
 from ..models.checkpoint import checkpoint_backbone, read_checkpoint, resolve_checkpoint, training_cost
 from ..runs import RunFolder, file_digest
 from ..train.config import TrainConfig
-from ..train.objective import build_objective
+from ..train.objective import build_objective, objective_params
 from ..workspace import Cost, Workspace
 from . import dense_metrics as DM
 from . import metrics as M
@@ -81,13 +81,15 @@ class DenseRun:
             raise ThresherError(f"{self.train_ds.spec} holds class masks, not objects: protocol {cfg.protocol} needs "
                                 "object annotations; use segmentation")  # fmt: skip
         self.num_classes = len(self.train_ds.categories)
+        accepted = objective_params(protocol.objective)  # the dense settings this protocol's objective takes
+        self.params = {**{k: v for k, v in cfg.dense.model_dump().items() if k in accepted}, **protocol.params}
 
     def finetune(self, rows: np.ndarray, lr: float, seed: int) -> dict:
         fc = self.cfg.finetune
         tcfg = build_config(TrainConfig, values={
             "data": self.cfg.train.model_dump(), "backbone": self.backbone,
             "init": str(self.checkpoint) if self.checkpoint else None, "objective": self.protocol.objective,
-            "objective_params": self.protocol.params, "resolution": self.cfg.resolution, "epochs": fc.epochs,
+            "objective_params": self.params, "resolution": self.cfg.resolution, "epochs": fc.epochs,
             "batch_size": fc.batch_size, "optim": {"lr": lr, "weight_decay": fc.weight_decay}, "seed": seed,
             "runtime": self.cfg.runtime.model_dump()})  # fmt: skip
         run = self.ws.model(f"dense-{self.protocol.objective}", tcfg, self.train_ds, self.train_idx[rows])
@@ -95,7 +97,7 @@ class DenseRun:
 
     def _model(self, checkpoint: Path) -> torch.nn.Module:
         backbone = build_backbone(self.backbone, None, 0)
-        model = build_objective(self.protocol.objective, backbone, self.protocol.params, num_classes=self.num_classes)
+        model = build_objective(self.protocol.objective, backbone, self.params, num_classes=self.num_classes)
         model.load_state_dict(read_checkpoint(checkpoint)["model"])
         return model.eval()
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .objective import OBJECTIVES
-from .segmentation import feature_map_of
+from .segmentation import feature_map_of, freeze_bn
 
 
 class _MapBody(nn.Module):
@@ -73,14 +73,6 @@ def _no_resize_transform(num_pixels_divisible: int):
             return image, target
 
     return Transform(1, 1, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0], size_divisible=num_pixels_divisible)
-
-
-def _freeze_bn(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad_(False)
 
 
 @OBJECTIVES.register("detection")
@@ -151,12 +143,12 @@ class Detection(nn.Module):
         self.model.transform = _no_resize_transform(stride)
         self.backbone = backbone  # the same module: a checkpoint's backbone.* keys are the pre-trained ones
         if frozen_bn:
-            _freeze_bn(backbone)
+            freeze_bn(backbone)
 
     def train(self, mode: bool = True) -> Detection:
         super().train(mode)
         if self.frozen_bn:
-            _freeze_bn(self.backbone)
+            freeze_bn(self.backbone)
         return self
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:

@@ -11,6 +11,15 @@ from ..data.dense import IGNORE, semantic_maps
 from .objective import OBJECTIVES
 
 
+def freeze_bn(module: nn.Module) -> None:
+    """Batch norm of ``module`` frozen: running statistics kept (eval mode) and affine parameters not trained."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+
 def feature_map_of(backbone: nn.Module, what: str) -> int:
     """The channels of ``backbone``'s feature map, or a ValueError naming the backbones that have one."""
     if not hasattr(backbone, "forward_map"):
@@ -27,7 +36,7 @@ class Segmentation(nn.Module):
     transform = "dense"
     reads_targets = True  # the loop adds the dataset's boxes, classes and masks to each batch
 
-    def __init__(self, backbone: nn.Module, num_classes: int, hidden: int = 64):
+    def __init__(self, backbone: nn.Module, num_classes: int, hidden: int = 128, frozen_bn: bool = False):
         super().__init__()
         channels = feature_map_of(backbone, "the segmentation objective")
         if hidden < 1:
@@ -39,6 +48,15 @@ class Segmentation(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden, num_classes + 1, 1),
         )
+        self.frozen_bn = frozen_bn
+        if frozen_bn:
+            freeze_bn(backbone)
+
+    def train(self, mode: bool = True) -> Segmentation:
+        super().train(mode)
+        if self.frozen_bn:
+            freeze_bn(self.backbone)
+        return self
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """(B, classes + 1, H, W) per-pixel logits at the input's size."""
