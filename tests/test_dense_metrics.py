@@ -12,7 +12,7 @@ import pytest
 
 from thresher.data.coco import encode_mask
 from thresher.data.dense import IGNORE, DenseTarget, area_ranges
-from thresher.evaluate.dense_metrics import box_iou, coco_ap, segmentation_metrics, voc07_ap
+from thresher.evaluate.dense_metrics import COCO_STATS, coco_ap, segmentation_metrics
 
 
 def _target(boxes, labels, h=48, w=64) -> DenseTarget:
@@ -88,10 +88,10 @@ def _reference(iou_type: str, area_rng=None) -> list[float]:
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
 def test_coco_ap_equals_pycocotools_with_coco_areas_and_with_scaled_ones(iou_type):
     ours = coco_ap(TARGETS, PREDS, 2, iou_type=iou_type, scale_areas=False)
-    assert list(ours.values()) == pytest.approx(_reference(iou_type))
+    assert [ours[k] for k in COCO_STATS] == pytest.approx(_reference(iou_type))
     r = area_ranges(48, 64)
     scaled = coco_ap(TARGETS, PREDS, 2, iou_type=iou_type)
-    assert list(scaled.values()) == pytest.approx(
+    assert [scaled[k] for k in COCO_STATS] == pytest.approx(
         _reference(iou_type, [list(r[k]) for k in ("all", "small", "medium", "large")])
     )
     assert 0 < ours["AP"] < 1 and scaled["AP_S"] != ours["AP_S"]  # at 48 x 64 every object is "small" for COCO
@@ -100,25 +100,20 @@ def test_coco_ap_equals_pycocotools_with_coco_areas_and_with_scaled_ones(iou_typ
 def test_perfect_detections_score_one_and_no_detection_zero():
     perfect = [_pred(t.boxes, np.ones(len(t.labels)), t.labels) for t in TARGETS]
     assert coco_ap(TARGETS, perfect, 2)["AP"] == pytest.approx(1.0)
-    assert voc07_ap(TARGETS, perfect, 2) == pytest.approx(1.0)
+    assert coco_ap(TARGETS, perfect, 2)["AP50_voc07"] == pytest.approx(1.0)
     empty = [{"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0, int)} for _ in TARGETS]
-    assert coco_ap(TARGETS, empty, 2)["AP"] == 0.0 and voc07_ap(TARGETS, empty, 2) == 0.0
+    assert coco_ap(TARGETS, empty, 2)["AP"] == 0.0 and coco_ap(TARGETS, empty, 2)["AP50_voc07"] == 0.0
 
 
 def test_voc07_eleven_point_ap_by_hand():
-    """Class 1 has 3 objects. Ranked detections: TP, FP, TP, (duplicate of the first: FP). Precision at recall 1/3 is
-    1, at 2/3 it is 2/3; recall 1 is never reached. 11-point: r in {0, .1, .2, .3}: 1; {.4, .5, .6}: 2/3; rest 0."""
+    """VOC07's AP read off pycocotools' evaluation equals VOC's 11-point rule worked by hand. Class 1 has 3 objects.
+    Ranked detections: TP, FP, TP, (duplicate of the first: FP). Precision at recall 1/3 is 1, at 2/3 it is 2/3;
+    recall 1 is never reached. 11-point: r in {0, .1, .2, .3}: 1; {.4, .5, .6}: 2/3; the rest 0."""
     targets = [_target([[0, 0, 10, 10], [20, 20, 30, 30], [40, 0, 50, 10]], [1, 1, 1])]
     preds = [_pred([[0, 0, 10, 10], [0, 30, 10, 40], [20, 20, 30, 31], [1, 0, 10, 10]], [0.9, 0.8, 0.7, 0.6],
                    [1, 1, 1, 1])]  # fmt: skip
     expected = (4 * 1.0 + 3 * 2 / 3) / 11
-    assert voc07_ap(targets, preds, 2) == pytest.approx(expected)  # class 0 has no object: not averaged in
-
-
-def test_box_iou_by_hand():
-    a = np.array([[0, 0, 10, 10]], float)
-    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]], float)
-    assert box_iou(a, b)[0].tolist() == pytest.approx([50 / 150, 0.0, 1.0])
+    assert coco_ap(targets, preds, 2)["AP50_voc07"] == pytest.approx(expected)  # class 0: no object, not averaged
 
 
 def test_segmentation_metrics_equal_a_slow_pixel_loop():

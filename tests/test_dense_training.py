@@ -138,7 +138,8 @@ def test_dense_protocols_evaluate_end_to_end_and_resume_seed_by_seed(tmp_path, p
         assert seed["tuned"] and set(seed["validation"]) == {"0.01", "0.03"} and seed["train_examples"] == 9
         assert 0.0 <= seed[primary] <= 1.0 and seed["cost"]["images"] > 0
     if protocol != "segmentation":
-        assert {"AP50", "AP75", "AP_S", "AP_M", "AP_L"} <= set(doc["summary"])
+        assert {"AP50", "AP75", "AP_S", "AP_M", "AP_L", "AP50_voc07"} <= set(doc["summary"])
+        assert doc["area_ranges"]["small"][1] == pytest.approx(32**2 * 32 * 32 / (640 * 480))
     else:
         assert {"pixel_accuracy", "mean_class_accuracy"} <= set(doc["summary"])
     (tmp_path / "ev" / "metrics.json").unlink()  # killed before the summary: the seeds are kept, nothing retrains

@@ -22,7 +22,7 @@ import torch
 
 from .. import atomic
 from ..config import build_config
-from ..data.dense import DenseDataset, square_target
+from ..data.dense import DenseDataset, area_ranges, square_target
 from ..data.loader import data_identity, open_data
 from ..data.transforms import build_transform
 from ..errors import ThresherError
@@ -124,10 +124,7 @@ class DenseRun:
     def score(self, predictions: list, truth: list) -> dict[str, float]:
         if self.protocol.kind == "semantic":
             return DM.segmentation_metrics(predictions, [t.semantic() for t in truth], self.num_classes + 1)
-        scores = DM.coco_ap(truth, predictions, self.num_classes, iou_type=self.protocol.kind)
-        if self.protocol.kind == "bbox":
-            scores["AP50_voc07"] = DM.voc07_ap(truth, predictions, self.num_classes)
-        return scores
+        return DM.coco_ap(truth, predictions, self.num_classes, iou_type=self.protocol.kind)
 
     def seed(self, seed: int) -> dict:
         """Choose the learning rate on validation, then predict the test split with the run trained at it."""
@@ -201,6 +198,8 @@ def evaluate_dense(
                       "random_init": cfg.random_init, "resolution": cfg.resolution, "seed": cfg.seed},
             "target": {"train": cfg.train.spec, "test": cfg.test.spec, "categories": train[0].categories},
             "primary": protocol.primary,
+            # AP_S / AP_M / AP_L's area ranges in the evaluated images' pixels (COCO's, scaled to their size)
+            "area_ranges": area_ranges(cfg.resolution, cfg.resolution) if protocol.kind != "semantic" else None,
             "summary": summary,
             "seeds": per_seed,
             "tuned": all(d["tuned"] for d in per_seed),

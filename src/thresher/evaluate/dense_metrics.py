@@ -4,8 +4,8 @@ semantic segmentation's mIoU, mean class accuracy and pixel accuracy.
 COCO AP is pycocotools' own evaluation (the reference every detection paper reports), with its area ranges scaled to
 the images' size (``data.dense.area_ranges``: the same fraction of the image as COCO's 32^2 and 96^2 of a 640 x 480
 image), so AP_S / AP_M / AP_L mean the same thing on small images. VOC07 (000's Table 3) is the 11-point interpolated
-AP at IoU 0.5, per class, averaged. Semantic metrics come from one confusion matrix over every pixel not labelled
-``IGNORE`` (255).
+AP at IoU 0.5, per class, averaged, read off the same pycocotools evaluation (no matcher of our own). Semantic
+metrics come from one confusion matrix over every pixel not labelled ``IGNORE`` (255).
 """
 
 from __future__ import annotations
@@ -54,7 +54,16 @@ def coco_ap(
 ) -> dict[str, float]:
     """AP, AP50, AP75, AP_S, AP_M, AP_L (as fractions, -1 where a bucket has no object) of ``predictions`` (per image:
     ``boxes`` (n, 4) x0 y0 x1 y1, ``scores``, ``labels``, and ``masks`` (n, H, W) bool for ``iou_type="segm"``)
-    against ``targets``. ``scale_areas``: the size buckets scaled to the images' mean area (COCO's own otherwise)."""
+    against ``targets``, and ``AP50_voc07``: VOC 2007's 11-point AP at IoU 0.5 from the same evaluation (000's Table
+    3). ``scale_areas``: the size buckets scaled to the images' mean area (COCO's own otherwise)."""
+    ev = _evaluated(targets, predictions, num_classes, iou_type, scale_areas)
+    if ev is None:  # nothing detected: every AP is 0 where there are objects
+        return {k: 0.0 for k in (*COCO_STATS, "AP50_voc07")}
+    return {**{k: float(v) for k, v in zip(COCO_STATS, ev.stats[:6], strict=True)}, "AP50_voc07": _voc07(ev)}
+
+
+def _evaluated(targets, predictions, num_classes: int, iou_type: str, scale_areas: bool):
+    """pycocotools' evaluation, accumulated and summarised (None when there is no detection at all)."""
     from pycocotools.cocoeval import COCOeval
 
     segm = iou_type == "segm"
@@ -68,60 +77,29 @@ def coco_ap(
             if segm:
                 det["segmentation"] = encode_mask(p["masks"][k])
             dets.append(det)
-    if not dets:  # nothing detected: every AP is 0 where there are objects
-        return {k: 0.0 for k in COCO_STATS}
+    if not dets:
+        return None
     with contextlib.redirect_stdout(io.StringIO()):
-        dt = gt.loadRes(dets)
-        ev = COCOeval(gt, dt, iou_type)
+        ev = COCOeval(gt, gt.loadRes(dets), iou_type)
         if scale_areas:
-            h = float(np.mean([t.height for t in targets]))
-            w = float(np.mean([t.width for t in targets]))
-            r = area_ranges(h, w)
+            r = area_ranges(float(np.mean([t.height for t in targets])), float(np.mean([t.width for t in targets])))
             ev.params.areaRng = [list(r[k]) for k in ("all", "small", "medium", "large")]
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return {k: float(v) for k, v in zip(COCO_STATS, ev.stats[:6], strict=True)}
+    return ev
 
 
-def voc07_ap(targets: Sequence[DenseTarget], predictions: Sequence[dict], num_classes: int, iou: float = 0.5) -> float:
-    """Pascal VOC 2007's mean AP: per class, detections ranked by score are true positives when they match an unmatched
-    object of the class at IoU >= ``iou``; precision is interpolated at 11 recall points (0, 0.1, ..., 1)."""
-    aps = []
-    for c in range(num_classes):
-        n_obj = sum(int((t.labels == c).sum()) for t in targets)
-        if n_obj == 0:
-            continue
-        dets = [(float(s), i, p["boxes"][k]) for i, p in enumerate(predictions)
-                for k, s in enumerate(p["scores"]) if int(p["labels"][k]) == c]  # fmt: skip
-        dets.sort(key=lambda d: -d[0])
-        used = [np.zeros(int((t.labels == c).sum()), bool) for t in targets]
-        tp = np.zeros(len(dets))
-        for j, (_, i, box) in enumerate(dets):
-            gts = targets[i].boxes[targets[i].labels == c]
-            if len(gts) == 0:
-                continue
-            ious = box_iou(np.asarray(box, np.float64)[None], gts.astype(np.float64))[0]
-            best = int(np.argmax(ious))
-            if ious[best] >= iou and not used[i][best]:
-                used[i][best] = True
-                tp[j] = 1
-        ctp = np.cumsum(tp)
-        recall = ctp / n_obj
-        precision = ctp / np.arange(1, len(dets) + 1) if len(dets) else np.zeros(0)
-        aps.append(float(np.mean([precision[recall >= r].max() if (recall >= r).any() else 0.0
-                                  for r in np.linspace(0, 1, 11)])))  # fmt: skip
-    return float(np.mean(aps)) if aps else 0.0
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, m) IoU of boxes x0 y0 x1 y1 (continuous coordinates, as torchvision and pycocotools)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-12)
+def _voc07(ev) -> float:
+    """VOC07's 11-point AP at IoU 0.5, read off pycocotools' accumulated precision: at each recall threshold r it
+    holds the best precision at recall >= r (VOC's interpolation), so VOC07 is its mean at r = 0, 0.1, ..., 1 over
+    the classes that have objects (every area, at most 100 detections per image)."""
+    p = ev.eval["precision"][0, :, :, 0, -1]  # IoU 0.50, 101 recall thresholds, classes, area all, maxDets 100
+    rec = np.round(ev.params.recThrs, 6)
+    rows = [int(np.flatnonzero(rec == round(r, 6))[0]) for r in np.linspace(0, 1, 11)]
+    per_class = p[rows]  # (11, K); -1 for a class with no object
+    present = (per_class > -1).any(0)
+    return float(np.clip(per_class[:, present], 0, None).mean()) if present.any() else 0.0
 
 
 def confusion(predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
