@@ -90,7 +90,7 @@ def test_fewshot_uses_documented_defaults_and_says_so(target, tmp_path, capsys):
     )  # fmt: skip
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "fixed default hyper-parameters" in out.out
+    assert "not chosen on validation: validation split too small: fixed default l2" in out.out
     doc = json.loads((tmp_path / "fs" / "metrics.json").read_text())
     assert not doc["tuned"] and all(d["hparams"]["shots"] == 4 for d in doc["seeds"])
     assert "fixed default" in doc["seeds"][0]["note"]

@@ -572,7 +572,8 @@ def evaluate_cmd(
     main_metric = doc["primary"]
     top1 = doc["summary"][main_metric]
     spread = f" +/- {top1['std']:.4f} (95% CI {top1['ci95'][0]:.4f}-{top1['ci95'][1]:.4f})" if top1["std"] else ""
-    tuned = "" if doc["tuned"] else " [fixed default hyper-parameters: validation split too small]"
+    notes = sorted({d.get("note") for d in doc["seeds"] if d.get("note")})
+    tuned = "" if doc["tuned"] else f" [not chosen on validation: {'; '.join(notes) or 'validation split too small'}]"
     name = {"top1": "top-1", "auroc_macro": "macro AUROC", "AP": "box AP" if doc["protocol"] == "detection"
             else "mask AP"}.get(main_metric, main_metric)  # fmt: skip
     typer.echo(f"{out}: {doc['protocol']} {name} {top1['mean']:.4f}{spread} over {top1['n']} seed(s){tuned}")

@@ -153,7 +153,9 @@ class DenseRun:
         costs.append({"images": n, "seconds": secs, "flops": 0.0})
         scores = self.score(preds, self.truth(self.test_ds, self.test_idx))
         cost = {k: float(sum(c.get(k, 0.0) for c in costs)) for k in ("images", "seconds", "flops")}
-        return {"seed": seed, **scores, "lr": lr, "tuned": tuned, "validation": val_scores,
+        note = "" if tuned else ("one learning rate in finetune.lr_grid" if len(fc.lr_grid) == 1
+                                 else "validation split too small: finetune.default_lr")  # fmt: skip
+        return {"seed": seed, **scores, "lr": lr, "tuned": tuned, "note": note, "validation": val_scores,
                 "train_examples": len(fit), "cost": cost}  # fmt: skip
 
 
