@@ -94,3 +94,11 @@ def test_bad_pilots_are_one_line_errors():
         Points.of([0.0, 0.2], [0.5, 0.6])
     with pytest.raises(ThresherError, match="positive"):
         Curve(0.8, 0.2, 0.5).predict(0.0)
+
+
+def test_the_interval_stays_within_what_accuracy_can_be():
+    """A wide interval near the ceiling is cut at 1 (and at 0 below): top-1 and AUROC cannot leave [0, 1]."""
+    c = np.repeat([0.01, 0.02, 0.04, 0.08], 2)
+    noisy = Points.of(c, np.clip(0.9 + 0.02 * np.log2(c / 0.01) + np.tile([-0.05, 0.05], 4), 0, 1))
+    pred = predict(noisy, 100.0, rounds=50)
+    assert pred.high <= 1.0 and pred.low >= 0.0 and pred.low < pred.mean <= pred.high

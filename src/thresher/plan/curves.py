@@ -184,4 +184,5 @@ def predict(
         holdout = abs(float(seen.predict(top)) - float(points.accuracy[~keep].mean()))
         steps = max(1.0, float(np.log(compute / top) / np.log(top / below)))
     wide = holdout * steps
-    return Prediction(compute, mean, mean - half - wide, mean + half + wide, half, holdout, steps)
+    low, high = max(0.0, mean - half - wide), min(CEILING, mean + half + wide)  # the metric's own range bounds it
+    return Prediction(compute, mean, low, high, half, holdout, steps)
