@@ -90,3 +90,23 @@ def test_resolved_config_round_trips_from_run_folder(tmp_path):
         pass
     again = build_config(TrainConfig, file=tmp_path / "run" / "config.yaml")
     assert again == cfg
+
+
+def test_a_field_added_later_keeps_the_fingerprints_of_runs_made_before_it():
+    """Configs written before a field existed resume after it is added (at its default); set, it is a new config."""
+    from thresher.config import Section, added, fingerprint
+
+    class Before(Section):
+        lr: float = 0.1
+
+    class Inner(Section):
+        rois: int = 32
+
+    class After(Section):
+        lr: float = 0.1
+        dense: Inner = added(Inner())
+        note: str | None = added(None)
+
+    assert fingerprint(After()) == fingerprint(Before())
+    assert fingerprint(After(dense=Inner(rois=8))) != fingerprint(Before())
+    assert fingerprint(After(note="x")) != fingerprint(After())

@@ -38,6 +38,12 @@ def runtime(default: Any = None, **kw: Any) -> Any:
     return Field(default, json_schema_extra={"runtime": True}, **kw)
 
 
+def added(default: Any, **kw: Any) -> Any:
+    """A field added to a config after runs were made with it: fingerprinted only when set to something else than
+    its default, so a run folder (or a study's stage) made before the field existed still resumes."""
+    return Field(default, json_schema_extra={"added": True}, **kw)
+
+
 def _admits_bool(annotation: Any) -> bool:
     """Whether a field's type takes a boolean (``bool``, ``Any``, a union or Literal holding one)."""
     if annotation is bool or annotation is Any:
@@ -267,6 +273,8 @@ def _strip_runtime(model: BaseModel) -> dict:
         if extra.get("runtime"):
             continue
         value = getattr(model, name)
+        if extra.get("added") and value == field.get_default(call_default_factory=True):
+            continue
         out[name] = _strip_runtime(value) if isinstance(value, BaseModel) else jsonable(value)
     return out
 

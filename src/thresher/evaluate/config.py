@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import DataConfig, RuntimeConfig, Section, runtime
+from ..config import DataConfig, RuntimeConfig, Section, added, runtime
 
 
 class LinearConfig(Section):
@@ -84,7 +84,7 @@ class EvalConfig(Section):
     )
     linear: LinearConfig = LinearConfig()
     finetune: FinetuneConfig = FinetuneConfig()
-    dense: DenseConfig = DenseConfig()
+    dense: DenseConfig = added(DenseConfig(), description="the dense protocols' model settings")
     cache: str | None = runtime(None, description="folder for cached features and fine-tuned runs (default OUT/cache)")
     runtime: RuntimeConfig = RuntimeConfig()
 

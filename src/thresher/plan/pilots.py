@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import atomic
 from ..compute_match import ComputeUnit
-from ..config import build_config, merge
+from ..config import build_config, merge, semantic_dict
 from ..errors import ThresherError
 from ..evaluate.config import EvalConfig
 from ..models.checkpoint import checkpoint_path, training_cost
@@ -137,7 +137,7 @@ class Runs:
 
         probe = self.probe_config(self.folder(trained) if trained else None)
         name = trained.name if trained else "no-pretraining"
-        settings = probe.model_dump(exclude={"checkpoint", "cache", "runtime"})
+        settings = semantic_dict(probe)  # what decides the measurement (not the paths, not later-added defaults)
         key = stage_key({"stage": trained.key if trained else None, "probe": settings}, [])
         path = self.root / f"measure-{name}-{key}.json"
         if path.is_file():
