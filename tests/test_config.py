@@ -110,3 +110,18 @@ def test_a_field_added_later_keeps_the_fingerprints_of_runs_made_before_it():
     assert fingerprint(After()) == fingerprint(Before())
     assert fingerprint(After(dense=Inner(rois=8))) != fingerprint(Before())
     assert fingerprint(After(note="x")) != fingerprint(After())
+
+
+def test_sections_inside_lists_are_fingerprinted_by_their_semantic_fields():
+    """A study's targets are a list of sections: where a target's data was found (a runtime field) is not part of
+    the study's identity, what it is (its spec) is."""
+    from thresher.config import fingerprint
+    from thresher.study import StudyConfig
+
+    def study(root: str | None, spec: str = "npz:t.npz") -> StudyConfig:
+        target = {"name": "t", "train": {"spec": spec, "data_root": root}, "test": {"spec": spec, "data_root": root}}
+        return build_config(StudyConfig, values={"source": {"spec": "npz:s.npz"}, "targets": [target],
+                                                 "methods": ["knn"], "budgets": [0.1]})  # fmt: skip
+
+    assert fingerprint(study("/a")) == fingerprint(study("/b"))
+    assert fingerprint(study("/a")) != fingerprint(study("/a", spec="npz:u.npz"))

@@ -275,8 +275,18 @@ def _strip_runtime(model: BaseModel) -> dict:
         value = getattr(model, name)
         if extra.get("added") and value == field.get_default(call_default_factory=True):
             continue
-        out[name] = _strip_runtime(value) if isinstance(value, BaseModel) else jsonable(value)
+        out[name] = _semantic(value)
     return out
+
+
+def _semantic(value: Any) -> Any:
+    """A field's value for the fingerprint: sections (also inside lists, e.g. a study's targets) by their own
+    semantic fields, everything else as JSON."""
+    if isinstance(value, BaseModel):
+        return _strip_runtime(value)
+    if isinstance(value, list | tuple) and any(isinstance(v, BaseModel) for v in value):
+        return [_semantic(v) for v in value]
+    return jsonable(value)
 
 
 def semantic_dict(cfg: BaseModel) -> dict:

@@ -28,7 +28,7 @@ from pydantic import Field, field_validator, model_validator
 
 from . import atomic
 from .compute_match import ComputeUnit
-from .config import DataConfig, RuntimeConfig, Section, build_config, merge, partial_section
+from .config import DataConfig, RuntimeConfig, Section, added, build_config, merge, partial_section
 from .data.loader import open_data
 from .data.manifest import Manifest
 from .data.sources import source_shares
@@ -94,7 +94,7 @@ class StudyTarget(Section):
     references: list[StudyReference] = Field(
         default_factory=list, description="hand-picked arms (source classes or a manifest), at every budget"
     )
-    protocol: str | None = Field(
+    protocol: str | None = added(
         None,
         description="this target's evaluation protocol instead of evaluation.protocol, e.g. detection or "
         "segmentation for a dense target (its table column shows that protocol's metric)",
