@@ -142,14 +142,17 @@ def params_for(accepted: list[str]) -> st.SearchStrategy[dict]:
     return names.flatmap(lambda ns: st.fixed_dictionaries({n: PARAM_VALUES for n in ns}))
 
 
+#: pairs of keys of which a config may set one only (the run's length; the step schedule's milestones)
+ONE_WAY = (("steps", "images"), ("lr_schedule.milestones", "lr_schedule.milestone_fractions"))
+
+
 @st.composite
 def train_configs(draw) -> dict:
     """A valid TrainConfig as flat dotted keys -> values, every leaf set."""
     flat = {k: draw(s) for k, s in {**SEMANTIC, **RUNTIME}.items()}
-    if flat["steps"] is not None:
-        flat["images"] = None
-    if flat["lr_schedule.milestones"] is not None:
-        flat["lr_schedule.milestone_fractions"] = None
+    for first, second in ONE_WAY:
+        if flat[first] is not None:
+            flat[second] = None
     for key, (owner, accepted) in PARAMS.items():
         flat[key] = draw(params_for(accepted(flat[owner])))
     return flat
@@ -465,6 +468,9 @@ def test_fingerprint_ignores_runtime_fields_but_not_semantic_ones(flat, data):
         for field, (owner, _) in PARAMS.items():
             if key == owner:
                 changed[field] = {}  # another objective / schedule: its own (default) parameters
+        for pair in ONE_WAY:  # one way at a time, as train_configs draws them
+            if key in pair and changed[key] is not None:
+                changed[pair[1 - pair.index(key)]] = None
     assume(changed[key] != flat[key])
     assert fingerprint(build_config(TrainConfig, values=nested(changed))) != fingerprint(cfg)
 
