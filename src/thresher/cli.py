@@ -320,7 +320,7 @@ def pretrain(
         epochs=epochs,
         steps=steps,
         images=images,
-        keep_at=_int_list(keep_at, "--keep-at"),
+        keep_at=_listed(keep_at, "--keep-at"),
         recalibrate_bn=recalibrate_bn or None,
         batch_size=batch_size,
         optim__lr=lr,
@@ -723,9 +723,6 @@ def plan_cmd(
     from .config import build_config
     from .plan.config import PlanConfig
 
-    def listed(text: str | None, cast):
-        return None if text is None else [cast(x) for x in text.split(",") if x.strip()]
-
     values = _values(
         source__spec=source,
         source__subset=subset,
@@ -735,9 +732,9 @@ def plan_cmd(
         target_test__spec=target_test,
         target_test__data_root=data_root if target_test else None,
         budget=budget,
-        methods=listed(methods, str),
-        fractions=listed(fractions, float),
-        resolutions=listed(resolutions, int),
+        methods=_listed(methods, "--methods", str),
+        fractions=_listed(fractions, "--fractions", float),
+        resolutions=_listed(resolutions, "--resolutions"),
         objective=objective,
         epochs=epochs,
         share=share,
@@ -804,14 +801,15 @@ def _check_out(path: Path | None, flag: str = "--out", *, file: bool = False) ->
         raise ThresherError(f"{flag} {path}: no permission to write in {writable}; choose another {flag}")
 
 
-def _int_list(text: str | None, flag: str) -> list[int] | None:
-    """``50,500`` as [50, 500]; a clear error for anything else."""
+def _listed(text: str | None, flag: str, cast: type = int) -> list | None:
+    """``50,500`` as [50, 500] (``cast`` each item: int, float or str); a clear error for anything else."""
     if text is None:
         return None
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        return [cast(x.strip()) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ThresherError(f"{flag} takes whole numbers separated by commas, e.g. 50,500; got {text!r}") from None
+        what = {int: "whole numbers", float: "numbers"}.get(cast, "values")
+        raise ThresherError(f"{flag} takes {what} separated by commas, e.g. 50,500; got {text!r}") from None
 
 
 def _checkpoint_file(path: str | None) -> str | None:

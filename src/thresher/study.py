@@ -780,9 +780,9 @@ def collect(cfg: StudyConfig, stages: list[Stage], root: Path, unit: ComputeUnit
 
 def _run_cost(stage: Stage, by_uid: dict[str, Stage], root: Path) -> dict:
     """A pre-training stage's cost; a recalibrated base (001) adds its base model's pre-training to its own pass."""
-    costs = [_cost_of(root / stage.folder)]
+    costs = [run_cost(root / stage.folder)]
     if stage.kind == "recalibrate":
-        costs += [_cost_of(root / by_uid[d].folder) for d in stage.deps]
+        costs += [run_cost(root / by_uid[d].folder) for d in stage.deps]
     return {k: sum(c[k] for c in costs) for k in costs[0]}
 
 
@@ -809,8 +809,8 @@ def _zero() -> dict:
     return {"images": 0.0, "flops": 0.0, "seconds": 0.0}
 
 
-def _cost_of(run: Path) -> dict:
-    """What a pre-training stage cost, as its run recorded it."""
+def run_cost(run: Path) -> dict:
+    """What a pre-training stage cost, as its run recorded it (images, FLOPs, seconds; zeros when not recorded)."""
     cost = training_cost(checkpoint_path(run)) or {}
     return {k: float(cost.get(k, 0.0)) for k in ("images", "flops", "seconds")}
 

@@ -88,6 +88,14 @@ class EvalConfig(Section):
     cache: str | None = runtime(None, description="folder for cached features and fine-tuned runs (default OUT/cache)")
     runtime: RuntimeConfig = RuntimeConfig()
 
+    def finetune_values(self, *, backbone: str, init: str | None, lr: float, seed: int) -> dict:
+        """The training-config values of one fine-tuning run on the training split (every fine-tuning protocol's,
+        the dense ones too): ``finetune``'s schedule at ``lr``, from ``init``, at the evaluation's resolution."""
+        fc = self.finetune
+        return {"data": self.train.model_dump(), "backbone": backbone, "init": init, "resolution": self.resolution,
+                "epochs": fc.epochs, "batch_size": fc.batch_size, "optim": {"lr": lr, "weight_decay": fc.weight_decay},
+                "seed": seed, "runtime": self.runtime.model_dump()}  # fmt: skip
+
     @model_validator(mode="after")
     def _model_given(self) -> EvalConfig:
         from ..errors import ThresherError

@@ -85,13 +85,10 @@ class DenseRun:
         self.params = {**{k: v for k, v in cfg.dense.model_dump().items() if k in accepted}, **protocol.params}
 
     def finetune(self, rows: np.ndarray, lr: float, seed: int) -> dict:
-        fc = self.cfg.finetune
-        tcfg = build_config(TrainConfig, values={
-            "data": self.cfg.train.model_dump(), "backbone": self.backbone,
-            "init": str(self.checkpoint) if self.checkpoint else None, "objective": self.protocol.objective,
-            "objective_params": self.params, "resolution": self.cfg.resolution, "epochs": fc.epochs,
-            "batch_size": fc.batch_size, "optim": {"lr": lr, "weight_decay": fc.weight_decay}, "seed": seed,
-            "runtime": self.cfg.runtime.model_dump()})  # fmt: skip
+        init = str(self.checkpoint) if self.checkpoint else None
+        values = self.cfg.finetune_values(backbone=self.backbone, init=init, lr=lr, seed=seed)
+        tcfg = build_config(TrainConfig, values={**values, "objective": self.protocol.objective,
+                                                 "objective_params": self.params})  # fmt: skip
         run = self.ws.model(f"dense-{self.protocol.objective}", tcfg, self.train_ds, self.train_idx[rows])
         return {"checkpoint": run.path, "cost": run.cost.as_dict()}
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import atomic
+from ..config import build_config
 from ..data.loader import data_identity, open_data
 from ..embed import EmbeddingStore
 from ..errors import ThresherError
@@ -31,7 +32,7 @@ from ..models.checkpoint import (
     write_checkpoint,
 )
 from ..runs import RunFolder, file_digest
-from ..train.config import LRScheduleConfig, OptimConfig, TrainConfig
+from ..train.config import TrainConfig
 from ..workspace import Artefact, Cost, Workspace
 from . import metrics as M
 from .config import EvalConfig
@@ -100,21 +101,9 @@ class EvalContext:
         init = str(self.checkpoint) if self.checkpoint else None
         if head_init is not None:  # LP-FT: a checkpoint holding the backbone and the probe's head
             init = str(self._head_checkpoint(head_init, seed))
-        tcfg = TrainConfig(
-            data=self.cfg.train,
-            backbone=self.backbone,
-            init=init,
-            init_head=head_init is not None,
-            resolution=self.cfg.resolution,
-            epochs=fc.epochs,
-            batch_size=fc.batch_size,
-            optim=OptimConfig(lr=lr, weight_decay=fc.weight_decay),
-            lr_schedule=LRScheduleConfig(),
-            transform=fc.transform,
-            crop_scale=fc.crop_scale,
-            seed=seed,
-            runtime=self.cfg.runtime,
-        )
+        values = self.cfg.finetune_values(backbone=self.backbone, init=init, lr=lr, seed=seed)
+        tcfg = build_config(TrainConfig, values={**values, "init_head": head_init is not None,
+                                                 "transform": fc.transform, "crop_scale": fc.crop_scale})  # fmt: skip
         run = self.ws.model("finetune", tcfg, self.train_ds, self.train_idx[rows])
         return {"checkpoint": run.path, "cost": run.cost.as_dict()}
 

@@ -123,13 +123,19 @@ def fit_curve(points: Points, alpha: float | None = None) -> Curve:
     return Curve(a, b, alpha, float(np.sqrt(sse / len(points.compute))))
 
 
+def shares_exponent(candidates: Mapping[str, Points]) -> bool:
+    """Whether the candidates' curves share one exponent: when some candidate has fewer than four compute levels,
+    too few to pin its own exponent down."""
+    return min(len(p.levels) for p in candidates.values()) < 4
+
+
 def fit_curves(candidates: Mapping[str, Points], *, shared: bool | None = None) -> dict[str, Curve]:
     """Every candidate's curve. ``shared``: one exponent for all (default: when some candidate has fewer than four
     compute levels, too few to pin its own exponent down)."""
     if not candidates:
         raise ThresherError("no pilots to fit")
     if shared is None:
-        shared = min(len(p.levels) for p in candidates.values()) < 4
+        shared = shares_exponent(candidates)
     alpha = _best_alpha(list(candidates.values())) if shared else None
     return {name: fit_curve(p, alpha) for name, p in candidates.items()}
 

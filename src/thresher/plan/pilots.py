@@ -17,8 +17,7 @@ from ..compute_match import ComputeUnit
 from ..config import build_config, merge, semantic_dict
 from ..errors import ThresherError
 from ..evaluate.config import EvalConfig
-from ..models.checkpoint import checkpoint_path, training_cost
-from ..study import STAGE_KINDS, WORKSPACE, Stage, slug, stage_key
+from ..study import STAGE_KINDS, WORKSPACE, Stage, run_cost, slug, stage_key
 from .config import PlanConfig
 from .grid import Candidate
 
@@ -149,5 +148,4 @@ class Runs:
 
     def cost(self, trained: Stage) -> dict[str, float]:
         """What a pre-training stage cost, as its run recorded it."""
-        cost = training_cost(checkpoint_path(self.folder(trained))) or {}
-        return {k: float(cost.get(k, 0.0)) for k in ("images", "flops", "seconds")}
+        return run_cost(self.folder(trained))

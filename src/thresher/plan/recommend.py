@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from ..errors import ThresherError
-from .curves import Points, fit_curves, predict
+from .curves import Points, fit_curves, predict, shares_exponent
 from .grid import Candidate
 
 
@@ -37,8 +37,9 @@ def recommend(piloted: Mapping[str, Piloted], budget: float, spent: float, *, wh
         )
     if whole_pool not in piloted:
         raise ThresherError("the whole pool must be among the piloted candidates (it is the competitor)")
-    curves = fit_curves({name: p.points for name, p in piloted.items()})
-    shared = len({c.alpha for c in curves.values()}) == 1 and len(curves) > 1
+    points = {name: p.points for name, p in piloted.items()}
+    shared = shares_exponent(points)  # (not read off the fitted exponents: two own exponents can coincide)
+    curves = fit_curves(points, shared=shared)
     rows = {}
     for name, p in piloted.items():
         alpha = curves[name].alpha if shared else None
