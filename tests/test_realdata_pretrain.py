@@ -45,13 +45,12 @@ def test_drop_and_pick_on_real_images_processes_less(tmp_path):
     assert s["cost"]["computation"] < 0.95 and s["epoch_loss"][-1] < s["epoch_loss"][0]
 
 
-def test_pretrained_backbone_beats_random_init_under_the_linear_protocol(tmp_path):
-    """Issue 5's realdata check: brief supervised pre-training on the pool vs random weights, cifar10 linear probe."""
+def test_pretrained_backbone_beats_random_init_under_the_linear_protocol(tmp_path, pool_backbone):
+    """Issue 5's realdata check: brief supervised pre-training on the pool (the session's shared backbone) vs random
+    weights, cifar10 linear probe."""
     from thresher.evaluate.config import EvalConfig
     from thresher.evaluate.run import evaluate
 
-    pool = {"spec": "builtin:tiny-imagenet-32:train", "subset": 10000}
-    pretrain(cfg(data=pool, epochs=4), tmp_path / "pt", log=print)
     common = {
         "train": {"spec": "builtin:cifar10:train"},
         "test": {"spec": "builtin:cifar10:test"},
@@ -60,7 +59,7 @@ def test_pretrained_backbone_beats_random_init_under_the_linear_protocol(tmp_pat
     }
     ev = {}
     for name, model in (
-        ("pretrained", {"checkpoint": str(tmp_path / "pt" / "checkpoint.pt")}),
+        ("pretrained", {"checkpoint": str(pool_backbone)}),
         ("random", {"backbone": "small-cnn", "random_init": True}),
     ):
         doc = evaluate(build_config(EvalConfig, values={**common, **model}), tmp_path / name, log=print)

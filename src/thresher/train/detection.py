@@ -129,6 +129,9 @@ class Detection(nn.Module):
             "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 100,
             "rpn_pre_nms_top_n_test": 150, "rpn_post_nms_top_n_test": 50,
             "rpn_batch_size_per_image": 64, "box_batch_size_per_image": rois, "box_detections_per_img": 50,
+            # AP ranks every detection: a short fine-tuning's scores sit below torchvision's 0.05 cut, which would drop
+            # them all (the 50 per image bound how many are kept)
+            "box_score_thresh": 0.001,
         }  # fmt: skip
         if masks:
             self.model = MaskRCNN(
