@@ -205,10 +205,50 @@ def test_torchvision_resnets_get_the_c4_head_whose_box_head_is_their_own_fifth_s
     out = det(batch)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and resnet.layer4[0].conv1.weight.grad is not None
-    small = build_objective("detection", create_backbone("small-cnn"), {}, num_classes=2)
-    assert small.head == "last"
     with pytest.raises(ThresherError, match="the C4 head needs a torchvision ResNet"):
         build_objective("detection", create_backbone("small-cnn"), {"head": "c4"}, num_classes=2)
+
+
+@pytest.mark.parametrize(("backbone", "levels"), [("small-cnn", {"0": 2, "1": 4, "2": 8, "pool": 16}),
+                                                  ("resnet20", {"0": 2, "1": 4, "pool": 8})])  # fmt: skip
+def test_other_backbones_get_a_feature_pyramid_over_their_stages(backbone, levels):
+    """FPN (Lin et al. 2017) over the last three stages of stride >= 2, a pooled level on top; each RoI is pooled from
+    the level whose cell is an eighth of its side; masks train through the same pyramid."""
+    from thresher.models import create_backbone
+    from thresher.train.objective import build_objective
+
+    bb = create_backbone(backbone)
+    det = build_objective("detection", bb, {"masks": True, "hidden": 32}, num_classes=2)
+    assert det.head == "fpn" and det.model.backbone.out_channels == 16
+    maps = det.model.backbone(torch.randn(1, 3, 64, 64))
+    assert {k: 64 // v.shape[-1] for k, v in maps.items()} == levels
+    pool = det.model.roi_heads.box_roi_pool
+    top = max(v for k, v in levels.items() if k != "pool")
+    sides = torch.tensor([8.0 * top, 4.0 * top, 2.0 * top, 1.0])  # the coarsest level, one below, two below, finest
+    boxes = [torch.stack([torch.zeros(4), torch.zeros(4), sides, sides], 1)]
+    pool(maps, boxes, [(64, 64)])  # (its first call sets the levels' scales up from the maps)
+    assert pool.map_levels(boxes).tolist() == [len(levels) - 2, max(0, len(levels) - 3), 0, 0]
+    masks = torch.zeros(2, 64, 64, dtype=torch.bool)
+    masks[0, 6:50, 4:40], masks[1, 50:57, 50:56] = True, True
+    batch = {"images": torch.randn(2, 3, 64, 64), "boxes": [torch.tensor([[4.0, 6, 40, 50], [50, 50, 56, 57]])] * 2,
+             "classes": [torch.tensor([1, 0])] * 2, "masks": [masks, masks]}  # fmt: skip
+    det.train()
+    out = det(batch)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and "loss_mask" in out
+    assert all(p.grad is not None for p in det.model.backbone.fpn.parameters())
+    assert (
+        bb.features[3].weight.grad is not None
+        if backbone == "small-cnn"
+        else bb.layer2[0].conv1.weight.grad is not None
+    )
+    last = build_objective("detection", create_backbone(backbone), {"head": "last"}, num_classes=2)
+    assert last.head == "last" and list(last.model.backbone(torch.randn(1, 3, 64, 64)).shape) == [
+        1,
+        bb.feature_dim,
+        64 // bb.map_stride,
+        64 // bb.map_stride,
+    ]
 
 
 def test_the_dense_settings_reach_each_protocol_s_objective(tmp_path):

@@ -3,8 +3,9 @@ on the pool's val backgrounds), the session's briefly pre-trained backbone beats
 001: pre-training pays on detection too).
 
 Sized for the suite (about 2 minutes after the shared backbone): 300 training and 150 test images at 64 px, Faster
-R-CNN on small-cnn's last map fine-tuned 6 epochs (batch 8, learning rate 0.1), two seeds per arm. Measured here:
-box AP50 0.093 +- 0.006 pre-trained against 0.034 +- 0.005 from random init.
+R-CNN with a feature pyramid over small-cnn's stages fine-tuned 6 epochs (batch 8, learning rate 0.05; 0.1 diverges),
+two seeds per arm. Measured here: box AP50 0.181 +- 0.009 pre-trained against 0.082 +- 0.018 from random init (the
+last map alone, before the pyramid: 0.093 against 0.034 at learning rate 0.1).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def test_a_pretrained_backbone_beats_random_init_on_the_dense_task(tmp_path, poo
     common = {
         "train": {"spec": f"coco:{tmp_path / 'dense'}:train"}, "test": {"spec": f"coco:{tmp_path / 'dense'}:test"},
         "protocol": "detection", "resolution": 64, "seeds": 2,
-        "finetune": {"epochs": 6, "batch_size": 8, "lr_grid": [0.1]}, "runtime": {"progress": False},
+        "finetune": {"epochs": 6, "batch_size": 8, "lr_grid": [0.05]}, "runtime": {"progress": False},
     }  # fmt: skip
     ap = {}
     for name, model in (("pretrained", {"checkpoint": str(pool_backbone)}),

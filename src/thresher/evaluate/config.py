@@ -52,9 +52,9 @@ class DenseConfig(Section):
     """The dense protocols' model (issue 20): the detectors' and the segmentation head's settings; the schedule and
     learning rates are ``finetune``'s."""
 
-    head: Literal["auto", "c4", "last"] = Field(
-        "auto", description="detection box head: c4 (torchvision ResNets: layer4 on every RoI, 000) or last (the last "
-        "feature map and two narrow fully connected layers); auto picks c4 where it can"
+    head: Literal["auto", "c4", "fpn", "last"] = Field(
+        "auto", description="detection head: c4 (torchvision ResNets: layer4 on every RoI, 000), fpn (a feature "
+        "pyramid over the backbone's stages) or last (the last feature map alone); auto: c4, else fpn, else last"
     )  # fmt: skip
     hidden: int = Field(128, ge=8, description="width of the narrow heads (box, mask, segmentation)")
     rois: int = Field(32, ge=1, description="RoIs sampled per training image")

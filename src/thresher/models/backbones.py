@@ -102,6 +102,23 @@ class TorchvisionResNet(tv_resnet.ResNet):
     def map_stride(self) -> int:
         return (self.conv1.stride[0] * (2 if isinstance(self.maxpool, nn.MaxPool2d) else 1)) * 8
 
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each stage's output (``layer1`` to ``layer4``), for a feature pyramid (strides ``stage_strides``)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            out.append(x)
+        return out
+
+    @property
+    def stage_channels(self) -> list[int]:
+        return [self.feature_dim // 8, self.feature_dim // 4, self.feature_dim // 2, self.feature_dim]
+
+    @property
+    def stage_strides(self) -> list[int]:
+        return [self.map_stride // 8, self.map_stride // 4, self.map_stride // 2, self.map_stride]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)
 
@@ -178,10 +195,21 @@ class CifarResNet(nn.Module):
 
     map_stride = 4
 
+    stage_channels = (16, 32, 64)
+    stage_strides = (1, 2, 4)
+
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (B, 64, H/4, W/4), for dense heads."""
-        x = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        return self.layer3(self.layer2(self.layer1(x)))
+        return self.forward_stages(x)[-1]
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each stage's output (strides 1, 2 and 4), for a feature pyramid."""
+        x = self.layer1(F.relu(self.bn1(self.conv1(x)), inplace=True))
+        out = [x]
+        for layer in (self.layer2, self.layer3):
+            x = layer(x)
+            out.append(x)
+        return out
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features, shape (B, 64)."""
@@ -234,10 +262,30 @@ class SmallCNN(nn.Module):
         _kaiming_init(self)
 
     map_stride = 8
+    stage_strides = (1, 2, 4, 8)  # of _taps()
+
+    @property
+    def stage_channels(self) -> list[int]:
+        """Each stride's last layer's channels (16, 48, 96 and 192 at full width)."""
+        return [self.features[3 * i].out_channels for i in self._taps()]
+
+    def _taps(self) -> list[int]:
+        """Index in STAGES of the last layer at each stride (0, 1, 3 and 4)."""
+        n = len(self.STAGES)
+        return [i for i in range(n) if i == n - 1 or self.STAGES[i + 1][1] > 1]
 
     def forward_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (B, feature_dim, H/8, W/8), for dense heads."""
         return self.features(x)
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The last layer's output at each stride (1, 2, 4 and 8), for a feature pyramid."""
+        taps, out = {3 * i + 2 for i in self._taps()}, []  # after each tapped layer's ReLU
+        for j, layer in enumerate(self.features):
+            x = layer(x)
+            if j in taps:
+                out.append(x)
+        return out
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features, shape (B, feature_dim)."""
