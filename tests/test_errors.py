@@ -1255,7 +1255,7 @@ def test_evaluate_train_and_test_overlap(tiny_npz, tmp_path, capsys):
 def test_evaluate_without_a_model(tiny_npz, tmp_path, capsys):
     fails(
         capsys, "evaluate", "--train", f"npz:{tiny_npz}", "--test", f"npz:{tiny_npz}", "--out", tmp_path / "v",
-        match="give either --checkpoint or --backbone NAME --random-init",
+        match="give one of --checkpoint, --encoder or --backbone NAME --random-init",
     )  # fmt: skip
 
 

@@ -523,6 +523,13 @@ def evaluate_cmd(
     random_init: Annotated[
         bool, typer.Option("--random-init", help="Baseline: the backbone with random weights (needs --backbone).")
     ] = False,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            help="A public pre-trained encoder instead of --checkpoint: torchvision:NAME:WEIGHTS (its ResNets), "
+            "timm:NAME or a thresher run, from the library's cache."
+        ),
+    ] = None,
     train: Annotated[str | None, typer.Option("--train", help="Target training split spec.")] = None,
     test: Annotated[str | None, typer.Option("--test", help="Target test split spec.")] = None,
     protocol: Annotated[
@@ -544,7 +551,8 @@ def evaluate_cmd(
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
 ) -> None:
-    """Measure what a checkpoint buys on a target: linear probe, fine-tune, few-shot or LP-FT, over seeds."""
+    """Measure what a checkpoint buys on a target: linear probe, fine-tune, few-shot, LP-FT or a dense protocol
+    (detection, instance-segmentation, segmentation), over seeds."""
     _check_out(out)
     from .config import build_config
     from .evaluate.config import EvalConfig
@@ -554,6 +562,7 @@ def evaluate_cmd(
         checkpoint=_checkpoint_file(checkpoint),
         backbone=backbone,
         random_init=random_init or None,
+        encoder=encoder,
         train__spec=train,
         train__data_root=data_root,
         test__spec=test,

@@ -132,7 +132,18 @@ StudyScore = partial_section(
 StudyEvaluation = partial_section(
     EvalConfig,
     "StudyEvaluation",
-    exclude={"checkpoint", "backbone", "random_init", "train", "test", "resolution", "seed", "runtime", "cache"},
+    exclude={
+        "checkpoint",
+        "backbone",
+        "random_init",
+        "encoder",
+        "train",
+        "test",
+        "resolution",
+        "seed",
+        "runtime",
+        "cache",
+    },
     defaults={"protocol": "finetune", "seeds": 3},
     doc="Evaluation of every arm (protocol, seeds, finetune, linear, shots, ...).",
 )

@@ -69,6 +69,11 @@ class EvalConfig(Section):
     )
     backbone: str | None = Field(None, description="backbone name (default: the one recorded in a thresher checkpoint)")
     random_init: bool = Field(False, description="baseline: the backbone with random weights (frozen for linear)")
+    encoder: str | None = added(
+        None, description="a public pre-trained encoder instead of a checkpoint: torchvision:NAME:WEIGHTS (its "
+        "ResNets), timm:NAME or a thresher run; its weights file from the library's cache, at this evaluation's "
+        "resolution"
+    )  # fmt: skip
     train: DataConfig
     test: DataConfig
     protocol: str = Field("linear", description="linear, finetune, fewshot or lpft")
@@ -105,8 +110,15 @@ class EvalConfig(Section):
             PROTOCOLS.get(self.protocol)
         except ThresherError as exc:
             raise ValueError(str(exc)) from None
-        if self.random_init == bool(self.checkpoint):
-            raise ValueError("give either --checkpoint or --backbone NAME --random-init")
+        if sum((self.random_init, bool(self.checkpoint), bool(self.encoder))) != 1:
+            raise ValueError("give one of --checkpoint, --encoder or --backbone NAME --random-init")
+        if self.encoder:
+            from ..models.encoders import parse_encoder
+
+            try:
+                parse_encoder(self.encoder)  # the name is checked now; the weights are read when the run needs them
+            except ThresherError as exc:
+                raise ValueError(str(exc)) from None
         if self.random_init and not self.backbone:
             raise ValueError("--random-init needs --backbone NAME")
         if self.protocol == "fewshot" and (self.shots is None) == (self.shots_per_class is None):

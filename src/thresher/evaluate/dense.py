@@ -27,7 +27,7 @@ from ..data.loader import data_identity, open_data
 from ..data.transforms import build_transform
 from ..errors import ThresherError
 from ..models import build_backbone
-from ..models.checkpoint import checkpoint_backbone, read_checkpoint, resolve_checkpoint, training_cost
+from ..models.checkpoint import read_checkpoint, training_cost
 from ..runs import RunFolder, file_digest
 from ..train.config import TrainConfig
 from ..train.objective import build_objective, objective_params
@@ -36,6 +36,7 @@ from . import dense_metrics as DM
 from . import metrics as M
 from .config import EvalConfig
 from .protocols import PROTOCOLS
+from .weights import starting_weights
 
 METRICS = "metrics.json"
 
@@ -160,8 +161,7 @@ def evaluate_dense(
     cfg: EvalConfig, protocol: DenseProtocol, out: str | Path, *, force: bool = False, log=print
 ) -> dict:
     """Run (or resume, seed by seed) a dense protocol into ``out``; returns the metrics document."""
-    checkpoint = None if cfg.random_init else resolve_checkpoint(cfg.checkpoint)
-    backbone = cfg.backbone or checkpoint_backbone(checkpoint)
+    checkpoint, backbone = starting_weights(cfg)
     train, test = _dense(open_data(cfg.train), "training"), _dense(open_data(cfg.test), "test")
     if train[0].categories != test[0].categories:
         raise ThresherError(f"{cfg.train.spec} and {cfg.test.spec} name different categories; a test split must "
@@ -194,7 +194,8 @@ def evaluate_dense(
         doc: dict[str, Any] = {
             "protocol": cfg.protocol,
             "model": {"checkpoint": str(checkpoint) if checkpoint else None, "backbone": backbone,
-                      "random_init": cfg.random_init, "resolution": cfg.resolution, "seed": cfg.seed},
+                      "random_init": cfg.random_init, "encoder": cfg.encoder, "resolution": cfg.resolution,
+                      "seed": cfg.seed},
             "target": {"train": cfg.train.spec, "test": cfg.test.spec, "categories": train[0].categories},
             "primary": protocol.primary,
             # AP_S / AP_M / AP_L's area ranges in the evaluated images' pixels (COCO's, scaled to their size)

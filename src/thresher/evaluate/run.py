@@ -26,8 +26,6 @@ from ..embed import EmbeddingStore
 from ..errors import ThresherError
 from ..models import build_backbone
 from ..models.checkpoint import (
-    checkpoint_backbone,
-    resolve_checkpoint,
     training_cost,
     write_checkpoint,
 )
@@ -38,6 +36,7 @@ from . import metrics as M
 from .config import EvalConfig
 from .dense import DenseProtocol, evaluate_dense
 from .protocols import PROTOCOLS, Outcome, stratified_split
+from .weights import starting_weights
 
 METRICS = "metrics.json"
 #: per-seed entries that depend on the run's history (what was computed now or reused, and when), kept in the seed
@@ -176,8 +175,7 @@ def validation_metric(cfg: EvalConfig, *, log=print) -> dict:
 
 def _open(cfg: EvalConfig, *, with_test: bool = True) -> tuple:
     """(checkpoint, backbone, train, test) of an evaluation, its splits checked; ``test`` is None unless asked."""
-    checkpoint = None if cfg.random_init else resolve_checkpoint(cfg.checkpoint)
-    backbone = cfg.backbone or checkpoint_backbone(checkpoint)
+    checkpoint, backbone = starting_weights(cfg)
     train = open_data(cfg.train)
     test = open_data(cfg.test) if with_test else None
     _check_splits(cfg, train, test)
@@ -315,6 +313,7 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
                 "checkpoint": str(checkpoint) if checkpoint else None,
                 "backbone": backbone,
                 "random_init": cfg.random_init,
+                "encoder": cfg.encoder,
                 "resolution": cfg.resolution,
                 "seed": cfg.seed,  # the random-init baseline's weights
             },

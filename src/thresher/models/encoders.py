@@ -202,6 +202,24 @@ def load_encoder(spec: EncoderSpec | str) -> Encoder:
     return enc
 
 
+def encoder_weights(text: str) -> tuple[Path, str]:
+    """The weights file an encoder reads and the thresher backbone that loads it, for protocols that fine-tune or
+    re-embed it at their own resolution (issue 20): torchvision's ResNets are thresher's ``resnet18/34/50``, a timm
+    model ``timm:NAME``, a thresher run the backbone it records. The file is found (never downloaded offline) and
+    checked as ``load_encoder`` does."""
+    from . import BACKBONES
+
+    spec = parse_encoder(text)
+    enc = load_encoder(spec)
+    if spec.kind == "file":
+        return enc.path, str(enc.identity["encoder"]).removeprefix("thresher:")
+    name = spec.name if spec.kind == "torchvision" else f"timm:{spec.name}"
+    if name not in BACKBONES:
+        raise ThresherError(f"{spec.text} has no thresher backbone to load it into (of torchvision's models, the "
+                            "ResNets 18, 34 and 50); use a timm:NAME encoder or a thresher checkpoint")  # fmt: skip
+    return enc.path, name
+
+
 def offline() -> bool:
     """``THRESHER_OFFLINE`` is set: nothing may be downloaded."""
     return bool(os.environ.get("THRESHER_OFFLINE"))
