@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--finetune-epochs", type=int, default=12)
     ap.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds")
     ap.add_argument("--out", default=None, help="keep every stage here (resumable; default: a temporary folder)")
+    ap.add_argument("--force", action="store_true", help="the study at --out changed: redo what changed")
     args = ap.parse_args()
     clock = Clock()
     epochs, ft_epochs = max(1, round(args.epochs * args.scale)), max(1, round(args.finetune_epochs * args.scale))
@@ -111,7 +112,7 @@ def main() -> None:
         data = out / "make-dense"
         if not (data / "summary.json").is_file():
             make_dense(MakeDenseConfig(train=n_train, test=n_test, size=64), data, log=print)
-        results = run_study(study(data, epochs, ft_epochs, args.seeds), out / "study", log=print)
+        results = run_study(study(data, epochs, ft_epochs, args.seeds), out / "study", force=args.force, log=print)
         rows = results["rows"]
 
         def find(name: str, compute: float | None) -> dict:
