@@ -343,3 +343,36 @@ def test_embed_cli_takes_an_encoder(hub, tmp_path, capsys):
     store = EmbeddingStore(tmp_path / "e")
     assert code == 0, err
     assert store.shape == (6, 512) and store.meta["encoder"]["spec"] == "torchvision:resnet18:IMAGENET1K_V1"
+
+
+def test_evaluate_starts_from_a_public_encoder_as_from_its_weights_file(hub, tmp_path, capsys):
+    """Issue 20: ``evaluate --encoder`` loads the encoder's cached weights into the thresher backbone of its
+    architecture: the same result as that file given as a checkpoint of ``resnet18``; names without a backbone, or
+    two models at once, are one-line errors."""
+    from thresher.config import build_config
+    from thresher.evaluate.config import EvalConfig
+    from thresher.evaluate.run import evaluate
+    from thresher.models.encoders import encoder_weights
+
+    from conftest import run_cli
+
+    plant_resnet18(hub)
+    train, test = make_npz(tmp_path / "tr" / "d.npz", n=24, size=16), make_npz(tmp_path / "te" / "d.npz", n=16,
+                                                                              size=16, seed=1)  # fmt: skip
+    path, backbone = encoder_weights("torchvision:resnet18:IMAGENET1K_V1")
+    assert backbone == "resnet18" and path.parent == hub / "checkpoints"
+    common = {"train": {"spec": f"npz:{train}"}, "test": {"spec": f"npz:{test}"}, "seeds": 1, "resolution": 16,
+              "runtime": {"progress": False}}  # fmt: skip
+    doc = evaluate(build_config(EvalConfig, values={**common, "encoder": "torchvision:resnet18:IMAGENET1K_V1"}),
+                   tmp_path / "enc", log=lambda *_: None)  # fmt: skip
+    ref = evaluate(build_config(EvalConfig, values={**common, "checkpoint": str(path), "backbone": "resnet18"}),
+                   tmp_path / "ref", log=lambda *_: None)  # fmt: skip
+    assert doc["model"]["backbone"] == "resnet18" and doc["model"]["encoder"] == "torchvision:resnet18:IMAGENET1K_V1"
+    assert doc["summary"]["top1"] == ref["summary"]["top1"]
+    with pytest.raises(ThresherError, match="torchvision:vit_b_16:IMAGENET1K_V1 has no thresher backbone to load it"):
+        encoder_weights("torchvision:vit_b_16")
+    with pytest.raises(ThresherError, match="give one of --checkpoint, --encoder or --backbone NAME --random-init"):
+        build_config(EvalConfig, values={**common, "encoder": "torchvision:resnet18", "checkpoint": str(path)})
+    code, _, err = run_cli(capsys, "evaluate", "--encoder", "torchvision:resnet5O", "--train", f"npz:{train}",
+                           "--test", f"npz:{test}", "--out", tmp_path / "cli")  # fmt: skip
+    assert code != 0 and "unknown torchvision model 'resnet5O'; did you mean torchvision:resnet50" in err

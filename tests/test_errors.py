@@ -1259,6 +1259,14 @@ def test_evaluate_without_a_model(tiny_npz, tmp_path, capsys):
     )  # fmt: skip
 
 
+def test_evaluate_an_encoder_thresher_cannot_load(tiny_npz, tmp_path, capsys):
+    fails(
+        capsys, "evaluate", "--encoder", "torchvision:vit_b_16", "--train", f"npz:{tiny_npz}", "--test",
+        f"npz:{tiny_npz}", "--out", tmp_path / "v",
+        match="torchvision:vit_b_16:IMAGENET1K_V1 has no thresher backbone to load it into",
+    )  # fmt: skip
+
+
 def test_evaluate_fewshot_without_shots(tiny_npz, tmp_path, capsys):
     fails(
         capsys, "evaluate", "--backbone", "small-cnn", "--random-init", "--train", f"npz:{tiny_npz}",

@@ -210,14 +210,14 @@ def encoder_weights(text: str) -> tuple[Path, str]:
     from . import BACKBONES
 
     spec = parse_encoder(text)
-    enc = load_encoder(spec)
     if spec.kind == "file":
+        enc = load_encoder(spec)
         return enc.path, str(enc.identity["encoder"]).removeprefix("thresher:")
     name = spec.name if spec.kind == "torchvision" else f"timm:{spec.name}"
     if name not in BACKBONES:
         raise ThresherError(f"{spec.text} has no thresher backbone to load it into (of torchvision's models, the "
                             "ResNets 18, 34 and 50); use a timm:NAME encoder or a thresher checkpoint")  # fmt: skip
-    return enc.path, name
+    return load_encoder(spec).path, name
 
 
 def offline() -> bool:
