@@ -142,6 +142,10 @@ def test_dense_protocols_evaluate_end_to_end_and_resume_seed_by_seed(tmp_path, p
         assert doc["area_ranges"]["small"][1] == pytest.approx(32**2 * 32 * 32 / (640 * 480))
     else:
         assert {"pixel_accuracy", "mean_class_accuracy"} <= set(doc["summary"])
+    trained = sum(
+        json.loads(f.read_text())["cost"]["flops"] for f in (tmp_path / "ev" / "cache").glob("*/summary.json")
+    )
+    assert doc["cost"]["evaluation"]["flops"] > trained > 0  # the prediction passes count their FLOPs too
     (tmp_path / "ev" / "metrics.json").unlink()  # killed before the summary: the seeds are kept, nothing retrains
     again = evaluate(cfg, tmp_path / "ev", log=lambda *_: None)
     assert again["summary"] == doc["summary"]

@@ -12,6 +12,7 @@ cost of every fine-tuning run and prediction pass. Images and targets are evalua
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,22 +100,29 @@ class DenseRun:
         model.load_state_dict(read_checkpoint(checkpoint)["model"])
         return model.eval()
 
-    def predict(self, checkpoint: Path, ds: DenseDataset, idx: np.ndarray) -> tuple[list, float, int]:
-        """Predictions for ``ds[idx]`` at the evaluation's resolution (detections, or class maps), the seconds and the
-        images they took."""
+    def predict(self, checkpoint: Path, ds: DenseDataset, idx: np.ndarray) -> tuple[list, dict]:
+        """Predictions for ``ds[idx]`` at the evaluation's resolution (detections, or class maps) and their cost:
+        images, seconds, and FLOPs (the first batch's, counted by ``torch.utils.flop_counter``, per image; the
+        detectors' RoIAlign and NMS are not counted)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
         model = self._model(checkpoint)
         tf = build_transform("eval", self.cfg.resolution)
         out: list = []
+        flops_per_image = 0.0
         t0 = time.perf_counter()
         with torch.no_grad():
             for start in range(0, len(idx), 32):
                 x, ok = ds.load_batch(idx[start : start + 32], self.cfg.resolution, strict=True)
                 images = tf(x)
-                if self.protocol.kind == "semantic":
-                    out += list(model.logits(images).argmax(1).numpy().astype(np.uint8))
-                else:
-                    out += model.predict(images)
-        return out, time.perf_counter() - t0, len(idx)
+                with FlopCounterMode(display=False) if start == 0 else contextlib.nullcontext() as counter:
+                    if self.protocol.kind == "semantic":
+                        out += list(model.logits(images).argmax(1).numpy().astype(np.uint8))
+                    else:
+                        out += model.predict(images)
+                if start == 0:
+                    flops_per_image = counter.get_total_flops() / len(images)
+        return out, {"images": len(idx), "seconds": time.perf_counter() - t0, "flops": flops_per_image * len(idx)}
 
     def truth(self, ds: DenseDataset, idx: np.ndarray) -> list:
         return [square_target(ds.dense(int(i)), self.cfg.resolution) for i in idx]
@@ -138,8 +146,8 @@ class DenseRun:
             for lr in fc.lr_grid:
                 run = self.finetune(fit, lr, seed)
                 costs.append(run["cost"])
-                preds, secs, n = self.predict(run["checkpoint"], self.train_ds, self.train_idx[val])
-                costs.append({"images": n, "seconds": secs, "flops": 0.0})
+                preds, cost = self.predict(run["checkpoint"], self.train_ds, self.train_idx[val])
+                costs.append(cost)
                 val_scores[str(lr)] = round(self.score(preds, truth)[self.protocol.primary], 6)
             lr = max(fc.lr_grid, key=lambda v: (val_scores[str(v)], -fc.lr_grid.index(v)))
         else:
@@ -147,8 +155,8 @@ class DenseRun:
         run = self.finetune(fit, lr, seed)
         if not tuned:
             costs.append(run["cost"])
-        preds, secs, n = self.predict(run["checkpoint"], self.test_ds, self.test_idx)
-        costs.append({"images": n, "seconds": secs, "flops": 0.0})
+        preds, cost = self.predict(run["checkpoint"], self.test_ds, self.test_idx)
+        costs.append(cost)
         scores = self.score(preds, self.truth(self.test_ds, self.test_idx))
         cost = {k: float(sum(c.get(k, 0.0) for c in costs)) for k in ("images", "seconds", "flops")}
         note = "" if tuned else ("one learning rate in finetune.lr_grid" if len(fc.lr_grid) == 1
