@@ -224,3 +224,19 @@ def test_study_survives_sigkill_anywhere(tmp_path):
         assert table(ref) == table(out)
 
     assert _episodes(cmd, tmp_path, same, seed=4, kills=OTHER_KILLS) >= OTHER_KILLS
+
+
+def test_dense_evaluate_survives_sigkill_anywhere(tmp_path):
+    """Issue 20: Mask R-CNN fine-tuning (the RPN's and RoI heads' sampling draw from the restored RNG): the same box
+    and mask metrics after any kill."""
+    from test_dense_training import squares
+
+    train, test = squares(tmp_path / "d", n=32), squares(tmp_path / "d", n=8, seed=1, split="test")
+    fine = ["--set", "finetune.epochs=3", "--set", "finetune.batch_size=8", "--set", "finetune.lr_grid=[0.02]"]
+    cmd = _thresher("evaluate", "--backbone", "small-cnn", "--random-init", "--train", train, "--test", test,
+                    "--protocol", "instance-segmentation", "--seeds", "1", "--resolution", "32", *fine)  # fmt: skip
+
+    def same(ref: Path, out: Path) -> None:
+        assert _metrics(ref) == _metrics(out)
+
+    assert _episodes(cmd, tmp_path, same, seed=5, kills=OTHER_KILLS) >= OTHER_KILLS
