@@ -1,0 +1,93 @@
+"""Issue 21's text pieces: template captions from class names and their synonyms, the word vocabulary, the text
+tower, and CLIP's symmetric InfoNCE against a slow NumPy version of METHODS.md's formula."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from thresher.pretrain.objectives.clip import INIT_LOGIT_SCALE, clip_loss
+from thresher.text.templates import TEMPLATES, check_templates, class_prompts, synonyms, template_caption
+from thresher.text.tokenizer import PAD, UNK, WordVocab, words
+from thresher.text.tower import TextTower
+
+
+def numpy_clip_loss(u: np.ndarray, v: np.ndarray, scale: float) -> float:
+    """(CE(L, diag) + CE(L^T, diag)) / 2 with L = U V^T * scale, U and V row-normalised, written out with loops."""
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    n = len(u)
+    logits = np.array([[scale * float(u[i] @ v[j]) for j in range(n)] for i in range(n)])
+
+    def ce(m: np.ndarray) -> float:
+        total = 0.0
+        for i in range(n):
+            top = m[i].max()
+            total += -(m[i, i] - top - math.log(sum(math.exp(x - top) for x in m[i])))
+        return total / n
+
+    return 0.5 * (ce(logits) + ce(logits.T))
+
+
+@pytest.mark.parametrize("log_scale", [INIT_LOGIT_SCALE, 0.0, math.log(500.0)])
+def test_clip_loss_equals_the_formula(log_scale):
+    rng = np.random.default_rng(0)
+    u, v = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    per = clip_loss(torch.tensor(u), torch.tensor(v), torch.tensor(log_scale))
+    scale = min(math.exp(log_scale), 100.0)  # the scale is clipped at 100
+    assert per.shape == (6,)
+    assert float(per.mean()) == pytest.approx(numpy_clip_loss(u, v, scale), rel=1e-5)
+
+
+def test_clip_loss_knows_its_extremes_and_trains_the_temperature():
+    """Perfectly matched orthogonal pairs at scale 100 cost ~0; N identical embeddings cost log N either way."""
+    eye = torch.eye(4)
+    assert float(clip_loss(eye, eye, torch.tensor(math.log(100.0))).max()) < 1e-6
+    same = torch.ones(4, 3)
+    assert clip_loss(same, same, torch.tensor(2.0)).tolist() == pytest.approx([math.log(4)] * 4, rel=1e-6)
+    scale = torch.tensor(INIT_LOGIT_SCALE, requires_grad=True)
+    clip_loss(eye + 0.1, eye, scale).mean().backward()
+    assert scale.grad is not None and float(scale.grad) < 0  # matched pairs: a sharper softmax lowers the loss
+    with pytest.raises(ValueError, match="must both be"):
+        clip_loss(torch.ones(3, 2), torch.ones(4, 2), scale)
+
+
+def test_template_captions_draw_a_synonym_and_a_template_per_image_deterministically():
+    assert synonyms("goldfish, Carassius auratus") == ["goldfish", "Carassius auratus"]
+    assert synonyms("cat") == ["cat"] and synonyms("a, a, b") == ["a", "b"]
+    names = synonyms("goldfish, Carassius auratus")
+    caps = [template_caption(names, TEMPLATES, key=f"img{i}", seed=0) for i in range(200)]
+    assert caps == [template_caption(names, TEMPLATES, key=f"img{i}", seed=0) for i in range(200)]
+    assert {c for c in caps} <= {t.format(n) for t in TEMPLATES for n in names}
+    assert len(set(caps)) == len(TEMPLATES) * 2  # every pairing occurs over 200 draws
+    assert caps != [template_caption(names, TEMPLATES, key=f"img{i}", seed=1) for i in range(200)]
+    assert class_prompts("cat, kitty", ["a {}.", "the {}!"]) == ["a cat.", "the cat!", "a kitty.", "the kitty!"]
+    with pytest.raises(ValueError, match="exactly one"):
+        check_templates(["a photo.", "a {} and a {}."])
+
+
+def test_word_vocabulary_keeps_the_most_frequent_words_and_round_trips():
+    vocab = WordVocab.build(["A photo of a cat.", "a photo of a dog", "a cat"], size=5)
+    assert words("A photo-of a CAT!") == ["a", "photo", "of", "a", "cat"]
+    assert vocab.words == ["a", "cat", "of"] and len(vocab) == 5  # a:5, then cat, of, photo 2 each (alphabetical)
+    ids = vocab.encode(["a cat", "a dog photo of a cat"], length=4)
+    assert ids.tolist() == [[2, 3, PAD, PAD], [2, UNK, UNK, 4]]
+    assert vocab.knows("A cat") and not vocab.knows("a dog")
+    assert WordVocab.from_dict(vocab.to_dict()).words == vocab.words
+    with pytest.raises(ValueError, match="no words"):
+        WordVocab.build(["...", ""])
+
+
+@pytest.mark.parametrize("layers", [0, 2])
+def test_text_tower_ignores_padding_and_embeds_to_its_dimension(layers):
+    torch.manual_seed(0)
+    tower = TextTower(vocab_size=10, dim=6, width=16, layers=layers, heads=4, length=5).eval()
+    a = torch.tensor([[2, 3, 4, PAD, PAD]])
+    b = torch.tensor([[2, 3, 4, PAD, PAD, PAD, PAD]])  # longer padding, cut at the tower's length
+    out = tower(a)
+    assert out.shape == (1, 6) and torch.allclose(out, tower(b), atol=1e-6)
+    assert torch.isfinite(tower(torch.zeros(2, 5, dtype=torch.int64))).all()  # a caption of padding alone
+    assert not torch.allclose(out, tower(torch.tensor([[2, 3, 5, PAD, PAD]])))
