@@ -388,7 +388,7 @@ def test_moco_batch_larger_than_queue():
 
 
 def test_registered_objectives():
-    assert set(OBJECTIVES) == {"supervised", "moco", "simclr", "byol", "segmentation", "detection"}
+    assert set(OBJECTIVES) == {"supervised", "moco", "simclr", "byol", "clip", "segmentation", "detection"}
     assert objective_params("supervised") == ["label_smoothing"]
     assert objective_params("moco") == ["dim", "queue_size", "momentum", "temperature", "hidden"]
     assert objective_params("simclr") == ["dim", "temperature", "hidden"]

@@ -91,3 +91,69 @@ def test_text_tower_ignores_padding_and_embeds_to_its_dimension(layers):
     assert out.shape == (1, 6) and torch.allclose(out, tower(b), atol=1e-6)
     assert torch.isfinite(tower(torch.zeros(2, 5, dtype=torch.int64))).all()  # a caption of padding alone
     assert not torch.allclose(out, tower(torch.tensor([[2, 3, 5, PAD, PAD]])))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the clip objective through the one training loop
+
+
+def _npz_with_captions(path, n: int = 48, captions: bool = True):
+    from conftest import make_npz
+
+    make_npz(path, n=n, size=12, classes=4)
+    with np.load(path) as f:
+        arrays = dict(f)
+    (path.parent / "classes.txt").write_text("n01\tgoldfish, carp\nn02\tcat\nn03\tdog, hound\nn04\ttruck\n")
+    if captions:
+        names = ["red fish", "grey cat", "brown dog", "blue truck"]
+        arrays["captions"] = np.array([f"a small {names[c]} here" for c in arrays["labels"]])
+    np.savez(path, **arrays)
+    return path
+
+
+def _clip_config(spec: str, **kw):
+    from thresher.config import build_config
+    from thresher.train.config import TrainConfig
+
+    values = {"data": {"spec": spec}, "backbone": "small-cnn", "objective": "clip", "resolution": 12, "epochs": 3,
+              "batch_size": 16, "optim": {"lr": 0.05}, "runtime": {"progress": False},
+              "objective_params": {"dim": 16, "width": 16, "layers": 1, "heads": 2, "length": 8}, **kw}  # fmt: skip
+    return build_config(TrainConfig, values=values)
+
+
+@pytest.mark.parametrize("own_captions", [True, False])
+def test_clip_trains_on_a_dataset_s_captions_or_on_templates_of_its_class_names(tmp_path, own_captions):
+    """Issue 21: with an npz ``captions`` array the batches carry it; without, captions are templated from
+    classes.txt's synonyms. Either way the loss falls and the vocabulary (of those words) travels in the checkpoint."""
+    from thresher.models.checkpoint import read_checkpoint
+    from thresher.pretrain.run import pretrain
+
+    data = _npz_with_captions(tmp_path / "d" / "train.npz", captions=own_captions)
+    s = pretrain(_clip_config(f"npz:{data}", epochs=6), tmp_path / "run", log=lambda *_: None)
+    assert s["epoch_loss"][-1] < s["epoch_loss"][0], s["epoch_loss"]
+    state = read_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    vocab = state["_extra_state"]["vocabulary"]["words"]
+    if own_captions:
+        assert {"small", "fish", "truck", "here"} <= set(vocab) and "photo" not in vocab
+    else:
+        assert {"goldfish", "carp", "hound", "truck", "photo"} <= set(vocab) and "here" not in vocab
+    assert float(state["logit_scale"]) != pytest.approx(INIT_LOGIT_SCALE)  # the temperature is learnt
+
+
+def test_clip_on_unlabelled_images_without_captions_is_a_clear_error(tmp_path):
+    from thresher.errors import ThresherError
+    from thresher.models import create_backbone
+    from thresher.train.objective import build_objective
+
+    with pytest.raises(ThresherError, match="clip needs captions .* or class names"):
+        build_objective("clip", create_backbone("small-cnn"), {}, num_classes=1)
+    model = build_objective("clip", create_backbone("small-cnn"), {"dim": 8, "width": 8, "heads": 2},
+                            class_names=["cat"])  # fmt: skip
+    batch = {"images": torch.randn(2, 3, 12, 12), "labels": torch.tensor([0, -1]), "index": torch.tensor([0, 1])}
+    with pytest.raises(ValueError, match="neither a caption nor a class name"):
+        model(batch)
+    batch["captions"] = ["a cat", "a photo"]
+    out = model(batch)
+    assert out["per_sample_loss"].shape == (2,) and float(out["loss"]) == pytest.approx(
+        float(out["per_sample_loss"].mean())
+    )

@@ -38,6 +38,8 @@ class ImageDataset(ABC):
     source: str | None = None  # where the data was found (file or folder), for reports
     #: (n, classes) 0/1 targets of a multi-label dataset (e.g. chest X-ray findings, 001), else None
     multilabels: np.ndarray | None = None
+    #: one caption per example (image-text pools, issue 21), else None: batches carry them to the ``clip`` objective
+    captions: np.ndarray | None = None
 
     def __init__(self) -> None:
         self._ids: np.ndarray | None = None
@@ -118,8 +120,11 @@ class ImageDataset(ABC):
 
     def batch_targets(self, indices: np.ndarray, size: int) -> dict[str, list] | None:
         """What a training batch of ``indices`` (loaded at ``size``) carries besides labels, one list entry per image:
-        the one mechanism by which dense targets (boxes, classes, masks) reach an objective. None: labels only."""
-        return None
+        the one mechanism by which dense targets (boxes, classes, masks) and captions reach an objective. None:
+        labels only."""
+        if self.captions is None:
+            return None
+        return {"captions": [str(self.captions[int(i)]) for i in indices]}
 
     def source_files(self) -> list[Path]:
         """The files (or folders) this dataset reads: their identity is part of every run's fingerprint."""

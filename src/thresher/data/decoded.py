@@ -38,6 +38,8 @@ class DecodedDataset(ArrayDataset):
         self.descriptions = getattr(original, "descriptions", None)
         if original.multilabels is not None:
             self.multilabels = original.multilabels[indices]
+        if original.captions is not None:
+            self.captions = original.captions[indices]
         self.source = f"{original.source or original.spec} (decoded at {size} px)"
 
     def _make_ids(self) -> np.ndarray:

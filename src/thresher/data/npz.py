@@ -1,6 +1,7 @@
 """``npz:PATH`` datasets: arrays ``images`` (N x H x W x C uint8) and ``labels``, the format of ../shared/data;
-an optional ``multilabels`` (N x classes, 0/1) makes a multi-label target (evaluated by macro AUROC), and an optional
-``ids`` (N strings, unique) names the examples (else ``<file stem>-<index>``).
+an optional ``multilabels`` (N x classes, 0/1) makes a multi-label target (evaluated by macro AUROC), an optional
+``ids`` (N strings, unique) names the examples (else ``<file stem>-<index>``), and an optional ``captions`` (N
+strings) gives each image its text (image-text pre-training, issue 21).
 
 Compressed ``.npz`` members are decompressed once into a cache and memory-mapped from there, streaming, so the
 pixels are never held twice in memory; uncompressed members and ``.npy`` files are memory-mapped in place.
@@ -40,6 +41,7 @@ class ArrayDataset(ImageDataset):
         descriptions: list[str] | None = None,
         multilabels: np.ndarray | None = None,
         ids: np.ndarray | None = None,
+        captions: np.ndarray | None = None,
     ):
         super().__init__()
         self._reopen = getattr(images, "reopen", None)  # (file, offset) of a memory-mapped .npy, else None
@@ -77,6 +79,13 @@ class ArrayDataset(ImageDataset):
             multilabels = multilabels.astype(np.uint8)
         if ids is not None:
             ids = _check_ids(ids, images.shape[0], spec)
+        if captions is not None:
+            captions = np.asarray(captions)
+            if captions.shape != (images.shape[0],) or captions.dtype.kind not in "US":
+                raise ThresherError(f"{spec or 'array dataset'}: captions must be {images.shape[0]} strings (one per "
+                                    f"image), got {captions.dtype} of shape {captions.shape}")  # fmt: skip
+            captions = captions.astype(str).astype(object)
+        self.captions = captions
         self._given_ids = ids
         self.multilabels = multilabels
         self.images = images
@@ -224,7 +233,7 @@ def open_npz_path(path: Path, spec: str = "") -> ArrayDataset:
     """Open an .npz file, a .npy file of images, or a folder holding images.npy [+ labels.npy]."""
     if not path.exists():
         raise ThresherError(f"dataset path {path} does not exist")
-    labels = multilabels = ids = None
+    labels = multilabels = ids = captions = None
     if path.is_dir():
         img_file = path / "images.npy"
         if not img_file.is_file():
@@ -238,6 +247,8 @@ def open_npz_path(path: Path, spec: str = "") -> ArrayDataset:
             multilabels = np.load(path / "multilabels.npy", allow_pickle=False)
         if (path / "ids.npy").is_file():
             ids = np.load(path / "ids.npy", allow_pickle=False)
+        if (path / "captions.npy").is_file():
+            captions = np.load(path / "captions.npy", allow_pickle=False)
         prefix, folder = "", path
     elif path.suffix == ".npy":
         images, prefix, folder = _memmap_npy(path), f"{path.stem}-", path.parent
@@ -245,7 +256,7 @@ def open_npz_path(path: Path, spec: str = "") -> ArrayDataset:
         images = cached_member(path, "images.npy")
         with zipfile.ZipFile(path) as zf:
             small = {}
-            for member in ("labels", "multilabels", "ids"):
+            for member in ("labels", "multilabels", "ids", "captions"):
                 if f"{member}.npy" in zf.namelist():
                     with zf.open(f"{member}.npy") as f:
                         try:
@@ -253,6 +264,7 @@ def open_npz_path(path: Path, spec: str = "") -> ArrayDataset:
                         except ValueError as exc:  # an object (pickled) array
                             raise ThresherError(f"{path}: array {member!r} cannot be read ({exc})") from None
             labels, multilabels, ids = small.get("labels"), small.get("multilabels"), small.get("ids")
+            captions = small.get("captions")
         prefix, folder = f"{path.stem}-", path.parent
     classes, desc = read_classes(folder)
     ds = ArrayDataset(
@@ -264,6 +276,7 @@ def open_npz_path(path: Path, spec: str = "") -> ArrayDataset:
         spec=spec,
         multilabels=multilabels,
         ids=ids,
+        captions=captions,
     )
     ds.source = str(path)
     return ds

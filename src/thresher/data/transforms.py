@@ -30,6 +30,8 @@ from torch import Tensor
 from ..errors import ThresherError
 from ..registry import Registry
 
+#: batch targets that do not move with the pixels: every transform passes them through unchanged
+PASSIVE_TARGETS = ("captions",)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 GRAY_WEIGHTS: tuple[float, float, float] = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision uses
@@ -315,8 +317,11 @@ class BatchTransform:
         raise NotImplementedError
 
     def with_targets(self, x: Tensor, generator: torch.Generator, targets: dict[str, list]) -> tuple[Tensor, dict]:
-        """Transform a batch and its dense targets (``ImageDataset.batch_targets``) together; only a transform that
-        moves boxes and masks with the pixels may (``dense``)."""
+        """Transform a batch and its targets (``ImageDataset.batch_targets``) together: targets that do not move
+        with the pixels (captions) pass through any transform; boxes and masks only through one that moves them
+        (``dense``)."""
+        if set(targets) <= set(PASSIVE_TARGETS):
+            return self(x, generator), targets
         raise ThresherError(
             f"the {type(self).__name__} transform does not move boxes or masks with the image; a batch with dense "
             "targets trains with the dense transform (transform: dense)"

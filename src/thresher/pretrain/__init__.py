@@ -5,4 +5,4 @@ Importing this package registers its objectives and data schedules in the engine
 
 from ..train import detection, segmentation, supervised  # noqa: F401  (the engine's own objectives, listed with the others)
 from . import schedules  # noqa: F401
-from .objectives import byol, moco, simclr  # noqa: F401
+from .objectives import byol, clip, moco, simclr  # noqa: F401

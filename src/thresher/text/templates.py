@@ -2,8 +2,8 @@
 template such as "a photo of a {}.", for pools that come without text.
 
 A class is named by every synonym its ``classes.txt`` line lists (the pool's ``wnid<TAB>goldfish, Carassius
-auratus``): each image draws one synonym and one template, seeded by the run's seed and the image's id, so the same
-image gets the same caption in every run and every process.
+auratus``): each image draws one synonym and one template by a hash of a seed and a key naming the image (the
+``clip`` objective's: its position in the run), so an image gets the same caption in every epoch, process and resume.
 """
 
 from __future__ import annotations

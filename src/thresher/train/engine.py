@@ -83,6 +83,8 @@ def train_on(
         num_classes=max(1, ds.num_classes),
         num_examples=len(indices),
         total_steps=steps,
+        captions=None if ds.captions is None else [str(ds.captions[int(i)]) for i in indices],
+        class_names=getattr(ds, "descriptions", None) or ds.classes,
     )
     if cfg.init_head:
         load_head(objective, cfg.init)

@@ -278,7 +278,7 @@ class Trainer:
         data schedule's partial per-sample losses are summed over the ranks into the saved state).
         """
         for name, t in self.objective.state_dict().items():
-            if t.is_floating_point() and not torch.isfinite(t).all():
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all():
                 raise ThresherError(
                     f"weights became non-finite ({name}) by step {self.state.step}; {self._kept()}; lower the "
                     "learning rate (--lr or --set optim.lr=...) and re-run"
@@ -410,7 +410,8 @@ class Trainer:
                 if epoch == 0:  # every example is seen in the first epoch: count unreadable ones once
                     self.skipped.add(self.ds.ids[idx[~ok]])
                 progress = epoch + (st.pos + 1) / max(1, self.plan.epoch_steps[epoch])
-                # dense targets ride along for an objective that reads them (the others see images and labels)
+                # dense targets and captions ride along for an objective that reads them (the others see
+                # images and labels)
                 extra = self.ds.batch_targets(idx[ok], cfg.resolution) if self.reads_targets else None
                 loss, acc, n = self._step(x, b[ok], progress, extra)
                 st.step += 1
@@ -542,7 +543,7 @@ class Trainer:
             images = self.transform(x.to(dev, non_blocking=True), gen)
         else:
             images, extra = self.transform.with_targets(x.to(dev, non_blocking=True), gen, extra)
-            extra = {k: [t.to(dev) for t in v] for k, v in extra.items()}
+            extra = {k: [t.to(dev) if isinstance(t, torch.Tensor) else t for t in v] for k, v in extra.items()}
         if isinstance(images, tuple):
             images = tuple(v.contiguous(memory_format=memory_format(dev)) for v in images)
         else:

@@ -24,8 +24,9 @@ from ..registry import Registry
 #: the pre-training objectives register from ``thresher.pretrain``, imported on the first lookup
 OBJECTIVES: Registry = Registry("objective", roster="thresher.pretrain")
 
-#: facts of the run any objective may take as a keyword argument (not user parameters)
-CONTEXT = ("num_classes", "num_examples", "total_steps")
+#: facts of the run any objective may take as a keyword argument (not user parameters): ``captions`` are the training
+#: examples' own captions (None without), ``class_names`` the dataset's class descriptions (``classes.txt``)
+CONTEXT = ("num_classes", "num_examples", "total_steps", "captions", "class_names")
 
 
 def objective_params(name: str) -> list[str]:

@@ -12,6 +12,12 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from ...text.templates import TEMPLATES, check_templates, class_prompts, synonyms, template_caption
+from ...text.tokenizer import WordVocab
+from ...text.tower import TextTower
+from ...train.objective import OBJECTIVES
 
 #: log(1/tau) at the start (tau = 0.07) and the largest scale 1/tau may reach
 INIT_LOGIT_SCALE = math.log(1 / 0.07)
@@ -29,3 +35,79 @@ def clip_loss(u: torch.Tensor, v: torch.Tensor, logit_scale: torch.Tensor) -> to
     rows = F.cross_entropy(logits, target, reduction="none")  # image i: which caption is its own
     cols = F.cross_entropy(logits.T, target, reduction="none")  # caption i: which image is its own
     return 0.5 * (rows + cols)
+
+
+@OBJECTIVES.register("clip")
+class CLIP(nn.Module):
+    """Image-text contrastive pre-training (002): the backbone's pooled features and a text tower, each projected to
+    ``dim``, trained by ``clip_loss``. Captions come with the batch (a dataset's own, ``ImageDataset.captions``) or,
+    for a dataset without text, are templated from each image's class name and its synonyms (002's template
+    captions), drawn per example by ``caption_seed`` and the example's position in the run. The word vocabulary is
+    built from those captions (or every class's prompts) when the objective is made and travels in its state."""
+
+    transform = "train"
+    needs_labels = False
+    reads_targets = True  # the loop adds the dataset's captions to each batch (when it has them)
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        dim: int = 128,
+        width: int = 128,
+        layers: int = 2,
+        heads: int = 4,
+        length: int = 16,
+        vocab_size: int = 4096,
+        templates: list[str] | None = None,
+        caption_seed: int = 0,
+        captions: list[str] | None = None,
+        class_names: list[str] | None = None,
+    ):
+        super().__init__()
+        self.templates = check_templates(templates or TEMPLATES)
+        self.caption_seed = caption_seed
+        self.names = [synonyms(c) for c in class_names] if class_names else None
+        if captions is None and self.names is None:
+            raise ValueError("clip needs captions (a dataset with text) or class names to template them from")
+        corpus = (
+            captions if captions is not None else [p for c in class_names for p in class_prompts(c, self.templates)]
+        )
+        self.vocab = WordVocab.build(corpus, vocab_size)
+        self.backbone = backbone
+        self.image_projection = nn.Linear(backbone.feature_dim, dim, bias=False)
+        self.text = TextTower(vocab_size, dim, width=width, layers=layers, heads=heads, length=length)
+        self.logit_scale = nn.Parameter(torch.tensor(INIT_LOGIT_SCALE))
+
+    def get_extra_state(self) -> dict:
+        """The vocabulary and templates, saved with the weights (zero-shot prompts are read with these words)."""
+        return {"vocabulary": self.vocab.to_dict(), "templates": list(self.templates)}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.vocab = WordVocab.from_dict(state["vocabulary"])
+        self.templates = list(state["templates"])
+
+    def captions_of(self, batch: dict) -> list[str]:
+        """The batch's captions, or captions templated from its labels (an unlabeled image without text is an
+        error)."""
+        if "captions" in batch:
+            return list(batch["captions"])
+        labels, positions = batch["labels"].tolist(), batch["index"].tolist()
+        if self.names is None or min(labels, default=0) < 0:
+            raise ValueError("an image has neither a caption nor a class name to template one from")
+        return [template_caption(self.names[c], self.templates, str(p), self.caption_seed)
+                for c, p in zip(labels, positions, strict=True)]  # fmt: skip
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """Unnormalised text embeddings (len(texts), dim)."""
+        tokens = self.vocab.encode(texts, self.text.length).to(self.logit_scale.device)
+        return self.text(tokens)
+
+    def embed_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Unnormalised image embeddings (B, dim)."""
+        return self.image_projection(self.backbone.forward_features(images))
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        per_sample = clip_loss(self.embed_images(batch["images"]), self.embed_text(self.captions_of(batch)),
+                               self.logit_scale)  # fmt: skip
+        return {"loss": per_sample.mean(), "per_sample_loss": per_sample.detach(),
+                "logit_scale": self.logit_scale.detach()}  # fmt: skip
