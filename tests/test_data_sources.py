@@ -375,3 +375,44 @@ def test_hf_errors(hf_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ThresherError) as e:
         open_dataset(f"hf:{broken}")
     assert "missing" in one_line_error(e)
+
+
+# --- captions (issue 21) -------------------------------------------------------------------------------
+
+
+def test_folder_captions_file(image_folder: Path) -> None:
+    (image_folder / "captions.tsv").write_text("dog/000.png\ta brown dog\n\ncat/sub/gray.PNG\tA grey cat \n")
+    ds = open_dataset(f"folder:{image_folder}")
+    by_id = dict(zip(ds.ids, ds.captions, strict=True))
+    assert by_id["dog/000.png"] == "a brown dog" and by_id["cat/sub/gray.PNG"] == "A grey cat"
+    assert by_id["cat/000.png"] == ""  # not listed
+    assert open_dataset(f"folder:{image_folder / 'dog'}").captions is None
+    (image_folder / "captions.tsv").write_text("dog/999.png\tnobody\n")
+    with pytest.raises(ThresherError, match=r"captions.tsv line 1: 'dog/999.png' is not an image of this folder"):
+        open_dataset(f"folder:{image_folder}")
+    (image_folder / "captions.tsv").write_text("dog/000.png a dog\n")
+    with pytest.raises(ThresherError, match="line 1: expected 'relative/path<TAB>caption', found no tab"):
+        open_dataset(f"folder:{image_folder}")
+
+
+def test_wds_captions_from_txt_and_json_members(tmp_path: Path) -> None:
+    write_tar(tmp_path / "s.tar", [
+        ("a.png", png_bytes(rgb(10))), ("a.txt", b"a red square\n"),
+        ("b.png", png_bytes(rgb(20))), ("b.json", b'{"caption": "a darker square", "width": 8}'),
+        ("c.png", png_bytes(rgb(30))),
+    ])  # fmt: skip
+    ds = open_dataset(f"wds:{tmp_path / 's.tar'}")
+    assert list(ds.captions) == ["a red square", "a darker square", ""]
+    assert ds.batch_targets(np.array([1]), 8) == {"captions": ["a darker square"]}
+    write_tar(tmp_path / "plain.tar", [("a.png", png_bytes(rgb(10)))])
+    assert open_dataset(f"wds:{tmp_path / 'plain.tar'}").captions is None
+    write_tar(tmp_path / "bad.tar", [("a.png", png_bytes(rgb(10))), ("a.json", b"{not json")])
+    with pytest.raises(ThresherError, match="sample 'a' has a json member that is not JSON"):
+        _ = open_dataset(f"wds:{tmp_path / 'bad.tar'}").captions
+
+
+def test_hf_caption_column(hf_root: Path) -> None:
+    ds = open_dataset(f"hf:{hf_root / 'single'}?caption=name")
+    assert list(ds.captions[:2]) == ["n0", "n1"] and open_dataset(f"hf:{hf_root / 'single'}").captions is None
+    with pytest.raises(ThresherError, match="caption column 'label' .* not text"):
+        open_dataset(f"hf:{hf_root / 'single'}?caption=label")

@@ -119,7 +119,7 @@ def test_random_init_baseline_and_config_errors(target, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     doc = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert doc["model"]["random_init"] and doc["cost"]["pretraining"] is None
-    with pytest.raises(ThresherError, match="either --checkpoint or"):
+    with pytest.raises(ThresherError, match="give one of --checkpoint, --encoder or"):
         ecfg(target, random_init=True, backbone="small-cnn")
     with pytest.raises(ThresherError, match="fewshot needs exactly one"):
         ecfg(target, protocol="fewshot")

@@ -177,3 +177,18 @@ def test_default_ids_stay_unique_across_folders(tmp_path: Path) -> None:
         pq.write_table(pa.table({"image": [png_bytes(rgb(1)), png_bytes(rgb(2))]}), tmp_path / split / "0000.parquet")
     ds = open_dataset(f"parquet:{tmp_path}/{{train,test}}/0000.parquet")
     assert list(ds.ids) == [f"{split}/0000.parquet:{row}" for split in ("train", "test") for row in (0, 1)]
+
+
+def test_captions_come_from_the_caption_column(pool, tmp_path: Path) -> None:
+    """Issue 21: img2dataset's ``caption`` column is each row's text (batches carry it); ``?caption=`` turns it off,
+    another column is named with ``?caption=COLUMN``, and a column without text is a one-line error."""
+    folder, _ = pool
+    ds = open_dataset(f"parquet:{folder}")
+    assert ds.caption_column == "caption" and list(ds.captions[:2]) == ["image 0", "image 1"]
+    assert ds.batch_targets(np.array([21, 3]), 8) == {"captions": ["image 21", "image 3"]}
+    assert open_dataset(f"parquet:{folder}?caption=").captions is None
+    assert list(open_dataset(f"parquet:{folder}?caption=key").captions[:1]) == ["000000000"]
+    with pytest.raises(ThresherError, match="no column 'captoin' for option caption"):
+        open_dataset(f"parquet:{folder}?caption=captoin")
+    with pytest.raises(ThresherError, match="caption column 'jpg' .* holds binary, not text"):
+        _ = open_dataset(f"parquet:{folder}?caption=jpg").captions

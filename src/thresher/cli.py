@@ -534,7 +534,10 @@ def evaluate_cmd(
     test: Annotated[str | None, typer.Option("--test", help="Target test split spec.")] = None,
     protocol: Annotated[
         str | None,
-        typer.Option(help="linear (default), finetune, fewshot, lpft; detection, instance-segmentation, segmentation."),
+        typer.Option(
+            help="linear (default), finetune, fewshot, lpft, zeroshot (clip models); detection, "
+            "instance-segmentation, segmentation."
+        ),
     ] = None,
     shots: Annotated[int | None, typer.Option(help="fewshot: labels in total, every class at least once.")] = None,
     shots_per_class: Annotated[int | None, typer.Option(help="fewshot: labels per class instead.")] = None,

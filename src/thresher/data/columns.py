@@ -66,6 +66,30 @@ def choose_columns(
     return image, (label or None), (id or None)
 
 
+#: the text columns a caption is looked for in, in order (img2dataset writes ``caption``; Hugging Face sets ``text``)
+CAPTION_COLUMNS = ("caption", "text")
+
+
+def choose_caption(names: list[str], caption: str | None) -> str | None:
+    """The caption column: ``caption=`` as given (empty: none), else the first of CAPTION_COLUMNS present."""
+    if caption == "":
+        return None
+    if caption is not None:
+        if caption not in names:
+            raise ThresherError(f"no column {caption!r} for option caption{closest(caption, names)} (columns: "
+                                f"{', '.join(names)})")  # fmt: skip
+        return caption
+    return next((c for c in CAPTION_COLUMNS if c in names), None)
+
+
+def caption_array(col, name: str, where) -> np.ndarray:
+    """A text column as an object array of str (a missing caption is the empty string)."""
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        raise ThresherError(f"caption column {name!r} of {where} holds {col.type}, not text; pass ?caption=COLUMN "
+                            "(or ?caption= for none)")  # fmt: skip
+    return np.array(["" if v is None else v for v in col.to_pylist()], dtype=object)
+
+
 def split_image_column(col, name: str, where) -> tuple:
     """An image column (Image feature struct, bytes, or file paths) -> its (bytes, paths) parts, either None."""
     kind = col.type

@@ -1,5 +1,6 @@
 """``folder:PATH`` datasets: an ImageFolder tree (a sub-folder per class) or a flat folder of unlabeled images
-(ids: paths relative to the root).
+(ids: paths relative to the root). A ``captions.tsv`` in the root (``relative/path<TAB>caption`` per line) gives
+images their text (issue 21); an image it does not list has the empty caption.
 
 Opening only lists file names; pixels are decoded one file at a time in ``load``, so large pools open fast.
 Hidden entries (names starting with '.', e.g. ``.ipynb_checkpoints``) are ignored.
@@ -106,4 +107,27 @@ def open_folder(body: str, *, data_root: str | None = None, strict: bool = False
         raise ThresherError(f"folder:{body} needs a folder, but {root} is a file")
     root = root.resolve()
     paths, labels, classes = scan_folder(root)
-    return FolderDataset(root, paths, labels, classes, spec=f"folder:{body}")
+    ds = FolderDataset(root, paths, labels, classes, spec=f"folder:{body}")
+    if (root / CAPTIONS_FILE).is_file():
+        ds.captions = read_captions(root / CAPTIONS_FILE, paths)
+    return ds
+
+
+CAPTIONS_FILE = "captions.tsv"
+
+
+def read_captions(path: Path, ids: list[str]) -> np.ndarray:
+    """``id<TAB>caption`` lines -> each id's caption (empty when not listed); a listed id that is not an image of the
+    dataset, or a line without a tab, is a one-line error naming the line."""
+    known, out = {k: i for i, k in enumerate(ids)}, np.full(len(ids), "", dtype=object)
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        key, tab, text = line.partition("\t")
+        if not tab:
+            raise ThresherError(f"{path} line {n}: expected 'relative/path<TAB>caption', found no tab")
+        if key.strip() not in known:
+            raise ThresherError(f"{path} line {n}: {key.strip()!r} is not an image of this folder (ids are paths "
+                                "relative to it)")  # fmt: skip
+        out[known[key.strip()]] = text.strip()
+    return out

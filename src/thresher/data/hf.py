@@ -15,6 +15,8 @@ import pyarrow as pa
 from ..errors import ThresherError
 from .base import UNLABELED, ImageDataset, decode_image
 from .columns import (
+    caption_array,
+    choose_caption,
     choose_columns,
     closest,
     feature_type,
@@ -158,10 +160,16 @@ def open_hf(
     image: str | None = None,
     label: str | None = None,
     id: str | None = None,
+    caption: str | None = None,
 ) -> ArrowImageDataset:
-    """``hf:PATH`` or ``hf:PATH:SPLIT``; options image= ('image'), label= ('label'; empty: none), id=."""
+    """``hf:PATH`` or ``hf:PATH:SPLIT``; options image= ('image'), label= ('label'; empty: none), id=, caption=
+    ('caption' or 'text' when there is one; empty: none)."""
     path_s, split = split_suffix(body)
     folder = resolve_split(Path(path_s).expanduser(), split)
     table, features, files = read_saved_dataset(folder)
     image_col, label_col, id_col = choose_columns(list(table.column_names), features, image, label, id)
-    return ArrowImageDataset(folder, files, table, features, image_col, label_col, id_col, spec=f"hf:{body}")
+    ds = ArrowImageDataset(folder, files, table, features, image_col, label_col, id_col, spec=f"hf:{body}")
+    caption_col = choose_caption(list(table.column_names), caption)
+    if caption_col is not None:  # a text column is small: read now, kept with the dataset (and pickled with it)
+        ds.captions = caption_array(table.column(caption_col), caption_col, folder)
+    return ds

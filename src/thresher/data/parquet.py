@@ -21,7 +21,16 @@ import pyarrow.parquet as pq
 from ..errors import ThresherError, UnreadableImage
 from .base import UNLABELED, ImageDataset, decode_image
 from .classes import read_classes
-from .columns import choose_columns, image_bytes, label_array, schema_features, split_image_column, unique_ids
+from .columns import (
+    caption_array,
+    choose_caption,
+    choose_columns,
+    image_bytes,
+    label_array,
+    schema_features,
+    split_image_column,
+    unique_ids,
+)
 from .shards import resolve_shards
 from .spec import DATASETS
 
@@ -59,9 +68,11 @@ class ParquetShards(ImageDataset):
         classes: list[str] | None,
         descriptions: list[str] | None = None,
         spec: str = "",
+        caption: str | None = None,
     ):
         super().__init__()
-        self.files, self.spec = files, spec
+        self.files, self.spec, self.caption_column = files, spec, caption
+        self._captions: np.ndarray | None = None
         self.groups = groups  # (G, 3) int64: file, row group within the file, first row (over all files)
         self.starts = np.append(groups[:, 2], rows)  # first row of every group, then the end
         self.image_column, self.label_column, self.id_column = image, label, id_column
@@ -140,6 +151,15 @@ class ParquetShards(ImageDataset):
             return np.full(len(self), UNLABELED, dtype=np.int64)
         return label_array(self._column(self.label_column), self.label_column, self.spec)
 
+    @property
+    def captions(self) -> np.ndarray | None:  # type: ignore[override]
+        """The caption column (read once, on first use), or None without one."""
+        if self.caption_column is None:
+            return None
+        if self._captions is None:
+            self._captions = caption_array(self._column(self.caption_column), self.caption_column, self.spec)
+        return self._captions
+
     def _group(self, g: int) -> tuple:
         """``(bytes, paths, nbytes, error)`` of row group ``g``'s image column, through the per-process cache; a row
         group that cannot be read is cached as its error, so its rows fail fast, one by one."""
@@ -183,10 +203,11 @@ def open_parquet(
     image: str | None = None,
     label: str | None = None,
     id: str | None = None,
+    caption: str | None = None,
 ) -> ParquetShards:
     """``parquet:PATTERN``: one file, a brace/glob pattern or a folder of ``*.parquet``; options image= (default
     'image', the one Image feature, or img2dataset's jpg/png/webp column), label= ('label'; empty: none), id= ('key'
-    when there is one; empty or absent: FILE:ROW)."""
+    when there is one; empty or absent: FILE:ROW), caption= ('caption' or 'text' when there is one; empty: none)."""
     files = resolve_shards(body, ".parquet")
     footers = [_footer(f) for f in files]  # read and closed: a pool may have thousands of shards
     schema = footers[0].schema.to_arrow_schema()
@@ -194,12 +215,13 @@ def open_parquet(
     if id is None and "key" in schema.names:  # img2dataset's sample keys
         id = "key"
     image_col, label_col, id_col = choose_columns(list(schema.names), features, image, label, id)
+    caption_col = choose_caption(list(schema.names), caption)
     # a column that holds no images fails here, in one line, not in the first read of a worker
     split_image_column(pa.array([], schema.field(image_col).type), image_col, files[0])
     groups, start = [], 0
     for f, (path, meta) in enumerate(zip(files, footers, strict=True)):
         names = set(meta.schema.to_arrow_schema().names)
-        for what, col in (("image", image_col), ("label", label_col), ("id", id_col)):
+        for what, col in (("image", image_col), ("label", label_col), ("id", id_col), ("caption", caption_col)):
             if col is not None and col not in names:
                 raise ThresherError(f"{path} has no {what} column {col!r} ({files[0].name} has); shards must agree")
         for g in range(meta.num_row_groups):
@@ -217,5 +239,5 @@ def open_parquet(
         classes, descriptions = read_classes(files[0].parent)
     return ParquetShards(
         files, np.asarray(groups, np.int64), start, image_col, label_col, id_col, classes, descriptions,
-        spec=f"parquet:{body}",
+        spec=f"parquet:{body}", caption=caption_col,
     )  # fmt: skip

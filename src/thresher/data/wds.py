@@ -22,6 +22,8 @@ from .shards import resolve_shards
 from .spec import DATASETS
 
 LABEL_EXTENSIONS = ("cls", "cls.txt", "label")
+#: members holding a sample's caption, in order of preference (img2dataset writes txt, and json with a caption key)
+TEXT_EXTENSIONS = ("txt", "caption", "json")
 
 
 def split_member_name(name: str) -> tuple[str, str] | None:
@@ -65,6 +67,7 @@ class WebDatasetShards(ImageDataset):
         classes: list[str] | None = None,
         descriptions: list[str] | None = None,
         spec: str = "",
+        text_spans: np.ndarray | None = None,
     ):
         super().__init__()
         self.shards = shards
@@ -72,6 +75,9 @@ class WebDatasetShards(ImageDataset):
         self.shard_of = shard_of  # (N,) int32 shard index
         self.spans = spans  # (N, 2) int64 image (offset, size)
         self.label_spans = label_spans  # (N, 2) int64 label member (offset, size); -1 offset: none
+        # (N, 3) int64 caption member (offset, size, index in TEXT_EXTENSIONS); None: no sample has one
+        self.text_spans = text_spans
+        self._captions: np.ndarray | None = None
         self.classes = classes
         self.descriptions = descriptions
         self.spec = spec
@@ -134,6 +140,21 @@ class WebDatasetShards(ImageDataset):
                 raise ThresherError(f"sample {self.keys[i]!r} has negative label {labels[i]} (-1 means none)")
         return labels
 
+    @property
+    def captions(self) -> np.ndarray | None:  # type: ignore[override]
+        """Each sample's caption from its txt / caption / json member (read once, on first use; a sample without
+        one has the empty string), or None when no sample has one."""
+        if self.text_spans is None:
+            return None
+        if self._captions is None:
+            out = np.full(len(self), "", dtype=object)
+            for i in np.flatnonzero(self.text_spans[:, 0] >= 0):
+                offset, size, kind = (int(v) for v in self.text_spans[i])
+                raw = self._read(int(self.shard_of[i]), offset, size).decode("utf-8", errors="replace")
+                out[i] = _json_caption(raw, self.keys[i]) if TEXT_EXTENSIONS[kind] == "json" else raw.strip()
+            self._captions = out
+        return self._captions
+
     def load(self, index: int) -> np.ndarray:
         key = self.keys[index]
         offset, size = self.spans[index]
@@ -154,6 +175,7 @@ def open_wds(body: str, *, data_root: str | None = None, strict: bool = False) -
     shard_of: list[int] = []
     spans: list[tuple[int, int]] = []
     label_spans: list[tuple[int, int]] = []
+    text_spans: list[tuple[int, int, int]] = []
     owner: dict[str, int] = {}
     for s, path in enumerate(shards):
         for key, members in index_shard(path).items():
@@ -175,6 +197,8 @@ def open_wds(body: str, *, data_root: str | None = None, strict: bool = False) -
             spans.append(members[image_ext])
             label_ext = next((e for e in LABEL_EXTENSIONS if e in members), None)
             label_spans.append(members[label_ext] if label_ext else (-1, 0))
+            text = next((k for k, e in enumerate(TEXT_EXTENSIONS) if e in members), None)
+            text_spans.append((*members[TEXT_EXTENSIONS[text]], text) if text is not None else (-1, 0, -1))
     if not keys:
         raise ThresherError(
             f"no image samples in {len(shards)} shard(s) named by {body!r} "
@@ -190,4 +214,17 @@ def open_wds(body: str, *, data_root: str | None = None, strict: bool = False) -
         classes=classes,
         descriptions=desc,
         spec=f"wds:{body}",
+        text_spans=np.asarray(text_spans, dtype=np.int64) if any(t[0] >= 0 for t in text_spans) else None,
     )
+
+
+def _json_caption(raw: str, key: str) -> str:
+    """The caption of a sample's json member: its ``caption`` (img2dataset) or ``text`` field."""
+    import json
+
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise ThresherError(f"sample {key!r} has a json member that is not JSON") from None
+    value = doc.get("caption", doc.get("text")) if isinstance(doc, dict) else None
+    return "" if value is None else str(value)

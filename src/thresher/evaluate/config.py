@@ -76,7 +76,11 @@ class EvalConfig(Section):
     )  # fmt: skip
     train: DataConfig
     test: DataConfig
-    protocol: str = Field("linear", description="linear, finetune, fewshot or lpft")
+    protocol: str = Field(
+        "linear",
+        description="linear, finetune, fewshot, lpft, zeroshot (clip models), detection, "
+        "instance-segmentation or segmentation",
+    )
     shots: int | None = Field(None, ge=1, description="fewshot: labels in total (every class at least once, 001)")
     shots_per_class: int | None = Field(None, ge=1, description="fewshot: labels per class instead (002)")
     fewshot_protocol: Literal["linear", "finetune"] = Field("linear", description="what trains on the few shots")

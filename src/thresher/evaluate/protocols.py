@@ -17,8 +17,8 @@ import numpy as np
 
 from ..registry import Registry
 
-#: the classification protocols register below; the dense ones (detection, segmentation) in ``evaluate/dense.py``
-PROTOCOLS: Registry = Registry("evaluation protocol", roster="thresher.evaluate.dense")
+#: the classification protocols register below; the dense ones in ``dense.py``, zero-shot in ``zeroshot.py``
+PROTOCOLS: Registry = Registry("evaluation protocol", roster="thresher.evaluate.roster")
 
 
 @dataclass
