@@ -116,7 +116,8 @@ def _clip_config(spec: str, **kw):
     from thresher.train.config import TrainConfig
 
     values = {"data": {"spec": spec}, "backbone": "small-cnn", "objective": "clip", "resolution": 12, "epochs": 3,
-              "batch_size": 16, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05}, "runtime": {"progress": False},
+              "batch_size": 16, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05},
+              "runtime": {"progress": False},
               "objective_params": {"dim": 16, "width": 16, "layers": 1, "heads": 2, "length": 8}, **kw}  # fmt: skip
     return build_config(TrainConfig, values=values)
 

@@ -43,7 +43,9 @@ class CLIP(nn.Module):
     ``dim``, trained by ``clip_loss``. Captions come with the batch (a dataset's own, ``ImageDataset.captions``) or,
     for a dataset without text, are templated from each image's class name and its synonyms (002's template
     captions), drawn per example by ``caption_seed`` and the example's position in the run. The word vocabulary is
-    built from those captions (or every class's prompts) when the objective is made and travels in its state."""
+    built from those captions (or every class's prompts) when the objective is made and travels in its state. Train
+    it with AdamW as CLIP does (``--set optim.name=adamw --lr 1e-3``): SGD at the supervised default (0.1) collapses
+    every embedding to one point (the loss stays at log of the batch size) within an epoch."""
 
     transform = "train"
     needs_labels = False
