@@ -24,7 +24,7 @@ from ..runs import RunFolder, file_digest
 from . import supervised  # noqa: F401  (the engine's own objective: every stage fits classifiers with it)
 from .config import TrainConfig
 from .loop import Trainer, plan
-from .objective import build_objective
+from .objective import build_objective, takes
 
 
 def load_head(objective: torch.nn.Module, path: str | None) -> None:
@@ -83,8 +83,8 @@ def train_on(
         num_classes=max(1, ds.num_classes),
         num_examples=len(indices),
         total_steps=steps,
-        captions=None if ds.captions is None else [str(ds.captions[int(i)]) for i in indices],
         class_names=getattr(ds, "descriptions", None) or ds.classes,
+        **({"captions": _captions(ds, indices)} if takes(cfg.objective, "captions") else {}),
     )
     if cfg.init_head:
         load_head(objective, cfg.init)
@@ -104,3 +104,9 @@ def train_on(
         agree(error)
         quiet = log if dinfo.main else (lambda *_: None)
         return Trainer(objective, ds, indices, cfg, folder.path, device, log=quiet, weights=weights).run()
+
+
+def _captions(ds, indices: np.ndarray) -> list[str] | None:
+    """The training examples' own captions (None when the dataset has none: an objective may template its own)."""
+    captions = ds.captions
+    return None if captions is None else [str(captions[int(i)]) for i in indices]

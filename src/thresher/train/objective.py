@@ -35,6 +35,12 @@ def objective_params(name: str) -> list[str]:
     return [p for p in sig.parameters if p not in ("self", "backbone", *CONTEXT)]
 
 
+def takes(name: str, fact: str) -> bool:
+    """Whether objective ``name`` takes the run fact ``fact`` (one of CONTEXT): facts that cost a read (a pool's
+    captions) are gathered only for the objectives that take them."""
+    return fact in inspect.signature(OBJECTIVES.get(name)).parameters
+
+
 def build_objective(name: str, backbone: nn.Module, params: dict[str, Any] | None = None, **context: Any) -> nn.Module:
     """Instantiate objective ``name`` on ``backbone`` with the user's ``params`` and the context it accepts."""
     cls = OBJECTIVES.get(name)
