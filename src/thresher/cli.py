@@ -588,7 +588,17 @@ def evaluate_cmd(
     tuned = "" if doc["tuned"] else f" [not chosen on validation: {'; '.join(notes) or 'validation split too small'}]"
     name = {"top1": "top-1", "auroc_macro": "macro AUROC", "AP": "box AP" if doc["protocol"] == "detection"
             else "mask AP"}.get(main_metric, main_metric)  # fmt: skip
-    typer.echo(f"{out}: {doc['protocol']} {name} {top1['mean']:.4f}{spread} over {top1['n']} seed(s){tuned}")
+    typer.echo(f"{out}: {doc['protocol']} {name} {top1['mean']:.4f}{spread} over {top1['n']} seed(s){tuned}; "
+               f"{_evaluation_cost(doc['cost'])}")
+
+
+def _evaluation_cost(cost: dict) -> str:
+    """What an evaluation cost, and what the model it evaluated cost to pre-train when thresher trained it."""
+    ev, pre = cost.get("evaluation") or {}, cost.get("pretraining")
+    text = f"cost: evaluation {ev.get('flops', 0.0) / 1e12:.2f} TFLOPs, {ev.get('seconds', 0.0):.0f} s"
+    if pre:
+        text += f"; pre-training {pre.get('flops', 0.0) / 1e12:.2f} TFLOPs, {pre.get('seconds', 0.0):.0f} s"
+    return text
 
 
 @app.command("search-source")
