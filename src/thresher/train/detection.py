@@ -17,6 +17,7 @@ as detection fine-tuning from ImageNet models usually does (001 trains them: the
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from functools import partial
 
 import torch
@@ -82,8 +83,6 @@ class _FPNBody(nn.Module):
                                          extra_blocks=LastLevelMaxPool())  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        from collections import OrderedDict
-
         maps = self.backbone.forward_stages(x)
         return self.fpn(OrderedDict((str(k), maps[i]) for k, i in enumerate(self.taps)))
 
