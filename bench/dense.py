@@ -128,16 +128,16 @@ def main() -> None:
         pretrained = {"AP_gain": round(m_full["AP"]["mean"] - m_none["AP"]["mean"], 4),
                       "AP_above_beyond_noise": above(m_full["AP"], m_none["AP"]),
                       "AP50_above_beyond_noise": above(m_full["AP50"], m_none["AP50"])}  # fmt: skip
-        rnd = next(r for r in rows if r["arm"] == "random" and r["compute"] == 0.5)
-        pool_half = find("whole pool", 0.5)
+        rnd = metrics(next(r for r in rows if r["arm"] == "random" and r["compute"] == 0.5)["evaluate_folder"])
+        pool_half = metrics(find("whole pool", 0.5)["evaluate_folder"])
         selection = {}
         for r in rows:
             if r["compute"] == 0.5 and r["arm"] not in ("random", "whole pool") and not r["over_budget"]:
                 m = metrics(r["evaluate_folder"])
                 selection[r["arm"]] = {
-                    "minus_random": round(m["AP"]["mean"] - metrics(rnd["evaluate_folder"])["AP"]["mean"], 4),
-                    "above_random": above(m["AP"], metrics(rnd["evaluate_folder"])["AP"]),
-                    "above_whole_pool": above(m["AP"], metrics(pool_half["evaluate_folder"])["AP"]),
+                    "minus_random": round(m["AP"]["mean"] - rnd["AP"]["mean"], 4),
+                    "above_random": above(m["AP"], rnd["AP"]),
+                    "above_whole_pool": above(m["AP"], pool_half["AP"]),
                     "scoring_C": r["cost"]["C"]["scoring"],
                 }  # fmt: skip
         dap = drop_and_pick(out, full)

@@ -588,8 +588,10 @@ def evaluate_cmd(
     tuned = "" if doc["tuned"] else f" [not chosen on validation: {'; '.join(notes) or 'validation split too small'}]"
     name = {"top1": "top-1", "auroc_macro": "macro AUROC", "AP": "box AP" if doc["protocol"] == "detection"
             else "mask AP"}.get(main_metric, main_metric)  # fmt: skip
-    typer.echo(f"{out}: {doc['protocol']} {name} {top1['mean']:.4f}{spread} over {top1['n']} seed(s){tuned}; "
-               f"{_evaluation_cost(doc['cost'])}")
+    typer.echo(
+        f"{out}: {doc['protocol']} {name} {top1['mean']:.4f}{spread} over {top1['n']} seed(s){tuned}; "
+        f"{_evaluation_cost(doc['cost'])}"
+    )
 
 
 def _evaluation_cost(cost: dict) -> str:

@@ -122,9 +122,13 @@ class ImageDataset(ABC):
         """What a training batch of ``indices`` (loaded at ``size``) carries besides labels, one list entry per image:
         the one mechanism by which dense targets (boxes, classes, masks) and captions reach an objective. None:
         labels only."""
-        if self.captions is None:
-            return None
-        return {"captions": [str(self.captions[int(i)]) for i in indices]}
+        captions = self.captions_of(indices)
+        return None if captions is None else {"captions": captions}
+
+    def captions_of(self, indices: np.ndarray) -> list[str] | None:
+        """The captions of ``indices`` (None when the dataset has none)."""
+        captions = self.captions
+        return None if captions is None else [str(captions[int(i)]) for i in indices]
 
     def source_files(self) -> list[Path]:
         """The files (or folders) this dataset reads: their identity is part of every run's fingerprint."""

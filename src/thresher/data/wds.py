@@ -6,6 +6,7 @@ recorded offsets, so a hostile member name (``../../x``, absolute paths, links) 
 
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 import threading
@@ -220,8 +221,6 @@ def open_wds(body: str, *, data_root: str | None = None, strict: bool = False) -
 
 def _json_caption(raw: str, key: str) -> str:
     """The caption of a sample's json member: its ``caption`` (img2dataset) or ``text`` field."""
-    import json
-
     try:
         doc = json.loads(raw)
     except ValueError:

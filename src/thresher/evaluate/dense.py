@@ -24,12 +24,12 @@ import torch
 from .. import atomic
 from ..config import build_config
 from ..data.dense import DenseDataset, area_ranges, square_target
-from ..data.loader import data_identity, open_data
+from ..data.loader import open_data
 from ..data.transforms import build_transform
 from ..errors import ThresherError
 from ..models import build_backbone
 from ..models.checkpoint import read_checkpoint, training_cost
-from ..runs import RunFolder, file_digest
+from ..runs import RunFolder
 from ..train.config import TrainConfig
 from ..train.objective import build_objective, objective_params
 from ..workspace import Cost, Workspace
@@ -37,7 +37,7 @@ from . import dense_metrics as DM
 from . import metrics as M
 from .config import EvalConfig
 from .protocols import PROTOCOLS
-from .weights import starting_weights
+from .weights import evaluation_inputs, starting_weights
 
 METRICS = "metrics.json"
 
@@ -174,9 +174,7 @@ def evaluate_dense(
     if train[0].categories != test[0].categories:
         raise ThresherError(f"{cfg.train.spec} and {cfg.test.spec} name different categories; a test split must "
                             "share its training split's")  # fmt: skip
-    inputs = {"train": data_identity(*train), "test": data_identity(*test)}
-    if checkpoint:
-        inputs["checkpoint_sha256"] = file_digest(checkpoint)
+    inputs = evaluation_inputs(train, test, checkpoint)
     with RunFolder(out, "evaluate", cfg, force=force, inputs=inputs, keep=("cache",)) as run:
         ws = Workspace(Path(cfg.cache) if cfg.cache else run.path / "cache", runtime=cfg.runtime, log=log)
         dense = DenseRun(cfg, protocol, checkpoint, backbone, ws, train, test)

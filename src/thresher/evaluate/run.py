@@ -21,7 +21,7 @@ import torch
 
 from .. import atomic
 from ..config import build_config
-from ..data.loader import data_identity, open_data
+from ..data.loader import open_data
 from ..embed import EmbeddingStore
 from ..errors import ThresherError
 from ..models import build_backbone
@@ -29,14 +29,14 @@ from ..models.checkpoint import (
     training_cost,
     write_checkpoint,
 )
-from ..runs import RunFolder, file_digest
+from ..runs import RunFolder
 from ..train.config import TrainConfig
 from ..workspace import Artefact, Cost, Workspace
 from . import metrics as M
 from .config import EvalConfig
 from .dense import DenseProtocol, evaluate_dense
 from .protocols import PROTOCOLS, Outcome, stratified_split
-from .weights import starting_weights
+from .weights import evaluation_inputs, starting_weights
 
 METRICS = "metrics.json"
 #: per-seed entries that depend on the run's history (what was computed now or reused, and when), kept in the seed
@@ -273,9 +273,7 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
     if isinstance(protocol, DenseProtocol):  # detection and segmentation score boxes and masks, not class scores
         return evaluate_dense(cfg, protocol, out, force=force, log=log)
     checkpoint, backbone, train, test = _open(cfg)
-    inputs = {"train": data_identity(*train), "test": data_identity(*test)}
-    if checkpoint:
-        inputs["checkpoint_sha256"] = file_digest(checkpoint)
+    inputs = evaluation_inputs(train, test, checkpoint)
     # the cache (features, fine-tuning runs) is keyed by its own inputs: --force keeps it
     with RunFolder(out, "evaluate", cfg, force=force, inputs=inputs, keep=("cache",)) as run:
         ws = Workspace(Path(cfg.cache) if cfg.cache else run.path / "cache", runtime=cfg.runtime, log=log)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.loader import data_identity
 from ..errors import ThresherError
 from ..models.checkpoint import checkpoint_backbone, resolve_checkpoint
 from ..models.encoders import encoder_weights
+from ..runs import file_digest
 from .config import EvalConfig
 
 
@@ -26,3 +28,12 @@ def starting_weights(cfg: EvalConfig) -> tuple[Path | None, str]:
     checkpoint = resolve_checkpoint(cfg.checkpoint)
     assert checkpoint is not None  # the config requires one of the three
     return checkpoint, cfg.backbone or checkpoint_backbone(checkpoint)
+
+
+def evaluation_inputs(train: tuple, test: tuple, checkpoint: Path | None) -> dict:
+    """What an evaluation folder's fingerprint reads besides its config: the splits' identities and the starting
+    weights' content (every protocol's)."""
+    inputs = {"train": data_identity(*train), "test": data_identity(*test)}
+    if checkpoint:
+        inputs["checkpoint_sha256"] = file_digest(checkpoint)
+    return inputs

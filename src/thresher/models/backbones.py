@@ -10,6 +10,8 @@ follow the upstream library (torchvision / timm) exactly, so public checkpoints 
 from __future__ import annotations
 
 import inspect
+import itertools
+import operator
 from typing import Any
 
 import torch
@@ -262,12 +264,17 @@ class SmallCNN(nn.Module):
         _kaiming_init(self)
 
     map_stride = 8
-    stage_strides = (1, 2, 4, 8)  # of _taps()
 
     @property
     def stage_channels(self) -> list[int]:
         """Each stride's last layer's channels (16, 48, 96 and 192 at full width)."""
         return [self.features[3 * i].out_channels for i in self._taps()]
+
+    @property
+    def stage_strides(self) -> list[int]:
+        """The stride of each tapped layer (1, 2, 4 and 8)."""
+        strides = list(itertools.accumulate((s for _, s in self.STAGES), operator.mul))
+        return [strides[i] for i in self._taps()]
 
     def _taps(self) -> list[int]:
         """Index in STAGES of the last layer at each stride (0, 1, 3 and 4)."""

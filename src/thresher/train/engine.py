@@ -84,7 +84,7 @@ def train_on(
         num_examples=len(indices),
         total_steps=steps,
         class_names=getattr(ds, "descriptions", None) or ds.classes,
-        **({"captions": _captions(ds, indices)} if takes(cfg.objective, "captions") else {}),
+        **({"captions": ds.captions_of(indices)} if takes(cfg.objective, "captions") else {}),
     )
     if cfg.init_head:
         load_head(objective, cfg.init)
@@ -104,9 +104,3 @@ def train_on(
         agree(error)
         quiet = log if dinfo.main else (lambda *_: None)
         return Trainer(objective, ds, indices, cfg, folder.path, device, log=quiet, weights=weights).run()
-
-
-def _captions(ds, indices: np.ndarray) -> list[str] | None:
-    """The training examples' own captions (None when the dataset has none: an objective may template its own)."""
-    captions = ds.captions
-    return None if captions is None else [str(captions[int(i)]) for i in indices]
