@@ -45,12 +45,14 @@ def train_flops_per_image(
     from ..train.objective import build_objective
 
     torch.manual_seed(0)
+    names = [f"class {i}" for i in range(num_classes)]  # an image-text objective's captions are templated from them
     model = build_objective(
-        objective, create_backbone(backbone), num_classes=num_classes, num_examples=2, total_steps=1
+        objective, create_backbone(backbone), num_classes=num_classes, num_examples=2, total_steps=1, class_names=names
     )
     transform = build_transform(getattr(model, "transform", "train"), resolution)
     images = transform(torch.zeros(2, 3, resolution, resolution, dtype=torch.uint8), torch.Generator().manual_seed(0))
-    return count_flops_per_image(model, {"images": images, "labels": torch.zeros(2, dtype=torch.long)})
+    labels, index = torch.zeros(2, dtype=torch.long), torch.arange(2)
+    return count_flops_per_image(model, {"images": images, "labels": labels, "index": index})
 
 
 @functools.lru_cache(maxsize=32)
