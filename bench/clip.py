@@ -12,7 +12,7 @@ arm; 2000 test images), and no pre-training for reference. Zero-shot top-1 of th
 (5,000 images, chance 0.5%) and on cifar10's test split (3,000; the vocabulary knows 3 of its 10 class names).
 002's claims checked: SimCLR > CLIP in the few-shot regime; supervised > CLIP on template captions.
 Resumable: ``--out DIR`` keeps every run.
-Usage: python bench/clip.py [--scale 1.0] [--epochs 16] [--draws 3] [--out DIR]
+Usage: python bench/clip.py [--scale 1.0] [--epochs 12] [--draws 3] [--out DIR]
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def mean_std(values: list[float]) -> dict:
 
 def main() -> None:
     ap = parser(__doc__, "multiply the pre-training compute and the test sizes (GPU machines)")
-    ap.add_argument("--epochs", type=int, default=16, help="C: supervised epochs of the pool")
+    ap.add_argument("--epochs", type=int, default=12, help="C: supervised epochs of the pool")
     ap.add_argument("--draws", type=int, default=3, help="few-shot draws per pre-trained model")
     ap.add_argument("--out", default=None, help="keep every run here (resumable)")
     args = ap.parse_args()
