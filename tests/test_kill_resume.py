@@ -147,6 +147,34 @@ def test_pretrain_survives_sigkill_anywhere(tmp_path):
     assert landed >= KILLS
 
 
+def test_clip_pretrain_survives_sigkill_anywhere(tmp_path):
+    """Image-text pre-training (issue 21) on a dataset's own captions, AdamW: the final weights, the learnt
+    temperature, the vocabulary stored with them and the epoch losses equal the uninterrupted run's."""
+    data = make_npz(tmp_path / "data" / "train.npz", n=256, size=12)
+    with np.load(data) as f:
+        arrays = dict(f)
+    words = ["red fish", "grey cat", "brown dog", "blue truck"]
+    arrays["captions"] = np.array([f"a {words[c]} number {i % 7}" for i, c in enumerate(arrays["labels"])])
+    np.savez(data, **arrays)
+    cmd = _thresher("pretrain", f"npz:{data}", "--backbone", "small-cnn", "--objective", "clip", "--resolution", "12",
+                    "--epochs", "4", "--batch-size", "16", "--lr", "1e-3", "--checkpoint-every", "4",
+                    "--set", "optim.name=adamw", "--set", "objective_params.dim=16",
+                    "--set", "objective_params.width=16", "--set", "objective_params.layers=1")  # fmt: skip
+
+    def same(ref: Path, out: Path) -> None:
+        a = torch.load(ref / "checkpoint.pt", weights_only=True)
+        b = torch.load(out / "checkpoint.pt", weights_only=True)
+        assert a["state"]["step"] == b["state"]["step"] and a["model"].keys() == b["model"].keys()
+        for k, v in a["model"].items():
+            assert torch.equal(v, b["model"][k]) if torch.is_tensor(v) else v == b["model"][k], k
+        assert "logit_scale" in a["model"] and a["model"]["_extra_state"]["vocabulary"]
+        sa, sb = (json.loads((p / "summary.json").read_text()) for p in (ref, out))
+        assert sa["epoch_loss"] == sb["epoch_loss"]
+
+    landed = _episodes(cmd, tmp_path, same, seed=2, kills=4)
+    assert landed >= 4
+
+
 # --- the other long stages: fewer kills each (each run is longer) --------------------------------------------------
 OTHER_KILLS = 3
 
