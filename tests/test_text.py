@@ -185,6 +185,35 @@ def test_zeroshot_classifies_by_the_class_names_a_clip_model_learnt(tmp_path):
     assert set(seed["hparams"]["per_class_accuracy"]) == {"goldfish, carp", "cat", "dog, hound", "truck"}
     pretrain(_clip_config(f"npz:{train}", epochs=1, objective="supervised", objective_params={}),
              tmp_path / "sup", log=lambda *_: None)  # fmt: skip
-    with pytest.raises(ThresherError, match="trained with objective 'supervised'; zeroshot needs an image-text model"):
+    with pytest.raises(ThresherError, match="trained with objective 'supervised'; an image-text model is needed"):
         evaluate(build_config(EvalConfig, values={**values, "checkpoint": str(tmp_path / "sup")}), tmp_path / "zs2",
                  log=lambda *_: None)  # fmt: skip
+
+
+def test_clip_trains_with_its_own_optimiser_where_the_config_leaves_it_unset():
+    """CLIP's AdamW (lr 1e-3, weight decay 0.05) fills what a config does not set; a set value wins, another
+    optimiser named drops CLIP's settings; the SGD objectives keep OptimConfig's defaults."""
+    from thresher.config import build_config
+    from thresher.train.config import TrainConfig
+
+    def optim(**values):
+        o = build_config(TrainConfig, values={"data": {"spec": "npz:x.npz"}, **values}).optim
+        return o.name, o.lr, o.weight_decay
+
+    assert optim(objective="clip") == ("adamw", 1e-3, 0.05)
+    assert optim(objective="clip", optim={"lr": 3e-4}) == ("adamw", 3e-4, 0.05)
+    assert optim(objective="clip", optim={"name": "sgd"}) == ("sgd", 0.1, 5e-4)
+    assert optim(objective="simclr") == optim() == ("sgd", 0.1, 5e-4)
+
+
+def test_the_flops_of_a_clip_training_image_count_its_text_tower():
+    """Compute matching (bench/clip) reads an objective's training FLOPs per image: CLIP's are the image tower's plus
+    a caption's through the text tower, the same at any image size; SimCLR's are two views'."""
+    from thresher.scoring.cost import train_flops_per_image
+
+    def flops(objective: str, size: int) -> float:
+        return train_flops_per_image("small-cnn", size, objective, 10)
+
+    text = [flops("clip", size) - flops("supervised", size) for size in (16, 32)]
+    assert text[0] > 1e6 and text[0] == pytest.approx(text[1], rel=0.01), text
+    assert flops("simclr", 16) == pytest.approx(2 * flops("supervised", 16), rel=0.02)

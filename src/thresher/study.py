@@ -155,7 +155,9 @@ class StudyPretrain(Section):
     backbone: str = "small-cnn"
     epochs: int = Field(8, ge=1, description="epochs of the whole pool; subsets get the same (000) by default")
     batch_size: int = Field(128, ge=2)
-    lr: float = Field(0.1, gt=0)
+    lr: float | None = Field(
+        None, gt=0, description="base learning rate (default: the objective's: 0.1 with SGD, clip's AdamW 1e-3)"
+    )
     seeds: int = Field(
         1,
         ge=1,
@@ -343,7 +345,7 @@ def plan(cfg: StudyConfig, n_pool: int | None = None) -> list[Stage]:
             "epochs": epochs,
             "batch_size": pt.batch_size,
             "seed": cfg.seed,
-            **merge({"optim": {"lr": pt.lr}}, pt.extra.values()),
+            **merge({"optim": {"lr": pt.lr}} if pt.lr is not None else {}, pt.extra.values()),
         }
 
     def tags(v: dict, c: float | None, k: int) -> str:

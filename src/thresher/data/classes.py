@@ -19,3 +19,9 @@ def read_classes(folder: Path) -> tuple[list[str] | None, list[str] | None]:
         names.append(name.strip())
         desc.append(words.strip() or name.strip())
     return names, desc
+
+
+def class_words(ds) -> list[str]:
+    """The words naming each of a dataset's classes: its ``classes.txt`` description (the pool's WordNet words for
+    a wnid) or else its name; what text models read for a class (zero-shot prompts, CLIP-score)."""
+    return list(getattr(ds, "descriptions", None) or ds.classes or [])

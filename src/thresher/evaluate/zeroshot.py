@@ -17,31 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.classes import class_words
 from ..errors import ThresherError
-from ..models import build_backbone
-from ..models.checkpoint import read_checkpoint
-from ..text.templates import class_prompts, synonyms
-from ..train.objective import build_objective
+from ..pretrain.objectives.clip import load_clip
 from .protocols import PROTOCOLS, Outcome
-
-
-def load_clip(checkpoint: Path, backbone: str, class_names: list[str]) -> torch.nn.Module:
-    """The ``clip`` objective of a checkpoint (image projection, text tower, vocabulary, templates), in eval mode."""
-    ckpt = read_checkpoint(checkpoint)
-    if ckpt.get("objective") != "clip":
-        raise ThresherError(f"{checkpoint} was trained with objective {ckpt.get('objective')!r}; zeroshot needs an "
-                            "image-text model (thresher pretrain --objective clip)")  # fmt: skip
-    params = dict((ckpt.get("config") or {}).get("objective_params") or {})
-    model = build_objective("clip", build_backbone(backbone, None, 0), params, class_names=class_names)
-    model.load_state_dict(ckpt["model"])  # the saved vocabulary and templates replace the ones built here
-    return model.eval()
-
-
-def class_embeddings(model: torch.nn.Module, names: list[str]) -> torch.Tensor:
-    """(classes, dim) unit vectors: each class's prompts embedded, normalised, averaged and normalised again."""
-    with torch.no_grad():
-        rows = [F.normalize(model.embed_text(class_prompts(n, model.templates)), dim=1).mean(0) for n in names]
-    return F.normalize(torch.stack(rows), dim=1)
 
 
 @PROTOCOLS.register("zeroshot")
@@ -51,19 +30,19 @@ def zeroshot(ctx, seed: int) -> Outcome:
     if ctx.checkpoint is None or ctx.multilabel:
         raise ThresherError("zeroshot classifies single-label targets with an image-text checkpoint (a clip run); "
                             "give --checkpoint")  # fmt: skip
-    names = list(getattr(ctx.train_ds, "descriptions", None) or ctx.train_ds.classes or [])
+    names = class_words(ctx.train_ds)
     if len(names) < ctx.num_classes:
         raise ThresherError(f"{ctx.train_ds.spec} does not name its classes (classes.txt): zeroshot reads the names")
-    model = load_clip(Path(ctx.checkpoint), ctx.backbone, names)
+    model = load_clip(Path(ctx.checkpoint), names)
     with torch.no_grad():
         feats = torch.from_numpy(np.asarray(ctx.features("test")[:], np.float32))
         images = F.normalize(model.image_projection(feats), dim=1)
         scale = float(model.logit_scale.exp().clamp(max=100.0))
-        logits = scale * images @ class_embeddings(model, names).T
+        logits = scale * images @ model.class_embeddings(names).T
     probs = torch.softmax(logits.double(), dim=1).numpy()
     pred, labels = probs.argmax(1), ctx.test_labels
     per_class = {names[c]: float((pred[labels == c] == c).mean()) for c in np.unique(labels) if c >= 0}
-    known = [n for n in names if any(model.vocab.knows(s) for s in synonyms(n))]
+    known = [n for n in names if model.knows_class(n)]
     return Outcome(
         probs=probs,
         hparams={

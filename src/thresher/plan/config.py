@@ -31,7 +31,9 @@ class PlanConfig(Section):
     backbone: str = "small-cnn"
     epochs: int = Field(8, ge=1, description="C: the whole pool for this many epochs at the largest resolution")
     batch_size: int = Field(128, ge=2)
-    lr: float = Field(0.1, gt=0)
+    lr: float | None = Field(
+        None, gt=0, description="base learning rate (default: the objective's: 0.1 with SGD, clip's AdamW 1e-3)"
+    )
     warmup_fraction: float = Field(
         0.05,
         ge=0,

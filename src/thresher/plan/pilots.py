@@ -87,10 +87,12 @@ class Runs:
             "images": int(images),
             "batch_size": batch,
             "seed": seed,
-            **merge(
-                {"optim": {"lr": cfg.lr}, "lr_schedule": {"warmup_fraction": cfg.warmup_fraction}}, cfg.extra.values()
-            ),
+            **merge({"lr_schedule": {"warmup_fraction": cfg.warmup_fraction}, **self.optim()}, cfg.extra.values()),
         }
+
+    def optim(self) -> dict:
+        """The plan's learning rate where it sets one (else the objective's default, ``TrainConfig``)."""
+        return {"optim": {"lr": self.cfg.lr}} if self.cfg.lr is not None else {}
 
     def pretrain(self, name: str, cand: Candidate, images: int, seed: int, n_pool: int, sel: Stage | None) -> Stage:
         values = self.train_values(cand.resolution, images, seed, self.batch(cand, n_pool))

@@ -24,6 +24,7 @@ from ..runs import CONFIG_FILE, RunFolder
 from ..scoring.cost import forward_flops_per_image
 from ..scoring.table import ScoreTable, method_cost
 from ..study import Stage, stage_key
+from ..train.config import TrainConfig
 from .config import PlanConfig
 from .curves import Points
 from .grid import Candidate, minimum_budget, pilot_grid
@@ -197,7 +198,8 @@ def _final(runs: Runs, cfg: PlanConfig, unit: ComputeUnit, c: Candidate, compute
     atomic.write_text(config_file, yaml.safe_dump(values, sort_keys=False))
     n = n_pool if sel is None else max(1, round(c.fraction * n_pool))
     return {"candidate": c.name, "compute_C": compute, "images": images, "epochs": images / n, "subset_size": n,
-            "batch_size": runs.batch(c, n_pool), "name": st.name, "key": st.key, "config": str(config_file),
+            "batch_size": runs.batch(c, n_pool), "lr": build_config(TrainConfig, values=values).optim.lr,
+            "name": st.name, "key": st.key, "config": str(config_file),
             "selection": str(runs.folder(sel)) if sel else None}  # fmt: skip
 
 

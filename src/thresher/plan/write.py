@@ -69,7 +69,8 @@ def markdown(folder: Path, doc: dict, cfg: PlanConfig, check: dict | None = None
         "of the pool)")  # fmt: skip
     lines += [
         f"**Recommended: {doc['recommended']}.** Pre-train on {what} for {f['images']:,} images ({f['epochs']:.1f} "
-        f"epochs of it; batch {f['batch_size']}, lr {cfg.lr:g}, {cfg.objective}, {rec['candidate']['resolution']} px): "
+        f"epochs of it; batch {f['batch_size']}, lr {f.get('lr', cfg.lr):g}, {cfg.objective}, "
+        f"{rec['candidate']['resolution']} px): "
         f"the {left:.3g} C the plan leaves of the budget. Predicted validation top-1 (linear probe) "
         f"{_pm(rec['prediction'])}, a 90% interval: {doc['extrapolation']:.0f}x the compute of the largest pilot, so "
         "the fitted curve's form carries the prediction (its interval holds the pilots' seed noise and how far the "

@@ -2,7 +2,7 @@
 ``registry.SCORERS``), the ScoreTable they fill, and the ``thresher score`` stage (``pipeline``, imported where used).
 """
 
-from . import clustering, domain_classifier, entropy, importance, knn, random_scorer  # noqa: F401  (the scorers)
+from . import clip_score, clustering, domain_classifier, entropy, importance, knn, random_scorer  # noqa: F401
 from .base import Scorer, Side, check_scores
 from .registry import SCORERS
 

@@ -25,13 +25,16 @@ if TYPE_CHECKING:
 class ScoringContext:
     """What the score stage offers a scorer that trains models itself (the domain classifier on images): the
     workspace (models, embeddings and head outputs computed once, each with its cost), the feature models'
-    settings, how to run, where to log, and the stage's default models (``default_model(which, positions)``)."""
+    settings, how to run, where to log, the stage's default models (``default_model(which, positions)``), and the
+    thresher checkpoint the given features came from (an --encoder run or a --features checkpoint; None otherwise),
+    for scorers that read more of it than its backbone (clip-score: its projections and text tower)."""
 
     workspace: Workspace
     models: Any  # scoring.pipeline.FeatureModelConfig: backbone, resolution, epochs, batch size, rate
     runtime: RuntimeConfig
     log: Callable[[str], None]
     default_model: Callable[..., Path]
+    features_checkpoint: Path | None = None
 
 
 @dataclass

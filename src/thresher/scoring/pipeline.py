@@ -244,6 +244,17 @@ class Inputs:
         ckpt = resolve_checkpoint(Path(self.cfg.features))
         return ckpt, self.cfg.features_backbone or checkpoint_backbone(ckpt)
 
+    def features_checkpoint(self) -> Path | None:
+        """The thresher checkpoint behind the given features: an --encoder run or a --features checkpoint."""
+        if self.cfg.encoder:
+            from ..models.encoders import parse_encoder
+
+            spec = parse_encoder(self.cfg.encoder)
+            return resolve_checkpoint(Path(spec.name)) if spec.kind == "file" else None
+        if self.cfg.features and not (Path(self.cfg.features) / "meta.json").is_file():
+            return self.given_checkpoint()[0]
+        return None
+
     # --- a public encoder -------------------------------------------------------------------------------
     def encoder_embeddings(self, side: str) -> Artefact:
         ds, idx = self.raw[side]
@@ -266,7 +277,8 @@ class Inputs:
     def sides(self, scorer) -> tuple[Side, Side]:
         src_ds, src_idx = self.data["source"]
         tgt_ds, tgt_idx = self.data["target"]
-        context = ScoringContext(self.ws, self.cfg.models, self.cfg.runtime, self.ws.log, self.model)
+        context = ScoringContext(self.ws, self.cfg.models, self.cfg.runtime, self.ws.log, self.model,
+                                 self.features_checkpoint())  # fmt: skip
         src = Side(src_ds.spec, src_ds.ids[src_idx], src_ds.labels[src_idx], dataset=src_ds, indices=src_idx,
                    context=context)  # fmt: skip
         tgt = Side(tgt_ds.spec, tgt_ds.ids[tgt_idx], tgt_ds.labels[tgt_idx], dataset=tgt_ds, indices=tgt_idx,

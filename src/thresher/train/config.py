@@ -66,7 +66,7 @@ class TrainConfig(Section):
         None, description="checkpoint to initialise the backbone from (fingerprinted by content)"
     )
     init_head: bool = Field(False, description="also start the objective's head from --init (LP-FT: the probe's head)")
-    objective: str = Field("supervised", description="objective registry name: supervised, moco, simclr, byol")
+    objective: str = Field("supervised", description="objective registry name: supervised, moco, simclr, byol, clip")
     objective_params: dict[str, Any] = Field(
         default_factory=dict, description="the objective's hyper-parameters, e.g. {temperature: 0.2, queue_size: 4096}"
     )
@@ -123,6 +123,28 @@ class TrainConfig(Section):
             except ThresherError as exc:
                 raise ValueError(str(exc)) from None
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _objective_optimizer(cls, data: Any) -> Any:
+        """The objective's own optimiser settings (``objective.optimizer_defaults``: clip's AdamW) fill what the config
+        leaves unset; what it sets wins, and naming another optimiser drops them. The resolved config records the
+        result."""
+        from .objective import OBJECTIVES, optimizer_defaults
+
+        if not isinstance(data, dict) or data.get("objective", "supervised") not in OBJECTIVES:
+            return data  # an unknown objective is reported by _check_named
+        defaults = optimizer_defaults(data.get("objective", "supervised"))
+        if not defaults:
+            return data
+        optim = data.get("optim") or {}
+        if isinstance(optim, OptimConfig):
+            optim = {k: getattr(optim, k) for k in optim.model_fields_set}
+        elif not isinstance(optim, dict):
+            return data  # not an optimiser section: the field's own validation says so
+        if optim.get("name", defaults.get("name")) != defaults.get("name"):
+            return data  # another optimiser, chosen: the objective's settings are for its own
+        return {**data, "optim": {**defaults, **optim}}
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainConfig:

@@ -2,13 +2,14 @@
 ``per_sample_loss``, found by name in one registry.
 
 Each objective names the augmentation it needs (``transform``: a key of the transform registry), whether it needs
-labels and whether it reads a dense dataset's targets (``reads_targets``: boxes, classes and masks in the batch); the
-training loop builds that transform and never asks which objective it runs. The engine's own objectives (``supervised``,
-which every stage fits classifiers with, and the dense ``segmentation`` and ``detection``) are in ``train/``; the
-pre-training objectives (MoCo, SimCLR, BYOL) are in ``pretrain/objectives/``; ``pretrain/__init__.py`` lists them all.
-A new objective is one file with one ``@OBJECTIVES.register("name")`` class and one line in that roster; its keyword
-arguments are its hyper-parameters (``objective_params`` in the config), except the run facts the loop offers every
-objective (``CONTEXT``).
+labels, whether it reads a dense dataset's targets (``reads_targets``: boxes, classes and masks in the batch) and,
+when SGD at the config's defaults does not train it, its own optimiser settings (``optimizer``); the training loop
+builds that transform and never asks which objective it runs. The engine's own objectives (``supervised``, which
+every stage fits classifiers with, and the dense ``segmentation`` and ``detection``) are in ``train/``; the
+pre-training objectives (MoCo, SimCLR, BYOL, CLIP) are in ``pretrain/objectives/``; ``pretrain/__init__.py`` lists
+them all. A new objective is one file with one ``@OBJECTIVES.register("name")`` class and one line in that roster;
+its keyword arguments are its hyper-parameters (``objective_params`` in the config), except the run facts the loop
+offers every objective (``CONTEXT``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def objective_params(name: str) -> list[str]:
     """The user-settable hyper-parameters of objective ``name``."""
     sig = inspect.signature(OBJECTIVES.get(name))
     return [p for p in sig.parameters if p not in ("self", "backbone", *CONTEXT)]
+
+
+def optimizer_defaults(name: str) -> dict[str, Any]:
+    """The optimiser settings objective ``name`` trains with where a config leaves them unset (its ``optimizer``
+    class attribute: clip's AdamW); empty for the SGD objectives, which take ``OptimConfig``'s defaults."""
+    return dict(getattr(OBJECTIVES.get(name), "optimizer", None) or {})
 
 
 def takes(name: str, fact: str) -> bool:

@@ -9,15 +9,19 @@ image). ``per_sample_loss`` is, per pair, the mean of its row's and its column's
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import ThresherError
+from ...models import build_backbone
+from ...models.checkpoint import read_checkpoint
 from ...text.templates import TEMPLATES, check_templates, class_prompts, synonyms, template_caption
 from ...text.tokenizer import WordVocab
 from ...text.tower import TextTower
-from ...train.objective import OBJECTIVES
+from ...train.objective import OBJECTIVES, build_objective
 
 #: log(1/tau) at the start (tau = 0.07) and the largest scale 1/tau may reach
 INIT_LOGIT_SCALE = math.log(1 / 0.07)
@@ -43,11 +47,13 @@ class CLIP(nn.Module):
     ``dim``, trained by ``clip_loss``. Captions come with the batch (a dataset's own, ``ImageDataset.captions``) or,
     for a dataset without text, are templated from each image's class name and its synonyms (002's template
     captions), drawn per example by ``caption_seed`` and the example's position in the run. The word vocabulary is
-    built from those captions (or every class's prompts) when the objective is made and travels in its state. Train
-    it with AdamW as CLIP does (``--set optim.name=adamw --lr 1e-3``): SGD at the supervised default (0.1) collapses
-    every embedding to one point (the loss stays at log of the batch size) within an epoch."""
+    built from those captions (or every class's prompts) when the objective is made and travels in its state. It
+    trains with AdamW as CLIP does (``optimizer``), whatever the config leaves unset."""
 
     transform = "train"
+    #: CLIP's optimiser (Radford et al. 2021: AdamW, decoupled weight decay), for what a config leaves unset; SGD at
+    #: the supervised default (0.1) collapses every embedding to one point within an epoch
+    optimizer = {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05}
     needs_labels = False
     reads_targets = True  # the loop adds the dataset's captions to each batch (when it has them)
 
@@ -108,8 +114,33 @@ class CLIP(nn.Module):
         """Unnormalised image embeddings (B, dim)."""
         return self.image_projection(self.backbone.forward_features(images))
 
+    def class_embeddings(self, names: list[str]) -> torch.Tensor:
+        """(classes, dim) unit vectors: each class's prompts (every template with every synonym of its name)
+        embedded, normalised, averaged and normalised again (CLIP's prompt ensembling)."""
+        with torch.no_grad():
+            rows = [F.normalize(self.embed_text(class_prompts(n, self.templates)), dim=1).mean(0) for n in names]
+        return F.normalize(torch.stack(rows), dim=1)
+
+    def knows_class(self, name: str) -> bool:
+        """Whether the vocabulary knows a word of the class name or a synonym (else its prompts read as unknown
+        words, alike for every such class)."""
+        return any(self.vocab.knows(s) for s in synonyms(name))
+
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         per_sample = clip_loss(self.embed_images(batch["images"]), self.embed_text(self.captions_of(batch)),
                                self.logit_scale)  # fmt: skip
         return {"loss": per_sample.mean(), "per_sample_loss": per_sample.detach(),
                 "logit_scale": self.logit_scale.detach()}  # fmt: skip
+
+
+def load_clip(checkpoint: Path, class_names: list[str]) -> CLIP:
+    """The ``clip`` objective of a checkpoint (backbone, image projection, text tower, vocabulary, templates) in eval
+    mode, for zero-shot classification and CLIP-score selection; another objective's checkpoint is a clear error."""
+    ckpt = read_checkpoint(checkpoint)
+    if ckpt.get("objective") != "clip":
+        raise ThresherError(f"{checkpoint} was trained with objective {ckpt.get('objective')!r}; an image-text model "
+                            "is needed (thresher pretrain --objective clip)")  # fmt: skip
+    params = dict((ckpt.get("config") or {}).get("objective_params") or {})
+    model = build_objective("clip", build_backbone(ckpt["backbone"], None, 0), params, class_names=class_names)
+    model.load_state_dict(ckpt["model"])  # the saved vocabulary and templates replace the ones built here
+    return model.eval()
