@@ -650,6 +650,26 @@ def test_unknown_scorer_parameter(tiny_npz, tmp_path, capsys):
     )  # fmt: skip
 
 
+def test_clip_score_without_an_image_text_model(tiny_npz, tmp_path, capsys):
+    fails(
+        capsys, "score", "--source", f"npz:{tiny_npz}", "--target", f"npz:{tiny_npz}", "-m", "clip-score",
+        "--out", tmp_path / "s", match="clip-score ranks the pool with an image-text model: give --encoder RUN",
+    )  # fmt: skip
+    assert not (tmp_path / "s").exists()  # refused before any work
+
+
+def test_zeroshot_with_a_model_that_is_not_image_text(small_npz, tmp_path, capsys):
+    code, _, err = run(capsys, "pretrain", f"npz:{small_npz}", "--backbone", "small-cnn", "--resolution", "12",
+                       "--epochs", "1", "--batch-size", "8", "--out", tmp_path / "sup")  # fmt: skip
+    assert code == 0, err
+    test = make_npz(tmp_path / "t" / "test.npz", n=8, seed=1)
+    fails(
+        capsys, "evaluate", "--checkpoint", tmp_path / "sup", "--train", f"npz:{small_npz}", "--test", f"npz:{test}",
+        "--protocol", "zeroshot", "--resolution", "12", "--out", tmp_path / "v",
+        match="trained with objective 'supervised'; an image-text model is needed (thresher pretrain --objective clip)",
+    )  # fmt: skip
+
+
 def test_unknown_protocol(tiny_npz, tmp_path, capsys):
     fails(
         capsys, "evaluate", "--backbone", "small-cnn", "--random-init", "--train", f"npz:{tiny_npz}",
