@@ -4,7 +4,8 @@ A protocol gets the evaluation context and a seed and returns the test-set class
 it used and what it cost. Hyper-parameters are chosen on a validation split carved from the training split (per
 class, seeded); the test split is only ever predicted, after the choice. When the validation split would hold fewer
 than ``min_val_per_class`` examples of some class (a few shots), the documented fixed defaults are used and the result
-says so. Every arm of a comparison gets the same grids, hence the same tuning budget.
+says so. Every arm of a comparison gets the same grids, hence the same tuning budget. A protocol whose result cannot
+depend on the seed says so with ``seeded = False`` (zero-shot) and is evaluated once.
 """
 
 from __future__ import annotations

@@ -284,7 +284,10 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, force: bool = False, log=print
         parts = run.file(".seeds")
         parts.mkdir(exist_ok=True)
         per_seed, probs = [], []
-        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+        seeds = cfg.seeds if getattr(protocol, "seeded", True) else 1  # zero-shot: every seed the same
+        if seeds < cfg.seeds:
+            log(f"{cfg.protocol} does not depend on the seed: evaluated once, not {cfg.seeds} times")
+        for seed in range(cfg.seed, cfg.seed + seeds):
             doc_file, probs_file = parts / f"{seed}.json", parts / f"{seed}.npy"
             if doc_file.is_file() and probs_file.is_file():
                 per_seed.append(atomic.read_json(doc_file, fix=f"delete it to evaluate seed {seed} again"))

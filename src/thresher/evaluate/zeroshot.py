@@ -25,7 +25,7 @@ from .protocols import PROTOCOLS, Outcome
 
 @PROTOCOLS.register("zeroshot")
 def zeroshot(ctx, seed: int) -> Outcome:
-    """Classify the test split by similarity to the class names' prompts; deterministic (every seed the same)."""
+    """Classify the test split by similarity to the class names' prompts; deterministic, so evaluated once."""
     t0 = time.perf_counter()
     if ctx.checkpoint is None or ctx.multilabel:
         raise ThresherError("zeroshot classifies single-label targets with an image-text checkpoint (a clip run); "
@@ -55,3 +55,6 @@ def zeroshot(ctx, seed: int) -> Outcome:
         cost={"seconds": time.perf_counter() - t0, "images": 0},
         note=f"zero-shot: no training; the vocabulary knows {len(known)} of {len(names)} class names",
     )
+
+
+zeroshot.seeded = False  # no training, no draw: the evaluation runs once whatever --seeds says
