@@ -96,7 +96,7 @@ def test_clip_score_equals_the_formula_and_leaves_unknown_class_names_out(clip_r
     assert (mean <= scorer.score(src) + 1e-9).all() and not np.allclose(mean, scorer.score(src))
 
 
-def test_clip_score_errors_say_what_to_give(clip_run, tmp_path):
+def test_clip_score_errors_say_what_to_give(clip_run, tmp_path, capsys):
     ckpt, pool = clip_run
     features = np.zeros((4, 64), np.float32)
     with pytest.raises(ThresherError, match="knows none of target's class names"):
@@ -114,8 +114,15 @@ def test_clip_score_errors_say_what_to_give(clip_run, tmp_path):
     sup = build_config(TrainConfig, values={"data": {"spec": f"npz:{pool}"}, "backbone": "small-cnn", "epochs": 1,
                                             "resolution": 12, "batch_size": 16})  # fmt: skip
     pretrain(sup, tmp_path / "sup", log=lambda *_: None)
-    with pytest.raises(ThresherError, match="objective 'supervised'; an image-text model is needed"):
+    with pytest.raises(ThresherError, match="was trained with objective 'supervised'; give --encoder RUN"):
         SCORERS.create("clip-score").fit(*_sides(features, ["cat"], tmp_path / "sup" / "checkpoint.pt"))
+    from conftest import run_cli
+
+    target = _target(tmp_path, ["cat"])
+    code, _, err = run_cli(capsys, "score", "--source", f"npz:{pool}", "--target", f"npz:{target}", "-m", "clip-score",
+                           "--encoder", tmp_path / "sup", "--out", tmp_path / "s")  # fmt: skip
+    assert code == 2 and "was trained with objective 'supervised'" in err
+    assert not list((tmp_path / "s").glob("cache/embeddings-*"))  # refused before the pool was embedded
 
 
 def test_score_with_a_clip_run_ranks_the_pool_s_images_of_the_target_s_class_first(clip_run, tmp_path, capsys):

@@ -95,6 +95,10 @@ class Scorer:
     def resolve_inputs(self, features_given: bool) -> None:
         """Settle 'auto' hyper-parameters that depend on what the user gave (e.g. image vs embedding mode)."""
 
+    def check_model(self, checkpoint: Path | None) -> None:
+        """Check, before any work, the thresher checkpoint the given features come from (None: no such checkpoint;
+        ``ScoringContext.features_checkpoint``), for scorers that read more of it than its backbone."""
+
     def plan_work(self, plan) -> None:
         """Ask ``plan`` (``scoring.estimate.WorkPlan``) for the default models and passes ``fit`` would use, for
         ``thresher score --dry-run``; mirrors what the score run prepares for ``uses``/``features_from``."""

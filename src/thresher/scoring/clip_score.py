@@ -10,6 +10,7 @@ for every such class, so it ranks nothing: such classes are left out (``unknown=
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 from ..data.classes import class_words
 from ..errors import ThresherError
+from ..models.checkpoint import describe_checkpoint
 from ..ops.neighbors import check_dims, feature_shape, iter_rows
 from ..pretrain.objectives.clip import load_clip
 from .base import Scorer, Side, check_target, side_features
@@ -47,15 +49,24 @@ class ClipScoreScorer(Scorer):
             raise ThresherError("clip-score ranks the pool with an image-text model: give --encoder RUN, a thresher "
                                 "pretrain --objective clip run or its checkpoint")  # fmt: skip
 
-    def fit(self, source: Side, target: Side) -> ClipScoreScorer:
-        self.resolve_inputs(True)
-        check_target(target, "clip-score")
-        ckpt = target.context.features_checkpoint if target.context is not None else None
-        if ckpt is None:
+    def check_model(self, checkpoint: Path | None) -> None:
+        if checkpoint is None:
             raise ThresherError(
                 "clip-score needs the clip run the embeddings came from: give --encoder RUN (a thresher pretrain "
                 "--objective clip run), not an embedding store or a public encoder"
             )
+        objective = describe_checkpoint(checkpoint)["objective"]
+        if objective != "clip":
+            raise ThresherError(
+                f"clip-score needs an image-text model, and {checkpoint} was trained with objective {objective!r}; "
+                "give --encoder RUN of a thresher pretrain --objective clip run"
+            )
+
+    def fit(self, source: Side, target: Side) -> ClipScoreScorer:
+        self.resolve_inputs(True)
+        check_target(target, "clip-score")
+        ckpt = target.context.features_checkpoint if target.context is not None else None
+        self.check_model(ckpt)
         words = class_words(target.dataset) if target.dataset is not None else []
         labels = np.unique(target.labels[target.labels >= 0])
         wanted = labels if labels.size else np.arange(len(words))

@@ -244,17 +244,6 @@ class Inputs:
         ckpt = resolve_checkpoint(Path(self.cfg.features))
         return ckpt, self.cfg.features_backbone or checkpoint_backbone(ckpt)
 
-    def features_checkpoint(self) -> Path | None:
-        """The thresher checkpoint behind the given features: an --encoder run or a --features checkpoint."""
-        if self.cfg.encoder:
-            from ..models.encoders import parse_encoder
-
-            spec = parse_encoder(self.cfg.encoder)
-            return resolve_checkpoint(Path(spec.name)) if spec.kind == "file" else None
-        if self.cfg.features and not (Path(self.cfg.features) / "meta.json").is_file():
-            return self.given_checkpoint()[0]
-        return None
-
     # --- a public encoder -------------------------------------------------------------------------------
     def encoder_embeddings(self, side: str) -> Artefact:
         ds, idx = self.raw[side]
@@ -278,7 +267,7 @@ class Inputs:
         src_ds, src_idx = self.data["source"]
         tgt_ds, tgt_idx = self.data["target"]
         context = ScoringContext(self.ws, self.cfg.models, self.cfg.runtime, self.ws.log, self.model,
-                                 self.features_checkpoint())  # fmt: skip
+                                 features_checkpoint(self.cfg))  # fmt: skip
         src = Side(src_ds.spec, src_ds.ids[src_idx], src_ds.labels[src_idx], dataset=src_ds, indices=src_idx,
                    context=context)  # fmt: skip
         tgt = Side(tgt_ds.spec, tgt_ds.ids[tgt_idx], tgt_ds.labels[tgt_idx], dataset=tgt_ds, indices=tgt_idx,
@@ -325,6 +314,19 @@ class Inputs:
         m = self.cfg.models
         backbone = self.backbone_of(which, ckpt)
         return tuple(self.embeddings(s, ckpt, backbone, m.resolution).value for s in sides)
+
+
+def features_checkpoint(cfg: ScoreConfig) -> Path | None:
+    """The thresher checkpoint behind the given features: an --encoder run or a --features checkpoint (None for a
+    public encoder, an embedding store or the default models)."""
+    if cfg.encoder:
+        from ..models.encoders import parse_encoder
+
+        spec = parse_encoder(cfg.encoder)
+        return resolve_checkpoint(Path(spec.name)) if spec.kind == "file" else None
+    if cfg.features and not (Path(cfg.features) / "meta.json").is_file():
+        return resolve_checkpoint(Path(cfg.features))
+    return None
 
 
 def resolve_feature_model(
@@ -456,6 +458,8 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
 
         inputs["encoder"] = load_encoder(cfg.encoder).identity
     _check_before_work(cfg)
+    for scorer in scorers.values():
+        scorer.check_model(features_checkpoint(cfg))
     # the cache is addressed by the fingerprints of what it holds: --force keeps it, so models are not retrained
     with RunFolder(out, "score", cfg, force=force, inputs=inputs, keep=("cache",)) as run:
         done_file = run.file(SCORES_FILE)
