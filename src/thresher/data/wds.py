@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import ThresherError, UnreadableImage
 from .base import IMAGE_EXTENSIONS, UNLABELED, ImageDataset, decode_image
 from .classes import read_classes
+from .columns import CAPTION_COLUMNS
 from .shards import resolve_shards
 from .spec import DATASETS
 
@@ -220,10 +221,10 @@ def open_wds(body: str, *, data_root: str | None = None, strict: bool = False) -
 
 
 def _json_caption(raw: str, key: str) -> str:
-    """The caption of a sample's json member: its ``caption`` (img2dataset) or ``text`` field."""
+    """The caption of a sample's json member: its ``caption`` (img2dataset) or ``text`` field (CAPTION_COLUMNS)."""
     try:
         doc = json.loads(raw)
     except ValueError:
         raise ThresherError(f"sample {key!r} has a json member that is not JSON") from None
-    value = doc.get("caption", doc.get("text")) if isinstance(doc, dict) else None
+    value = next((doc[c] for c in CAPTION_COLUMNS if c in doc), None) if isinstance(doc, dict) else None
     return "" if value is None else str(value)

@@ -147,6 +147,8 @@ class Inputs:
         self._given: tuple | None = None
         self.raw = self.data  # the original images of each side (readable rows), for an encoder
         self._labeled = {side: bool((ds.labels[idx] >= 0).any()) for side, (ds, idx) in self.data.items()}
+        #: what the score stage offers scorers, the same for every one
+        self.context = ScoringContext(ws, cfg.models, cfg.runtime, ws.log, self.model, features_checkpoint(cfg))
 
     # --- the default models -------------------------------------------------------------------------
     def model(self, which: str, positions: np.ndarray | None = None) -> Path:
@@ -266,12 +268,10 @@ class Inputs:
     def sides(self, scorer) -> tuple[Side, Side]:
         src_ds, src_idx = self.data["source"]
         tgt_ds, tgt_idx = self.data["target"]
-        context = ScoringContext(self.ws, self.cfg.models, self.cfg.runtime, self.ws.log, self.model,
-                                 features_checkpoint(self.cfg))  # fmt: skip
         src = Side(src_ds.spec, src_ds.ids[src_idx], src_ds.labels[src_idx], dataset=src_ds, indices=src_idx,
-                   context=context)  # fmt: skip
+                   context=self.context)  # fmt: skip
         tgt = Side(tgt_ds.spec, tgt_ds.ids[tgt_idx], tgt_ds.labels[tgt_idx], dataset=tgt_ds, indices=tgt_idx,
-                   context=context)  # fmt: skip
+                   context=self.context)  # fmt: skip
         if scorer.uses != "features":
             return src, tgt
         if self.cfg.encoder:
@@ -458,8 +458,9 @@ def score(cfg: ScoreConfig, out: str | Path, *, force: bool = False, log=print) 
 
         inputs["encoder"] = load_encoder(cfg.encoder).identity
     _check_before_work(cfg)
+    given = features_checkpoint(cfg)
     for scorer in scorers.values():
-        scorer.check_model(features_checkpoint(cfg))
+        scorer.check_model(given)
     # the cache is addressed by the fingerprints of what it holds: --force keeps it, so models are not retrained
     with RunFolder(out, "score", cfg, force=force, inputs=inputs, keep=("cache",)) as run:
         done_file = run.file(SCORES_FILE)

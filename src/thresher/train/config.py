@@ -132,9 +132,10 @@ class TrainConfig(Section):
         result."""
         from .objective import OBJECTIVES, optimizer_defaults
 
-        if not isinstance(data, dict) or data.get("objective", "supervised") not in OBJECTIVES:
-            return data  # an unknown objective is reported by _check_named
-        defaults = optimizer_defaults(data.get("objective", "supervised"))
+        objective = data.get("objective", "supervised") if isinstance(data, dict) else None
+        if objective not in OBJECTIVES:
+            return data  # not a mapping, or an unknown objective (reported by _check_named)
+        defaults = optimizer_defaults(objective)
         if not defaults:
             return data
         optim = data.get("optim") or {}
